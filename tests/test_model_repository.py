@@ -1,0 +1,76 @@
+"""The committed model repository is valid for Triton and matches the ONNX file it serves."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import onnx
+import pytest
+
+from blinkstack.common.model_repository import (
+    TensorSpec,
+    parse_pbtxt,
+    read_config,
+    render_config,
+    resolve_model_file,
+    tensor_specs,
+)
+from tests.conftest import MODEL_REPOSITORY
+from training.export import io_specs
+
+MODEL_DIR = MODEL_REPOSITORY / "eye_state"
+
+
+@pytest.fixture(scope="module")
+def served():
+    return resolve_model_file(MODEL_DIR)
+
+
+def test_config_is_a_batched_onnxruntime_model(served):
+    config = read_config(MODEL_DIR)
+    assert config["name"] == "eye_state" == MODEL_DIR.name
+    assert config["platform"] == "onnxruntime_onnx"
+    assert config["max_batch_size"] > 0
+    assert config["dynamic_batching"]["max_queue_delay_microseconds"] > 0
+    assert config["instance_group"][0]["kind"] in {"KIND_CPU", "KIND_GPU"}
+
+
+def test_config_matches_the_onnx_graph(served):
+    model_file, _ = served
+    config = read_config(MODEL_DIR)
+    inputs, outputs = io_specs(model_file)
+    assert tensor_specs(config, "input") == inputs == [TensorSpec("images", "TYPE_FP32", (1, 32, 32))]
+    assert tensor_specs(config, "output") == outputs == [TensorSpec("prob_open", "TYPE_FP32", ())]
+
+
+def test_onnx_file_is_self_contained_folded_and_batch_dynamic(served):
+    model_file, _ = served
+    proto = onnx.load(str(model_file), load_external_data=False)
+    onnx.checker.check_model(proto)
+    assert all(t.data_location == onnx.TensorProto.DEFAULT for t in proto.graph.initializer)
+    assert not any(node.op_type == "BatchNormalization" for node in proto.graph.node)
+    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param
+    assert proto.graph.node[-1].op_type == "Sigmoid"
+
+
+def test_model_card_describes_the_served_file(served):
+    model_file, version = served
+    card = json.loads((MODEL_DIR / "model_card.json").read_text())
+    assert card["sha256"] == hashlib.sha256(model_file.read_bytes()).hexdigest()
+    assert card["version"] == version
+    assert {"MRL", "CEW"} <= {d["name"] for d in card["data"]["datasets"]}
+    assert len(card["family"]) >= 3
+    assert (MODEL_DIR / "MODEL_CARD.md").read_text().count(card["sha256"]) == 1
+
+
+def test_pbtxt_parser_reads_what_the_renderer_writes():
+    text = render_config("m", [TensorSpec("x", "TYPE_FP32", (3, 4))], [TensorSpec("y", "TYPE_FP32", (2,))], 8)
+    config = parse_pbtxt(text + '# trailing comment\nparameters { key: "a#b" value: { string_value: "1" } }\n')
+    assert tensor_specs(config, "input") == [TensorSpec("x", "TYPE_FP32", (3, 4))]
+    assert tensor_specs(config, "output") == [TensorSpec("y", "TYPE_FP32", (2,))]
+    assert config["parameters"]["key"] == "a#b"
+    repeated = parse_pbtxt(
+        'input { name: "a" data_type: TYPE_FP32 dims: [1] } input { name: "b" data_type: TYPE_FP32 dims: [2] }'
+    )
+    assert [s.name for s in tensor_specs(repeated, "input")] == ["a", "b"]

@@ -1,0 +1,130 @@
+"""`blinkstack-train`: prepare, train, evaluate, export and document the eye-state model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from training import data
+from training.models import DEFAULT_MODEL, MODEL_SPECS
+
+DEFAULT_REPOSITORY = Path("model_repository")
+
+
+def _prepare(args: argparse.Namespace) -> None:
+    frame, report = data.prepare(args.data_dir)
+    print(f"rows in: {report.rows_in}")
+    print(
+        f"exact duplicates: {report.duplicate_groups} groups; removed {report.duplicate_rows_removed} extra copies "
+        f"whose labels agree; dropped all {report.conflicting_rows_dropped} rows of "
+        f"{report.conflicting_groups} groups whose labels disagree"
+    )
+    print(f"rows out: {report.rows_out}")
+    print(data.split_summary(frame).to_string(index=False))
+    if args.json:
+        Path(args.json).write_text(json.dumps(data.describe(frame, report), indent=2))
+
+
+def _train(args: argparse.Namespace) -> None:
+    from training.train import TrainConfig, train
+
+    cfg = TrainConfig(
+        model=args.model,
+        out_dir=args.out or Path("runs") / args.model,
+        data_dir=args.data_dir,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        patience=args.patience,
+        seed=args.seed,
+        threads=args.threads,
+        limit=args.limit,
+        resume=args.resume,
+    )
+    summary = train(cfg)
+    print(json.dumps({"best": summary["best"], "parameters": summary["parameters"]}))
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from training.evaluate import evaluate, resolve_model
+
+    report = evaluate(resolve_model(args.model), args.out, args.data_dir, threshold=args.threshold)
+    for name in ("mrl_test", "cew_test"):
+        r = report[name]
+        print(
+            f"{name}: F1 {r['f1']:.4f}  macro-F1 {r['macro_f1']:.4f}  acc {r['accuracy']:.4f}  "
+            f"AUC {r['roc_auc']:.4f}  ECE {r['ece']:.4f}  (n={r['n']})"
+        )
+    print(f"wrote {args.out}/eval.json and plots")
+
+
+def _export(args: argparse.Namespace) -> None:
+    from training.export import export
+
+    result = export(
+        args.checkpoint,
+        args.out,
+        data_dir=args.data_dir,
+        repository=args.repository,
+        version=args.version,
+        int8=args.int8,
+    )
+    print(json.dumps(result, indent=2))
+
+
+def _card(args: argparse.Namespace) -> None:
+    from training.model_card import write_model_card
+
+    paths = write_model_card(args.repository, args.runs, args.bench)
+    print("wrote " + ", ".join(str(p) for p in paths))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="blinkstack-train", description=__doc__)
+    parser.add_argument("--data-dir", type=Path, default=data.DEFAULT_DATA_DIR, help="folder with eyes/*.parquet")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("prepare", help="de-duplicate, split by person and print the split summary")
+    p.add_argument("--json", help="also write the summary as JSON here")
+    p.set_defaults(func=_prepare)
+
+    p = sub.add_parser("train", help="train one model of the family")
+    p.add_argument("--model", choices=list(MODEL_SPECS), default=DEFAULT_MODEL)
+    p.add_argument("--out", type=Path, help="run folder (default runs/MODEL)")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--lr", type=float, default=4e-3)
+    p.add_argument("--patience", type=int, default=8, help="early stopping on validation score")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    p.add_argument("--limit", type=int, help="use at most this many crops per split (smoke runs)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("evaluate", help="evaluate an ONNX model on the held-out subjects and CEW hold-out")
+    p.add_argument("--model", default=str(DEFAULT_REPOSITORY / "eye_state"), help="model.onnx or a model folder")
+    p.add_argument("--out", type=Path, default=Path("runs") / "eval")
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("export", help="export a checkpoint to ONNX with the parity gate")
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--out", type=Path, help="ONNX path (default: model.onnx beside the checkpoint)")
+    p.add_argument("--repository", type=Path, help="also install into this Triton model repository")
+    p.add_argument("--version", type=int, default=1)
+    p.add_argument("--int8", action="store_true", help="also write a static INT8 model and its accuracy")
+    p.set_defaults(func=_export)
+
+    p = sub.add_parser("card", help="write the model card from the family's runs and benchmark")
+    p.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
+    p.add_argument("--runs", type=Path, default=Path("runs"))
+    p.add_argument("--bench", type=Path, default=Path("runs") / "bench_family.json")
+    p.set_defaults(func=_card)
+
+    args = parser.parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,227 @@
+"""The model card (JSON + Markdown) beside the served model, assembled from the runs that produced it.
+
+Reads, per size, `runs/<size>/{train_summary.json, export.json, eval/eval.json}` and the family benchmark
+JSON from `bench/bench_eye_state_models.py`. The served model is the run whose exported file has the same
+sha256 as `<repository>/eye_state/<newest version>/model.onnx`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from blinkstack.common.model_repository import EYE_STATE_MODEL, resolve_model_file
+from blinkstack.common.preprocess import INPUT_HEIGHT, INPUT_WIDTH
+from training.export import sha256
+
+DATASETS = [
+    {
+        "name": "MRL",
+        "full_name": "MRL Eye Dataset (VSB Technical University of Ostrava, 2018)",
+        "used": "the ~60 % training part copied into ../shared/data/eyes/mrl.parquet: 50,937 infrared crops, 37 subjects",
+        "licence": "published by its authors for research use; images not redistributed",
+    },
+    {
+        "name": "CEW",
+        "full_name": "Closed Eyes In The Wild (Song et al., NUAA, 2014); open eyes from LFW",
+        "used": "half of the 24x24 eye patches (../shared/data/eyes/cew_dev.parquet, 2,420 patches), split by face",
+        "licence": "published by its authors for research use; images not redistributed",
+    },
+]
+
+CAVEATS = [
+    "MRL is infrared driver-camera footage; visible light is represented only by the small CEW set (1,474 training patches).",
+    "Sensor is a shortcut in MRL (open eyes are over-represented on sensors 02/03); metrics are reported per sensor.",
+    "About 5 % of CEW labels are debatable squints; CEW F1 is bounded by that noise.",
+    "Crops must be square and centred on the eye (the detector's crop geometry); other geometries were not evaluated.",
+    "Not evaluated on children, on heavy make-up, or on faces turned more than about 30 degrees.",
+]
+
+
+def _load(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def _family_rows(runs: Path, bench: dict) -> list[dict]:
+    bench_by_model = {row["model"]: row for row in bench.get("models", [])}
+    rows = []
+    for run in sorted(
+        p for p in runs.iterdir() if (p / "export.json").exists() and (p / "eval" / "eval.json").exists()
+    ):
+        exported, evaluated = _load(run / "export.json"), _load(run / "eval" / "eval.json")
+        b = bench_by_model.get(run.name, {})
+        rows.append(
+            {
+                "model": exported["model_name"],
+                "run": run.name,
+                "parameters": exported["parameters"],
+                "bytes": exported["bytes"],
+                "sha256": exported["sha256"],
+                "mrl_test_f1": evaluated["mrl_test"]["f1"],
+                "mrl_test_macro_f1": evaluated["mrl_test"]["macro_f1"],
+                "cew_test_f1": evaluated["cew_test"]["f1"],
+                "batch1_single_thread_p50_ms": b.get("batch1_single_thread_p50_ms"),
+                "batch1_single_thread_p99_ms": b.get("batch1_single_thread_p99_ms"),
+                "batch256_crops_per_s": b.get("batch256_crops_per_s"),
+                "int8": exported.get("int8"),
+            }
+        )
+    return sorted(rows, key=lambda r: r["parameters"])
+
+
+def build_card(repository: Path, runs: Path, bench_path: Path) -> dict:
+    model_file, version = resolve_model_file(repository / EYE_STATE_MODEL)
+    digest = sha256(model_file)
+    bench = _load(bench_path) if bench_path.exists() else {}
+    family = _family_rows(runs, bench)
+    served = next((r for r in family if r["sha256"] == digest), None)
+    if served is None:
+        raise FileNotFoundError(f"no run under {runs} exported {model_file} (sha256 {digest[:12]}...)")
+    run = runs / served["run"]
+    summary, evaluated, exported = (
+        _load(run / "train_summary.json"),
+        _load(run / "eval" / "eval.json"),
+        _load(run / "export.json"),
+    )
+    return {
+        "name": EYE_STATE_MODEL,
+        "version": version,
+        "file": str(model_file.relative_to(repository)),
+        "sha256": digest,
+        "bytes": model_file.stat().st_size,
+        "architecture": f"{served['model']} (inverted-residual CNN, training/models.py)",
+        "parameters": served["parameters"],
+        "input": {
+            "name": "images",
+            "shape": ["N", 1, INPUT_HEIGHT, INPUT_WIDTH],
+            "dtype": "float32",
+            "preprocessing": "blinkstack.common.preprocess: decode -> gray -> resize (area/bilinear) -> per-crop standardisation",
+        },
+        "output": {
+            "name": "prob_open",
+            "shape": ["N"],
+            "dtype": "float32",
+            "meaning": "P(eye open), sigmoid inside the graph",
+        },
+        "threshold": evaluated["threshold"],
+        "data": {"datasets": DATASETS, **summary["data"]},
+        "training": {"config": summary["config"], "best": summary["best"], "train_rows": summary["train_rows"]},
+        "export": {"parity": exported["parity"], "opset": exported["opset"]},
+        "metrics": {
+            k: evaluated[k] for k in ("mrl_test", "cew_test", "mrl_per_sensor", "mrl_per_glasses", "mrl_per_subject")
+        },
+        "family": family,
+        "benchmark_machine": bench.get("machine"),
+        "caveats": CAVEATS,
+        "commands": [
+            "make train-family   # prepare, train tiny/small/medium, export, evaluate, benchmark, card",
+            f"blinkstack-train train --model {served['model']}",
+            f"blinkstack-train export --checkpoint runs/{served['run']}/best.pt --repository model_repository --version {version} --int8",
+            f"blinkstack-train evaluate --model runs/{served['run']}/model.onnx --out runs/{served['run']}/eval",
+            "python bench/bench_eye_state_models.py runs/*/model.onnx --json runs/bench_family.json",
+            "blinkstack-train card",
+        ],
+    }
+
+
+def _fmt(value: float | None, pattern: str) -> str:
+    return "n/a" if value is None else format(value, pattern)
+
+
+def render_markdown(card: dict) -> str:
+    m = card["metrics"]
+    lines = [
+        f"# Model card: `{card['name']}` version {card['version']}",
+        "",
+        f"Open/closed eye classifier served by blinkstack. File `{card['file']}` ({card['bytes']:,} bytes), sha256 `{card['sha256']}`.",
+        f"Architecture: {card['architecture']}, {card['parameters']:,} parameters.",
+        "",
+        "## Interface",
+        f"- input `images` [N, 1, {INPUT_HEIGHT}, {INPUT_WIDTH}] float32: {card['input']['preprocessing']}.",
+        f"- output `prob_open` [N] float32 in [0, 1]; the eye counts as open at prob_open >= {card['threshold']}.",
+        "- crops: square, centred on the eye; any size and encoding (the service resizes).",
+        "",
+        "## Data",
+    ]
+    lines += [
+        f"- **{d['name']}**: {d['full_name']}. Used: {d['used']}. Licence: {d['licence']}."
+        for d in card["data"]["datasets"]
+    ]
+    dedup = card["data"]["dedup"]
+    lines += [
+        f"- De-duplication (byte-identical images): {dedup['duplicate_groups']} groups; {dedup['duplicate_rows_removed']} extra copies removed, "
+        f"{dedup['conflicting_rows_dropped']} rows of {dedup['conflicting_groups']} groups with contradicting labels dropped.",
+        f"- MRL test subjects: {', '.join(card['data']['mrl_test_subjects'])}; validation subjects: {', '.join(card['data']['mrl_val_subjects'])}; every other subject trains.",
+        f"- CEW split by face: {card['data']['cew_rule']}.",
+        "",
+        "| split | dataset | rows | open | closed | persons | sensors |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    lines += [
+        f"| {r['split']} | {r['dataset']} | {r['rows']} | {r['open']} | {r['closed']} | {r['persons']} | {r['sensors']} |"
+        for r in card["data"]["summary"]
+    ]
+    lines += [
+        "",
+        f"## Metrics (threshold {card['threshold']}, open = positive class)",
+        "",
+        "| set | n | F1 | macro F1 | accuracy | precision | recall | ROC-AUC | ECE |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+
+    def row(name: str, r: dict) -> str:
+        return (
+            f"| {name} | {r['n']} | {r['f1']:.4f} | {r['macro_f1']:.4f} | {r['accuracy']:.4f} | {r['precision']:.4f} | "
+            f"{r['recall']:.4f} | {r['roc_auc']:.4f} | {r['ece']:.4f} |"
+        )
+
+    lines.append(row("MRL test subjects", m["mrl_test"]))
+    lines.append(row("CEW hold-out (cross-domain)", m["cew_test"]))
+    for group in ("mrl_per_sensor", "mrl_per_glasses", "mrl_per_subject"):
+        lines += [row(f"MRL {group.removeprefix('mrl_per_')} {key}", r) for key, r in m[group].items()]
+    lines += [
+        "",
+        "## Family (same data, same recipe)",
+        "",
+        "| model | parameters | file KB | MRL-test F1 | CEW F1 | batch-1 p50 ms (1 thread) | batch-1 p99 ms | crops/s at batch 256 | INT8 MRL F1 / CEW F1 / KB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in card["family"]:
+        int8 = r["int8"]
+        int8_text = (
+            f"{int8['mrl_test_f1']:.4f} / {int8['cew_test_f1']:.4f} / {int8['bytes'] / 1024:.0f}" if int8 else "n/a"
+        )
+        lines.append(
+            f"| {r['model']} | {r['parameters']:,} | {r['bytes'] / 1024:.0f} | {r['mrl_test_f1']:.4f} | {r['cew_test_f1']:.4f} | "
+            f"{_fmt(r['batch1_single_thread_p50_ms'], '.3f')} | {_fmt(r['batch1_single_thread_p99_ms'], '.3f')} | "
+            f"{_fmt(r['batch256_crops_per_s'], ',.0f')} |  {int8_text} |"
+        )
+    machine = card.get("benchmark_machine") or {}
+    lines += [
+        "",
+        f"Latency measured on {machine.get('cpus', '?')} CPU cores ({machine.get('processor', '?')}) with ONNX Runtime, by `bench/bench_eye_state_models.py`.",
+        "",
+        "## Training",
+        f"Best epoch {card['training']['best']['epoch']} (validation score {card['training']['best']['score']:.4f}); "
+        f"{card['training']['train_rows']:,} training crops. Export parity (ONNX Runtime vs PyTorch, "
+        f"{card['export']['parity']['crops']} real crops): max |diff| {card['export']['parity']['max_abs_diff']:.2g}.",
+        "",
+        "Commands that produced this model:",
+        "```",
+        *card["commands"],
+        "```",
+        "",
+        "## Caveats",
+        *[f"- {c}" for c in card["caveats"]],
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_model_card(repository: Path, runs: Path, bench_path: Path) -> list[Path]:
+    card = build_card(Path(repository), Path(runs), Path(bench_path))
+    model_dir = Path(repository) / EYE_STATE_MODEL
+    json_path, md_path = model_dir / "model_card.json", model_dir / "MODEL_CARD.md"
+    json_path.write_text(json.dumps(card, indent=2) + "\n")
+    md_path.write_text(render_markdown(card))
+    return [json_path, md_path]
