@@ -74,3 +74,26 @@ def test_pbtxt_parser_reads_what_the_renderer_writes():
         'input { name: "a" data_type: TYPE_FP32 dims: [1] } input { name: "b" data_type: TYPE_FP32 dims: [2] }'
     )
     assert [s.name for s in tensor_specs(repeated, "input")] == ["a", "b"]
+
+
+def test_gpu_variant_uses_tensorrt_fp16_and_the_same_tensors():
+    default = read_config(MODEL_DIR)
+    gpu = parse_pbtxt((MODEL_DIR / "configs" / "gpu.pbtxt").read_text())
+    assert gpu["instance_group"][0]["kind"] == "KIND_GPU"
+    (accelerator,) = gpu["optimization"]["execution_accelerators"]["gpu_execution_accelerator"]
+    parameters = {p["key"]: p["value"] for p in accelerator["parameters"]}
+    assert accelerator["name"] == "tensorrt" and parameters["precision_mode"] == "FP16"
+    for key in ("name", "platform", "max_batch_size", "input", "output", "dynamic_batching"):
+        assert gpu[key] == default[key], key
+
+
+def test_version_resolution_picks_newest_or_pinned(tmp_path):
+    model_dir = tmp_path / "eye_state"
+    for version in (1, 3, 12):
+        (model_dir / str(version)).mkdir(parents=True)
+        (model_dir / str(version) / "model.onnx").write_bytes(b"x")
+    (model_dir / "7").mkdir()  # a version folder without a model does not count
+    assert resolve_model_file(model_dir) == (model_dir / "12" / "model.onnx", 12)
+    assert resolve_model_file(model_dir, 3) == (model_dir / "3" / "model.onnx", 3)
+    with pytest.raises(FileNotFoundError, match=r"version 7 not in .* \(have \[1, 3, 12\]\)"):
+        resolve_model_file(model_dir, 7)

@@ -38,6 +38,7 @@ def _train(args: argparse.Namespace) -> None:
         lr=args.lr,
         patience=args.patience,
         seed=args.seed,
+        ema_decay=args.ema_decay,
         threads=args.threads,
         limit=args.limit,
         resume=args.resume,
@@ -92,11 +93,12 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("train", help="train one model of the family")
     p.add_argument("--model", choices=list(MODEL_SPECS), default=DEFAULT_MODEL)
     p.add_argument("--out", type=Path, help="run folder (default runs/MODEL)")
-    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--lr", type=float, default=4e-3)
     p.add_argument("--patience", type=int, default=8, help="early stopping on validation score")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ema-decay", type=float, default=0.998, help="EMA of weights for validation/export (0: off)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     p.add_argument("--limit", type=int, help="use at most this many crops per split (smoke runs)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")

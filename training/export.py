@@ -24,6 +24,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from blinkstack.common.model_repository import (
     EYE_STATE_MODEL,
+    GPU_CONFIG_NAME,
     MODEL_FILENAME,
     ONNX_TO_TRITON_DTYPE,
     TensorSpec,
@@ -37,7 +38,7 @@ from training.train import load_split, to_input
 
 PARITY_TOLERANCE = 1e-4
 PARITY_CROPS = 2048
-MAX_BATCH_SIZE = 512
+MAX_BATCH_SIZE = 128
 OPSET = 18
 
 
@@ -116,6 +117,9 @@ def install(onnx_path: Path, repository: Path, version: int) -> Path:
     shutil.copyfile(onnx_path, target)
     inputs, outputs = io_specs(onnx_path)
     (model_dir / "config.pbtxt").write_text(render_config(EYE_STATE_MODEL, inputs, outputs, MAX_BATCH_SIZE))
+    gpu_config = model_dir / "configs" / f"{GPU_CONFIG_NAME}.pbtxt"
+    gpu_config.parent.mkdir(exist_ok=True)
+    gpu_config.write_text(render_config(EYE_STATE_MODEL, inputs, outputs, MAX_BATCH_SIZE, gpu=True))
     return target
 
 

@@ -26,9 +26,13 @@ def training_curves(history: list[dict], path: Path) -> None:
     loss_ax.plot(epochs, [h["val_loss"] for h in history], label="val")
     loss_ax.set(xlabel="epoch", ylabel="weighted BCE", title="loss")
     loss_ax.legend()
-    for key, label in (("val_f1_mrl", "MRL val"), ("val_f1_cew", "CEW val"), ("val_score", "selection score")):
+    for key, label in (
+        ("val_f1_mrl", "MRL val F1"),
+        ("val_f1_cew", "CEW val F1"),
+        ("val_score", "selection: MRL val macro-F1"),
+    ):
         f1_ax.plot(epochs, [h[key] for h in history], label=label)
-    f1_ax.set(xlabel="epoch", ylabel="F1 (open)", title="validation F1")
+    f1_ax.set(xlabel="epoch", ylabel="F1", title="validation")
     f1_ax.legend()
     _save(fig, path)
 

@@ -3,6 +3,7 @@ validation F1, checkpoints that resume exactly (model, optimiser, schedule, RNG,
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import math
@@ -27,7 +28,7 @@ class TrainConfig:
     model: str = DEFAULT_MODEL
     out_dir: Path = Path("runs") / DEFAULT_MODEL
     data_dir: Path = data.DEFAULT_DATA_DIR
-    epochs: int = 20
+    epochs: int = 30
     batch_size: int = 256
     lr: float = 4e-3
     weight_decay: float = 5e-4
@@ -35,6 +36,8 @@ class TrainConfig:
     patience: int = 8
     # CEW is 3 % of the training rows; repeating it keeps visible-light crops in every batch.
     cew_repeat: int = 4
+    # Validation, checkpoints and export use an exponential moving average of the weights (0: off).
+    ema_decay: float = 0.998
     seed: int = 0
     threads: int = 0
     limit: int | None = None  # subsample each split (smoke runs and tests)
@@ -93,15 +96,46 @@ def validate(model: torch.nn.Module, val: Split) -> dict[str, float]:
         report = classification_report(val.labels[mask], probs[mask])
         result[f"val_f1_{dataset}"] = report["f1"]
         result[f"val_macro_f1_{dataset}"] = report["macro_f1"]
-    # Select on both domains, with macro F1 so that a subject set dominated by one class cannot hide
-    # a collapse on the other.
-    result["val_score"] = (result["val_macro_f1_mrl"] + result["val_macro_f1_cew"]) / 2
+    # Select on MRL validation macro F1 (4,632 crops of 5 held-out people; macro, so that a subject set
+    # dominated by one class cannot hide a collapse on the other). CEW validation (234 crops, 0.4 % per
+    # error) is reported but too small to select on: its noise stopped runs while MRL was still improving.
+    result["val_score"] = result["val_macro_f1_mrl"]
     return result
 
 
-def _checkpoint_state(model, optimizer, scheduler, rng, epoch, history, best, cfg) -> dict:
+class WeightEMA:
+    """Exponential moving average of a model's parameters and buffers.
+
+    The decay ramps up as min(decay, (1 + t) / (10 + t)): a fixed 0.998 from step 0 would keep most of the
+    random initialisation in the average for the first epochs.
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        self.module = copy.deepcopy(model).eval()
+        self.decay, self.steps = decay, 0
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        self.steps += 1
+        decay = min(self.decay, (1 + self.steps) / (10 + self.steps))
+        for averaged, current in zip(self.module.state_dict().values(), model.state_dict().values(), strict=True):
+            if averaged.dtype.is_floating_point:
+                averaged.lerp_(current, 1.0 - decay)
+            else:
+                averaged.copy_(current)
+
+    def state_dict(self) -> dict:
+        return {"module": self.module.state_dict(), "steps": self.steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.module.load_state_dict(state["module"])
+        self.steps = state["steps"]
+
+
+def _checkpoint_state(model, ema, optimizer, scheduler, rng, epoch, history, best, cfg) -> dict:
     return {
         "model": model.state_dict(),
+        "ema": ema.state_dict() if ema is not None else None,
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "numpy_rng": rng.bit_generator.state,
@@ -131,6 +165,8 @@ def train(cfg: TrainConfig) -> dict:
     weight_per_class = class_weights(train_split.labels[epoch_index])
 
     model = build_model(cfg.model)
+    ema = WeightEMA(model, cfg.ema_decay) if cfg.ema_decay else None
+    evaluated = ema.module if ema is not None else model
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
     optimizer = torch.optim.AdamW(
@@ -147,6 +183,8 @@ def train(cfg: TrainConfig) -> dict:
     if cfg.resume and last_path.exists():
         state = torch.load(last_path, weights_only=False)
         model.load_state_dict(state["model"])
+        if ema is not None and state.get("ema") is not None:
+            ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         rng.bit_generator.state = state["numpy_rng"]
@@ -173,17 +211,19 @@ def train(cfg: TrainConfig) -> dict:
             loss.backward()
             optimizer.step()
             scheduler.step()
+            if ema is not None:
+                ema.update(model)
             total_loss += float(loss) * len(idx)
             seen += len(idx)
             bar.set_postfix(loss=f"{total_loss / seen:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
         row = {"epoch": epoch, "train_loss": total_loss / seen, "lr": scheduler.get_last_lr()[0]}
-        row.update(validate(model, val_split))
+        row.update(validate(evaluated, val_split))
         history.append(row)
         print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
         if row["val_score"] > best["score"]:
             best = {"score": row["val_score"], "epoch": epoch}
-            torch.save({"model": model.state_dict(), "model_name": cfg.model, "epoch": epoch}, best_path)
-        torch.save(_checkpoint_state(model, optimizer, scheduler, rng, epoch, history, best, cfg), last_path)
+            torch.save({"model": evaluated.state_dict(), "model_name": cfg.model, "epoch": epoch}, best_path)
+        torch.save(_checkpoint_state(model, ema, optimizer, scheduler, rng, epoch, history, best, cfg), last_path)
         with metrics_csv.open("w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(history[0]))
             writer.writeheader()

@@ -31,10 +31,16 @@ def render_config(
     outputs: list[TensorSpec],
     max_batch_size: int,
     max_queue_delay_us: int = 500,
-    instance_kind: str = "KIND_CPU",
+    gpu: bool = False,
     instance_count: int = 1,
 ) -> str:
-    """config.pbtxt for Triton's ONNX Runtime backend with dynamic batching."""
+    """config.pbtxt for Triton's ONNX Runtime backend with dynamic batching.
+
+    `gpu=True` renders the GPU variant: instances on the GPU, and ONNX Runtime's TensorRT execution
+    accelerator in FP16 with an engine cache (TensorRT builds engines on first load; the cache keeps restarts
+    fast). Triton picks it with `--model-config-name=gpu` (file `configs/gpu.pbtxt`), so one repository
+    serves CPU and GPU deployments.
+    """
 
     def tensor(spec: TensorSpec) -> str:
         # Triton wants at least one dim per tensor; a per-item scalar ([N] with batching) is declared as
@@ -56,8 +62,26 @@ def render_config(
         f"input [\n{input_block}\n]\n"
         f"output [\n{output_block}\n]\n"
         f"dynamic_batching {{\n  max_queue_delay_microseconds: {max_queue_delay_us}\n}}\n"
-        f"instance_group [\n  {{\n    count: {instance_count}\n    kind: {instance_kind}\n  }}\n]\n"
+        f"instance_group [\n  {{\n    count: {instance_count}\n    kind: {'KIND_GPU' if gpu else 'KIND_CPU'}\n  }}\n]\n"
+        + (_TENSORRT if gpu else "")
     )
+
+
+_TENSORRT = """optimization {
+  execution_accelerators {
+    gpu_execution_accelerator: [
+      {
+        name: "tensorrt"
+        parameters { key: "precision_mode" value: "FP16" }
+        parameters { key: "max_workspace_size_bytes" value: "1073741824" }
+        parameters { key: "trt_engine_cache_enable" value: "1" }
+        parameters { key: "trt_engine_cache_path" value: "/tmp/triton-trt-cache" }
+      }
+    ]
+  }
+}
+"""
+GPU_CONFIG_NAME = "gpu"
 
 
 _TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|#[^\n]*|[{}\[\]:,]|[^\s{}\[\]:,"#]+')

@@ -24,7 +24,11 @@ def create_session(
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(model_path), options, providers=providers or ["CPUExecutionProvider"])
+    providers = providers or ["CPUExecutionProvider"]
+    missing = [p for p in providers if p not in ort.get_available_providers()]
+    if missing:
+        raise ValueError(f"ONNX Runtime providers {missing} unavailable here (have {ort.get_available_providers()})")
+    return ort.InferenceSession(str(model_path), options, providers=providers)
 
 
 def run_prob_open(session: ort.InferenceSession, images: np.ndarray, max_batch: int = 1024) -> np.ndarray:

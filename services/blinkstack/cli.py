@@ -1,0 +1,72 @@
+"""`blinkstack`: serve a service, or talk to one."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+import grpc
+
+from blinkstack.common.config import env_option
+from blinkstack.eyestate import server as eyestate_server
+from blinkstack.v1 import eyestate_pb2, eyestate_pb2_grpc, types_pb2
+
+CLASSIFY_CHUNK = 256
+
+
+def _classify(args: argparse.Namespace) -> int:
+    paths = [Path(p) for p in args.images]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        print(f"error: not a file: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    with grpc.insecure_channel(args.target) as channel:
+        stub = eyestate_pb2_grpc.EyeStateServiceStub(channel)
+        for start in range(0, len(paths), CLASSIFY_CHUNK):
+            chunk = paths[start : start + CLASSIFY_CHUNK]
+            request = eyestate_pb2.ClassifyEyesRequest(
+                crops=eyestate_pb2.CropBatch(crops=[types_pb2.Image(encoded=p.read_bytes()) for p in chunk])
+            )
+            try:
+                response = stub.ClassifyEyes(request, timeout=args.timeout)
+            except grpc.RpcError as exc:
+                print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+                return 1
+            for path, result in zip(chunk, response.results, strict=True):
+                state = types_pb2.EyeState.Name(result.state).removeprefix("EYE_STATE_").lower()
+                print(f"{path}\t{result.prob_open:.4f}\t{state}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="blinkstack", description="Eye state and blink events over gRPC.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run one service in the foreground")
+    services = serve.add_subparsers(dest="service", required=True)
+    eyestate = services.add_parser("eyestate", help="ClassifyEyes over ONNX Runtime (embedded) or Triton")
+    eyestate_server.add_arguments(eyestate)
+    eyestate.set_defaults(run=lambda a: asyncio.run(eyestate_server.serve(a)))
+
+    classify = sub.add_parser("classify", help="print prob_open and state for eye-crop image files")
+    classify.add_argument("images", nargs="+", help="PNG/JPEG eye crops")
+    env_option(
+        classify,
+        "--target",
+        "BLINKSTACK_EYESTATE_ADDR",
+        f"127.0.0.1:{eyestate_server.DEFAULT_PORT}",
+        help="eye-state service address",
+    )
+    classify.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
+    classify.set_defaults(run=_classify)
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sys.exit(args.run(args) or 0)
+
+
+if __name__ == "__main__":
+    main()

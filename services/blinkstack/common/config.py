@@ -1,0 +1,35 @@
+"""Flags whose defaults come from environment variables (12-factor): flag > env > built-in default."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable
+from typing import Any
+
+
+def parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise argparse.ArgumentTypeError(f"not a boolean: {text!r}")
+
+
+def env_option(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    flag: str,
+    env: str,
+    default: Any,
+    kind: Callable[[str], Any] = str,
+    help: str = "",
+    **kwargs: Any,
+) -> None:
+    """Add `flag`, defaulting to $`env` when set (parsed with `kind`), else to `default`."""
+    raw = os.environ.get(env)
+    try:
+        value = kind(raw) if raw is not None else default
+    except (ValueError, argparse.ArgumentTypeError) as exc:
+        raise SystemExit(f"invalid ${env}={raw!r}: {exc}") from None
+    parser.add_argument(flag, type=kind, default=value, help=f"{help} [env {env}, default {default!r}]", **kwargs)

@@ -1,0 +1,77 @@
+"""`blinkstack.v1.Image` messages -> numpy images, with the limits and checks every service applies.
+
+Every problem raises `InvalidInput` with a message that names the offending field, so servers can answer
+INVALID_ARGUMENT with it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from blinkstack.common.preprocess import ImageDecodeError, decode_image
+from blinkstack.v1 import types_pb2
+
+MAX_ENCODED_BYTES = 4 * 1024 * 1024
+MAX_SIDE = 4096
+_CHANNELS = {types_pb2.PIXEL_FORMAT_GRAY8: 1, types_pb2.PIXEL_FORMAT_BGR8: 3}
+
+
+class InvalidInput(ValueError):
+    """A request field is missing, malformed or out of bounds."""
+
+
+def _check_side(width: int, height: int, what: str) -> None:
+    if width < 1 or height < 1:
+        raise InvalidInput(f"{what}: width and height must be > 0 (got {width}x{height})")
+    if width > MAX_SIDE or height > MAX_SIDE:
+        raise InvalidInput(f"{what}: {width}x{height} exceeds the {MAX_SIDE}x{MAX_SIDE} limit")
+
+
+def decode(image: types_pb2.Image, what: str) -> np.ndarray:
+    """An Image message -> HxW (gray) or HxWx3/4 (BGR/BGRA) uint8 array."""
+    kind = image.WhichOneof("data")
+    if kind is None:
+        raise InvalidInput(f"{what}: no image data (set `encoded` or `raw`)")
+    if kind == "encoded":
+        if len(image.encoded) > MAX_ENCODED_BYTES:
+            raise InvalidInput(f"{what}: {len(image.encoded)} encoded bytes exceed the {MAX_ENCODED_BYTES} limit")
+        try:
+            array = decode_image(image.encoded)
+        except ImageDecodeError as exc:
+            raise InvalidInput(f"{what}: {exc}") from None
+        _check_side(array.shape[1], array.shape[0], what)
+        return array
+    raw = image.raw
+    if raw.format not in _CHANNELS:
+        raise InvalidInput(f"{what}: raw.format must be PIXEL_FORMAT_GRAY8 or PIXEL_FORMAT_BGR8")
+    _check_side(raw.width, raw.height, what)
+    channels = _CHANNELS[raw.format]
+    expected = raw.width * raw.height * channels
+    if len(raw.pixels) != expected:
+        raise InvalidInput(
+            f"{what}: raw size mismatch: {len(raw.pixels)} bytes, expected {raw.width}x{raw.height}x{channels} = "
+            f"{expected} for {types_pb2.PixelFormat.Name(raw.format)}"
+        )
+    shape = (raw.height, raw.width) if channels == 1 else (raw.height, raw.width, channels)
+    return np.frombuffer(raw.pixels, dtype=np.uint8).reshape(shape)
+
+
+def crop(frame: np.ndarray, box: types_pb2.Box, what: str) -> np.ndarray:
+    """The pixels of `box` (rounded to whole pixels); the box must have a positive size and lie inside the frame."""
+    values = (box.x, box.y, box.width, box.height)
+    if not all(math.isfinite(v) for v in values):
+        raise InvalidInput(f"{what}: box has a non-finite coordinate {values}")
+    if box.width <= 0 or box.height <= 0:
+        raise InvalidInput(f"{what}: box width and height must be > 0 (got {box.width} x {box.height})")
+    height, width = frame.shape[:2]
+    x0, y0 = round(box.x), round(box.y)
+    x1, y1 = round(box.x + box.width), round(box.y + box.height)
+    if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
+        raise InvalidInput(
+            f"{what}: box ({box.x:g}, {box.y:g}, {box.width:g} x {box.height:g}) is outside the {width}x{height} frame"
+        )
+    if x1 <= x0 or y1 <= y0:
+        raise InvalidInput(f"{what}: box is smaller than one pixel")
+    return frame[y0:y1, x0:x1]

@@ -1,0 +1,122 @@
+"""Embedded backend: ONNX Runtime in-process, reading the Triton model repository, with micro-batching.
+
+Concurrent requests are merged into one session run: a single worker takes the first queued job, adds every
+job already waiting (and, with `max_delay_s` > 0, those arriving within that delay) up to `max_batch` crops,
+and runs them together on an executor thread, so the event loop keeps accepting requests meanwhile. With the
+default delay of 0 a lone request never waits, while a busy server still batches whatever queued up during
+the previous run. The queue is bounded: when it is full, callers wait (backpressure) instead of piling up work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from blinkstack.common import metrics
+from blinkstack.common.model_repository import EYE_STATE_MODEL, read_config, resolve_model_file
+from blinkstack.common.onnx_runtime import create_session, run_prob_open
+from blinkstack.eyestate.backend import BackendInfo, BackendUnavailable
+
+
+@dataclass
+class _Job:
+    images: np.ndarray
+    result: asyncio.Future
+
+
+class OnnxRuntimeBackend:
+    def __init__(
+        self,
+        repository: Path,
+        model_name: str = EYE_STATE_MODEL,
+        version: int | None = None,
+        threads: int = 0,
+        max_batch: int = 256,
+        max_delay_s: float = 0.0,
+        queue_size: int = 1024,
+        providers: list[str] | None = None,
+    ) -> None:
+        self._model_dir = Path(repository) / model_name
+        self._model_name, self._version, self._threads = model_name, version, threads
+        self._max_batch, self._max_delay_s, self._queue_size = max_batch, max_delay_s, queue_size
+        self._providers = providers
+        self._session = None
+        self._worker: asyncio.Task | None = None
+        self.info = BackendInfo("onnxruntime", model_name, "", max_batch)
+
+    async def start(self) -> None:
+        model_file, version = resolve_model_file(self._model_dir, self._version)
+        config = read_config(self._model_dir)
+        self._session = await asyncio.to_thread(create_session, model_file, self._threads, self._providers)
+        max_batch = min(self._max_batch, int(config.get("max_batch_size", self._max_batch)) or self._max_batch)
+        digest = hashlib.sha256(model_file.read_bytes()).hexdigest()
+        self.info = BackendInfo("onnxruntime", self._model_name, str(version), max_batch, digest)
+        self._queue: asyncio.Queue[_Job] = asyncio.Queue(self._queue_size)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnxruntime")
+        self._worker = asyncio.create_task(self._batch_loop(), name="onnxruntime-batcher")
+
+    async def ready(self) -> bool:
+        return self._session is not None and self._worker is not None and not self._worker.done()
+
+    async def infer(self, images: np.ndarray, timeout: float | None = None) -> np.ndarray:
+        if not await self.ready():
+            raise BackendUnavailable("the ONNX Runtime backend is not running")
+        job = _Job(images, asyncio.get_running_loop().create_future())
+        try:
+            await asyncio.wait_for(self._queue.put(job), timeout)
+        except TimeoutError:
+            raise BackendUnavailable("the inference queue stayed full until the deadline") from None
+        return await job.result
+
+    async def _collect(self, first: _Job) -> list[_Job]:
+        jobs, crops = [first], len(first.images)
+        deadline = asyncio.get_running_loop().time() + self._max_delay_s
+        while crops < self._max_batch:
+            try:
+                job = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                remaining = deadline - asyncio.get_running_loop().time()
+                if remaining <= 0:
+                    break
+                try:
+                    job = await asyncio.wait_for(self._queue.get(), remaining)
+                except TimeoutError:
+                    break
+            jobs.append(job)
+            crops += len(job.images)
+        return jobs
+
+    async def _batch_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            jobs = await self._collect(await self._queue.get())
+            # Jobs whose caller gave up (deadline, cancellation) are dropped before running.
+            jobs = [job for job in jobs if not job.result.done()]
+            if not jobs:
+                continue
+            batch = jobs[0].images if len(jobs) == 1 else np.concatenate([job.images for job in jobs])
+            metrics.EYESTATE_BATCH_SIZE.labels("onnxruntime").observe(len(batch))
+            try:
+                probs = await loop.run_in_executor(self._executor, run_prob_open, self._session, batch, self._max_batch)
+            except Exception as exc:  # the session failed: every caller in the batch learns why
+                for job in jobs:
+                    if not job.result.done():
+                        job.result.set_exception(exc)
+                continue
+            offset = 0
+            for job in jobs:
+                if not job.result.done():
+                    job.result.set_result(probs[offset : offset + len(job.images)])
+                offset += len(job.images)
+
+    async def close(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+            self._executor.shutdown(wait=True)
+            self._worker = None
