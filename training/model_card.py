@@ -49,12 +49,15 @@ def _family_rows(runs: Path, bench: dict) -> list[dict]:
         p for p in runs.iterdir() if (p / "export.json").exists() and (p / "eval" / "eval.json").exists()
     ):
         exported, evaluated = _load(run / "export.json"), _load(run / "eval" / "eval.json")
+        summary = _load(run / "train_summary.json")
         b = bench_by_model.get(run.name, {})
         rows.append(
             {
                 "model": exported["model_name"],
                 "run": run.name,
                 "parameters": exported["parameters"],
+                "epochs": summary["config"]["epochs"],
+                "best_epoch": summary["best"]["epoch"],
                 "bytes": exported["bytes"],
                 "sha256": exported["sha256"],
                 "mrl_test_f1": evaluated["mrl_test"]["f1"],
@@ -181,10 +184,10 @@ def render_markdown(card: dict) -> str:
         lines += [row(f"MRL {group.removeprefix('mrl_per_')} {key}", r) for key, r in m[group].items()]
     lines += [
         "",
-        "## Family (same data, same recipe)",
+        "## Family (same data and recipe; schedule per row)",
         "",
-        "| model | parameters | file KB | MRL-test F1 | CEW F1 | batch-1 p50 ms (1 thread) | batch-1 p99 ms | crops/s at batch 256 | INT8 MRL F1 / CEW F1 / KB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| model | parameters | epochs (best) | file KB | MRL-test F1 | CEW F1 | batch-1 p50 ms (1 thread) | batch-1 p99 ms | crops/s at batch 256 | INT8 MRL F1 / CEW F1 / KB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in card["family"]:
         int8 = r["int8"]
@@ -192,7 +195,7 @@ def render_markdown(card: dict) -> str:
             f"{int8['mrl_test_f1']:.4f} / {int8['cew_test_f1']:.4f} / {int8['bytes'] / 1024:.0f}" if int8 else "n/a"
         )
         lines.append(
-            f"| {r['model']} | {r['parameters']:,} | {r['bytes'] / 1024:.0f} | {r['mrl_test_f1']:.4f} | {r['cew_test_f1']:.4f} | "
+            f"| {r['model']} | {r['parameters']:,} | {r['epochs']} ({r['best_epoch']}) | {r['bytes'] / 1024:.0f} | {r['mrl_test_f1']:.4f} | {r['cew_test_f1']:.4f} | "
             f"{_fmt(r['batch1_single_thread_p50_ms'], '.3f')} | {_fmt(r['batch1_single_thread_p99_ms'], '.3f')} | "
             f"{_fmt(r['batch256_crops_per_s'], ',.0f')} |  {int8_text} |"
         )
