@@ -179,7 +179,7 @@ def export(
         raise
     result = {
         "checkpoint": str(checkpoint),
-        "model_name": load_checkpoint_name(checkpoint),
+        "model_name": model.name,
         "onnx": str(out),
         "sha256": sha256(out),
         "bytes": out.stat().st_size,
@@ -204,7 +204,3 @@ def export(
         result["installed"] = str(install(out, Path(repository), version))
     (out.parent / "export.json").write_text(json.dumps(result, indent=2))
     return result
-
-
-def load_checkpoint_name(path: Path) -> str:
-    return torch.load(path, map_location="cpu", weights_only=False)["model_name"]

@@ -87,7 +87,9 @@ class ProbOpen(nn.Module):
 def build_model(name: str) -> EyeStateNet:
     if name not in MODEL_SPECS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_SPECS)}")
-    return EyeStateNet(MODEL_SPECS[name])
+    model = EyeStateNet(MODEL_SPECS[name])
+    model.name = name  # the registry name travels with the model (checkpoints, export reports)
+    return model
 
 
 def count_parameters(model: nn.Module) -> int:
