@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -42,8 +43,6 @@ def health_status(address: str, service: str = "") -> int:
 
 
 def wait_for_health(address: str, status: int, service: str = "", timeout: float = 30.0) -> None:
-    import time
-
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:

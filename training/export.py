@@ -9,7 +9,6 @@ with PyTorch on real crops to within `PARITY_TOLERANCE`.
 from __future__ import annotations
 
 import copy
-import hashlib
 import itertools
 import json
 import shutil
@@ -28,6 +27,7 @@ from blinkstack.common.model_repository import (
     MODEL_FILENAME,
     ONNX_TO_TRITON_DTYPE,
     TensorSpec,
+    file_sha256,
     render_config,
 )
 from blinkstack.common.onnx_runtime import create_session, run_prob_open
@@ -151,10 +151,6 @@ def quantize_int8(onnx_path: Path, out_path: Path, calibration: np.ndarray) -> P
     return out_path
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def export(
     checkpoint: Path,
     out: Path | None = None,
@@ -181,7 +177,7 @@ def export(
         "checkpoint": str(checkpoint),
         "model_name": model.name,
         "onnx": str(out),
-        "sha256": sha256(out),
+        "sha256": file_sha256(out),
         "bytes": out.stat().st_size,
         "parameters": count_parameters(model),
         "parity": {"crops": len(images), "max_abs_diff": diff, "tolerance": PARITY_TOLERANCE},

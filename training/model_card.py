@@ -10,9 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from blinkstack.common.model_repository import EYE_STATE_MODEL, resolve_model_file
+from blinkstack.common.model_repository import EYE_STATE_MODEL, file_sha256, resolve_model_file
 from blinkstack.common.preprocess import INPUT_HEIGHT, INPUT_WIDTH
-from training.export import sha256
 
 DATASETS = [
     {
@@ -74,7 +73,7 @@ def _family_rows(runs: Path, bench: dict) -> list[dict]:
 
 def build_card(repository: Path, runs: Path, bench_path: Path) -> dict:
     model_file, version = resolve_model_file(repository / EYE_STATE_MODEL)
-    digest = sha256(model_file)
+    digest = file_sha256(model_file)
     bench = _load(bench_path) if bench_path.exists() else {}
     family = _family_rows(runs, bench)
     served = next((r for r in family if r["sha256"] == digest), None)

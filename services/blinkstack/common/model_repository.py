@@ -6,6 +6,7 @@ export writes it; the eye-state service's embedded ONNX Runtime backend reads th
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,3 +178,8 @@ def resolve_model_file(model_dir: Path, version: int | None = None) -> tuple[Pat
     elif version not in versions:
         raise FileNotFoundError(f"version {version} not in {model_dir} (have {versions})")
     return Path(model_dir) / str(version) / MODEL_FILENAME, version
+
+
+def file_sha256(path: Path) -> str:
+    """The identity of a served model file (model card, GetModelInfo)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

@@ -10,7 +10,6 @@ the previous run. The queue is bounded: when it is full, callers wait (backpress
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from blinkstack.common import metrics
-from blinkstack.common.model_repository import EYE_STATE_MODEL, read_config, resolve_model_file
+from blinkstack.common.model_repository import EYE_STATE_MODEL, file_sha256, read_config, resolve_model_file
 from blinkstack.common.onnx_runtime import create_session, run_prob_open
 from blinkstack.eyestate.backend import BackendInfo, BackendUnavailable
 
@@ -54,8 +53,7 @@ class OnnxRuntimeBackend:
         config = read_config(self._model_dir)
         self._session = await asyncio.to_thread(create_session, model_file, self._threads, self._providers)
         max_batch = min(self._max_batch, int(config.get("max_batch_size", self._max_batch)) or self._max_batch)
-        digest = hashlib.sha256(model_file.read_bytes()).hexdigest()
-        self.info = BackendInfo("onnxruntime", self._model_name, str(version), max_batch, digest)
+        self.info = BackendInfo("onnxruntime", self._model_name, str(version), max_batch, file_sha256(model_file))
         self._queue: asyncio.Queue[_Job] = asyncio.Queue(self._queue_size)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnxruntime")
         self._worker = asyncio.create_task(self._batch_loop(), name="onnxruntime-batcher")
