@@ -9,6 +9,7 @@ from training import data
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODEL_REPOSITORY = REPO_ROOT / "model_repository"
+VIDEO = data.DEFAULT_DATA_DIR / "video" / "eyeblink8_v8_windows.mp4"
 
 
 @pytest.fixture(scope="session")
@@ -24,3 +25,37 @@ def real_crops(prepared) -> list[bytes]:
     frame, _ = prepared
     test = frame[frame["split"] == "test"].sort_values("content_sha1")
     return test.groupby(["dataset", "class_id"]).head(24)["image_png"].tolist()
+
+
+@pytest.fixture(scope="session")
+def triton(tmp_path_factory):
+    """A real tritonserver (nvidia-pytriton's binary) serving the committed repository, shared by the session.
+
+    Tests that stop it must start it again before they return.
+    """
+    from blinkstack.triton_launcher import TritonServer
+    from tests.servers import free_port
+
+    server = TritonServer(
+        MODEL_REPOSITORY, free_port(), free_port(), free_port(), log_path=tmp_path_factory.mktemp("triton") / "log"
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def video_frames() -> list:
+    """Every frame of the real webcam video (1,956 BGR frames, 640x480), decoded once."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(VIDEO))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    assert len(frames) == 1956, f"{VIDEO}: expected 1,956 frames, decoded {len(frames)}"
+    return frames

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
 import socket
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
+from types import ModuleType
 from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from blinkstack.common.backend import BackendUnavailable
+
+MAX_MESSAGE_BYTES = 1024 * 1024
 
 
 def free_port() -> int:
@@ -54,3 +61,37 @@ def wait_for_health(address: str, status: int, service: str = "", timeout: float
             last = exc.code()
         time.sleep(0.1)
     raise AssertionError(f"{address} health stayed {last}, expected {status}")
+
+
+def service_args(server_module: ModuleType, model_repository: str, **overrides: Any) -> argparse.Namespace:
+    """A service's parsed defaults, on any free port, no metrics port, a 1 MiB message limit, then `overrides`."""
+    parser = argparse.ArgumentParser()
+    server_module.add_arguments(parser)
+    args = parser.parse_args([])
+    args.port, args.metrics_port, args.max_message_bytes = 0, 0, MAX_MESSAGE_BYTES
+    args.model_repository = model_repository
+    for key, value in overrides.items():
+        setattr(args, key, value)
+    return args
+
+
+class RunningService:
+    """A blinkstack service (its `build_backend`/`build_host`) in this process, on its own event loop thread."""
+
+    def __init__(self, server_module: ModuleType, args: argparse.Namespace, stub: Callable[[grpc.Channel], Any]):
+        self.loop = EventLoopThread()
+        self.backend = server_module.build_backend(args)
+        with contextlib.suppress(BackendUnavailable):  # Triton may come up later; health says so
+            self.loop.run(self.backend.start())
+        self.host = server_module.build_host(args, self.backend)
+        self.host.settings.health_poll_s = 0.2
+        self.port = self.loop.run(self.host.start())
+        self.address = f"127.0.0.1:{self.port}"
+        self.channel = grpc.insecure_channel(self.address)
+        self.stub = stub(self.channel)
+
+    def close(self) -> None:
+        self.channel.close()
+        self.loop.run(self.host.stop())
+        self.loop.run(self.backend.close())
+        self.loop.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import signal
 import subprocess
@@ -23,51 +22,24 @@ from blinkstack.common.model_repository import resolve_model_file
 from blinkstack.common.onnx_runtime import create_session, run_prob_open
 from blinkstack.common.preprocess import decode_image, preprocess_batch, preprocess_encoded
 from blinkstack.eyestate import server as eyestate_server
-from blinkstack.eyestate.backend import BackendUnavailable
 from blinkstack.v1 import eyestate_pb2, eyestate_pb2_grpc, types_pb2
 from tests.conftest import MODEL_REPOSITORY
-from tests.servers import EventLoopThread, free_port, wait_for_health
+from tests.servers import MAX_MESSAGE_BYTES, RunningService, free_port, service_args, wait_for_health
 
-MAX_MESSAGE_BYTES = 1024 * 1024
 SERVING = health_pb2.HealthCheckResponse.SERVING
 
 
 def eyestate_args(**overrides) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    eyestate_server.add_arguments(parser)
-    args = parser.parse_args([])
-    args.port, args.metrics_port, args.max_message_bytes = 0, 0, MAX_MESSAGE_BYTES
-    args.model_repository = str(MODEL_REPOSITORY)
-    for key, value in overrides.items():
-        setattr(args, key, value)
-    return args
+    return service_args(eyestate_server, str(MODEL_REPOSITORY), **overrides)
 
 
-class RunningService:
-    """An eye-state server in this process, on its own event loop thread."""
-
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.loop = EventLoopThread()
-        self.backend = eyestate_server.build_backend(args)
-        with contextlib.suppress(BackendUnavailable):  # Triton may come up later; health says so
-            self.loop.run(self.backend.start())
-        self.host = eyestate_server.build_host(args, self.backend)
-        self.host.settings.health_poll_s = 0.2
-        self.port = self.loop.run(self.host.start())
-        self.address = f"127.0.0.1:{self.port}"
-        self.channel = grpc.insecure_channel(self.address)
-        self.stub = eyestate_pb2_grpc.EyeStateServiceStub(self.channel)
-
-    def close(self) -> None:
-        self.channel.close()
-        self.loop.run(self.host.stop())
-        self.loop.run(self.backend.close())
-        self.loop.close()
+def eyestate_service(args: argparse.Namespace) -> RunningService:
+    return RunningService(eyestate_server, args, eyestate_pb2_grpc.EyeStateServiceStub)
 
 
 @pytest.fixture(scope="module")
 def service():
-    running = RunningService(eyestate_args())
+    running = eyestate_service(eyestate_args())
     wait_for_health(running.address, SERVING)
     yield running
     running.close()
@@ -193,8 +165,8 @@ BAD_REQUESTS = {
     ),
     "negative box": (_frame_request([types_pb2.Box(x=1, y=1, width=-4, height=5)]), "must be > 0"),
     "box outside the frame": (
-        _frame_request([types_pb2.Box(x=90, y=10, width=20, height=20)]),
-        "outside the 100x80 frame",
+        _frame_request([types_pb2.Box(x=95, y=10, width=20, height=20)]),
+        "centre outside the 100x80 frame",
     ),
     "non-finite box": (_frame_request([types_pb2.Box(x=float("nan"), y=1, width=4, height=4)]), "non-finite"),
 }

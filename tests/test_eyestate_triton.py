@@ -7,29 +7,17 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2
 
-from blinkstack.triton_launcher import TritonServer
-from tests.conftest import MODEL_REPOSITORY
-from tests.servers import free_port, wait_for_health
-from tests.test_eyestate_service import RunningService, encoded_request, eyestate_args, probs_of
+from tests.servers import wait_for_health
+from tests.test_eyestate_service import encoded_request, eyestate_args, eyestate_service, probs_of
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 @pytest.fixture(scope="module")
-def triton(tmp_path_factory):
-    server = TritonServer(
-        MODEL_REPOSITORY, free_port(), free_port(), free_port(), log_path=tmp_path_factory.mktemp("triton") / "log"
-    )
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def services(triton):
-    via_triton = RunningService(eyestate_args(backend="triton", triton_url=triton.grpc_url, triton_timeout=2.0))
-    embedded = RunningService(eyestate_args())
+    via_triton = eyestate_service(eyestate_args(backend="triton", triton_url=triton.grpc_url, triton_timeout=2.0))
+    embedded = eyestate_service(eyestate_args())
     wait_for_health(via_triton.address, SERVING)
     wait_for_health(embedded.address, SERVING)
     yield via_triton, embedded

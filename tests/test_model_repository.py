@@ -10,6 +10,7 @@ import pytest
 
 from blinkstack.common.model_repository import (
     TensorSpec,
+    onnx_io_specs,
     parse_pbtxt,
     read_config,
     render_config,
@@ -17,9 +18,23 @@ from blinkstack.common.model_repository import (
     tensor_specs,
 )
 from tests.conftest import MODEL_REPOSITORY
-from training.export import io_specs
+from training.face_detector import MEMBER_SHA256, WHEEL, WHEEL_SHA256
 
 MODEL_DIR = MODEL_REPOSITORY / "eye_state"
+DETECTOR_DIR = MODEL_REPOSITORY / "face_detector"
+MODELS = {
+    "eye_state": (
+        [TensorSpec("images", "TYPE_FP32", (1, 32, 32))],
+        [TensorSpec("prob_open", "TYPE_FP32", ())],
+    ),
+    "face_detector": (
+        [TensorSpec("images", "TYPE_FP32", (3, -1, -1))],
+        [
+            TensorSpec(name, "TYPE_FP32", (c, -1, -1))
+            for name, c in (("heatmap", 1), ("scale", 2), ("offset", 2), ("landmarks", 10))
+        ],
+    ),
+}
 
 
 @pytest.fixture(scope="module")
@@ -27,21 +42,48 @@ def served():
     return resolve_model_file(MODEL_DIR)
 
 
-def test_config_is_a_batched_onnxruntime_model(served):
-    config = read_config(MODEL_DIR)
-    assert config["name"] == "eye_state" == MODEL_DIR.name
+@pytest.mark.parametrize("model", list(MODELS))
+def test_config_is_a_batched_onnxruntime_model(model):
+    config = read_config(MODEL_REPOSITORY / model)
+    assert config["name"] == model
     assert config["platform"] == "onnxruntime_onnx"
     assert config["max_batch_size"] > 0
     assert config["dynamic_batching"]["max_queue_delay_microseconds"] > 0
     assert config["instance_group"][0]["kind"] in {"KIND_CPU", "KIND_GPU"}
 
 
-def test_config_matches_the_onnx_graph(served):
-    model_file, _ = served
-    config = read_config(MODEL_DIR)
-    inputs, outputs = io_specs(model_file)
-    assert tensor_specs(config, "input") == inputs == [TensorSpec("images", "TYPE_FP32", (1, 32, 32))]
-    assert tensor_specs(config, "output") == outputs == [TensorSpec("prob_open", "TYPE_FP32", ())]
+@pytest.mark.parametrize("model", list(MODELS))
+def test_config_matches_the_onnx_graph(model):
+    model_file, _ = resolve_model_file(MODEL_REPOSITORY / model)
+    config = read_config(MODEL_REPOSITORY / model)
+    inputs, outputs = onnx_io_specs(model_file)
+    expected_inputs, expected_outputs = MODELS[model]
+    assert tensor_specs(config, "input") == inputs == expected_inputs
+    assert tensor_specs(config, "output") == outputs == expected_outputs
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+def test_gpu_variant_uses_tensorrt_fp16_and_the_same_tensors(model):
+    default = read_config(MODEL_REPOSITORY / model)
+    gpu = parse_pbtxt((MODEL_REPOSITORY / model / "configs" / "gpu.pbtxt").read_text())
+    assert gpu["instance_group"][0]["kind"] == "KIND_GPU"
+    (accelerator,) = gpu["optimization"]["execution_accelerators"]["gpu_execution_accelerator"]
+    parameters = {p["key"]: p["value"] for p in accelerator["parameters"]}
+    assert accelerator["name"] == "tensorrt" and parameters["precision_mode"] == "FP16"
+    for key in ("name", "platform", "max_batch_size", "input", "output", "dynamic_batching"):
+        assert gpu[key] == default[key], key
+
+
+def test_face_detector_is_the_pinned_centerface_with_its_licence():
+    source = json.loads((DETECTOR_DIR / "SOURCE.json").read_text())
+    model_file, _ = resolve_model_file(DETECTOR_DIR)
+    assert source["served_sha256"] == hashlib.sha256(model_file.read_bytes()).hexdigest()
+    assert source["wheel"] == WHEEL and source["wheel_sha256"] == WHEEL_SHA256
+    assert source["member_sha256"] == MEMBER_SHA256
+    assert "MIT License" in (DETECTOR_DIR / "LICENSE").read_text()
+    proto = onnx.load(str(model_file))
+    onnx.checker.check_model(proto)
+    assert [i.name for i in proto.graph.input] == ["images"]  # weights are initializers, not inputs
 
 
 def test_onnx_file_is_self_contained_folded_and_batch_dynamic(served):
@@ -74,17 +116,6 @@ def test_pbtxt_parser_reads_what_the_renderer_writes():
         'input { name: "a" data_type: TYPE_FP32 dims: [1] } input { name: "b" data_type: TYPE_FP32 dims: [2] }'
     )
     assert [s.name for s in tensor_specs(repeated, "input")] == ["a", "b"]
-
-
-def test_gpu_variant_uses_tensorrt_fp16_and_the_same_tensors():
-    default = read_config(MODEL_DIR)
-    gpu = parse_pbtxt((MODEL_DIR / "configs" / "gpu.pbtxt").read_text())
-    assert gpu["instance_group"][0]["kind"] == "KIND_GPU"
-    (accelerator,) = gpu["optimization"]["execution_accelerators"]["gpu_execution_accelerator"]
-    parameters = {p["key"]: p["value"] for p in accelerator["parameters"]}
-    assert accelerator["name"] == "tensorrt" and parameters["precision_mode"] == "FP16"
-    for key in ("name", "platform", "max_batch_size", "input", "output", "dynamic_batching"):
-        assert gpu[key] == default[key], key
 
 
 def test_version_resolution_picks_newest_or_pinned(tmp_path):

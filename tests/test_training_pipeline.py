@@ -9,10 +9,10 @@ import onnx
 import pytest
 import torch
 
-from blinkstack.common.model_repository import read_config, resolve_model_file, tensor_specs
+from blinkstack.common.model_repository import onnx_io_specs, read_config, resolve_model_file, tensor_specs
 from blinkstack.common.onnx_runtime import create_session, run_prob_open
 from blinkstack.common.preprocess import INPUT_SHAPE
-from training.export import ParityError, export, io_specs, load_checkpoint, parity_check
+from training.export import ParityError, export, load_checkpoint, parity_check
 from training.models import build_model
 from training.train import TrainConfig, train
 
@@ -65,7 +65,7 @@ def test_export_passes_parity_and_installs_a_servable_model(run_dir, tmp_path):
             session, np.random.default_rng(batch).standard_normal((batch, *INPUT_SHAPE)).astype(np.float32)
         )
         assert probs.shape == (batch,) and ((probs >= 0) & (probs <= 1)).all()
-    inputs, outputs = io_specs(model_file)
+    inputs, outputs = onnx_io_specs(model_file)
     config = read_config(repository / "eye_state")
     assert tensor_specs(config, "input") == inputs and tensor_specs(config, "output") == outputs
 

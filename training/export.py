@@ -23,12 +23,9 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from blinkstack.common.model_repository import (
     EYE_STATE_MODEL,
-    GPU_CONFIG_NAME,
     MODEL_FILENAME,
-    ONNX_TO_TRITON_DTYPE,
-    TensorSpec,
     file_sha256,
-    render_config,
+    write_configs,
 )
 from blinkstack.common.onnx_runtime import create_session, run_prob_open
 from blinkstack.common.preprocess import INPUT_SHAPE
@@ -99,27 +96,13 @@ def parity_check(model: nn.Module, onnx_path: Path, images: np.ndarray) -> float
     return diff
 
 
-def io_specs(onnx_path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
-    """Inputs and outputs of an ONNX file as Triton sees them (batch axis dropped)."""
-    session = create_session(onnx_path, intra_op_threads=1)
-
-    def spec(arg) -> TensorSpec:
-        return TensorSpec(arg.name, ONNX_TO_TRITON_DTYPE[arg.type], tuple(int(d) for d in arg.shape[1:]))
-
-    return [spec(a) for a in session.get_inputs()], [spec(a) for a in session.get_outputs()]
-
-
 def install(onnx_path: Path, repository: Path, version: int) -> Path:
-    """Copy the model into `<repository>/eye_state/<version>/` and (re)write its config.pbtxt."""
+    """Copy the model into `<repository>/eye_state/<version>/` and (re)write its Triton configs."""
     model_dir = repository / EYE_STATE_MODEL
     target = model_dir / str(version) / MODEL_FILENAME
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(onnx_path, target)
-    inputs, outputs = io_specs(onnx_path)
-    (model_dir / "config.pbtxt").write_text(render_config(EYE_STATE_MODEL, inputs, outputs, MAX_BATCH_SIZE))
-    gpu_config = model_dir / "configs" / f"{GPU_CONFIG_NAME}.pbtxt"
-    gpu_config.parent.mkdir(exist_ok=True)
-    gpu_config.write_text(render_config(EYE_STATE_MODEL, inputs, outputs, MAX_BATCH_SIZE, gpu=True))
+    write_configs(model_dir, MAX_BATCH_SIZE)
     return target
 
 

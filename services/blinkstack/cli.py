@@ -8,11 +8,13 @@ import logging
 import sys
 from pathlib import Path
 
+import cv2
 import grpc
 
 from blinkstack.common.config import env_option
+from blinkstack.detector import server as detector_server
 from blinkstack.eyestate import server as eyestate_server
-from blinkstack.v1 import eyestate_pb2, eyestate_pb2_grpc, types_pb2
+from blinkstack.v1 import detector_pb2, detector_pb2_grpc, eyestate_pb2, eyestate_pb2_grpc, types_pb2
 
 CLASSIFY_CHUNK = 256
 
@@ -41,6 +43,42 @@ def _classify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _detect(args: argparse.Namespace) -> int:
+    path = Path(args.image)
+    if not path.is_file():
+        print(f"error: not a file: {path}", file=sys.stderr)
+        return 2
+    request = detector_pb2.DetectEyesRequest(frame=types_pb2.Frame(image=types_pb2.Image(encoded=path.read_bytes())))
+    with grpc.insecure_channel(args.target) as channel:
+        try:
+            response = detector_pb2_grpc.DetectorServiceStub(channel).DetectEyes(request, timeout=args.timeout)
+        except grpc.RpcError as exc:
+            print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+            return 1
+    print(f"{path}: {response.frame_width}x{response.frame_height}, {len(response.faces)} face(s)")
+    for face in response.faces:
+        b = face.box
+        print(
+            f"face {face.track_id}: score {face.score:.3f} box x={b.x:.1f} y={b.y:.1f} w={b.width:.1f} h={b.height:.1f}"
+        )
+        for name, eye in (("left", face.left_eye), ("right", face.right_eye)):
+            e = eye.box
+            print(
+                f"  {name} eye: centre ({eye.center.x:.1f}, {eye.center.y:.1f}) "
+                f"box x={e.x:.1f} y={e.y:.1f} side={e.width:.1f}"
+            )
+    if args.annotate:
+        from blinkstack.annotate import draw_faces
+        from blinkstack.common.preprocess import decode_image
+
+        image = draw_faces(decode_image(path.read_bytes()), list(response.faces))
+        if not cv2.imwrite(args.annotate, image):
+            print(f"error: could not write {args.annotate}", file=sys.stderr)
+            return 1
+        print(f"wrote {args.annotate}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="blinkstack", description="Eye state and blink events over gRPC.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -50,6 +88,10 @@ def main(argv: list[str] | None = None) -> None:
     eyestate = services.add_parser("eyestate", help="ClassifyEyes over ONNX Runtime (embedded) or Triton")
     eyestate_server.add_arguments(eyestate)
     eyestate.set_defaults(run=lambda a: asyncio.run(eyestate_server.serve(a)))
+
+    detector = services.add_parser("detector", help="DetectEyes: faces, eye boxes and track ids (CenterFace)")
+    detector_server.add_arguments(detector)
+    detector.set_defaults(run=lambda a: asyncio.run(detector_server.serve(a)))
 
     classify = sub.add_parser("classify", help="print prob_open and state for eye-crop image files")
     classify.add_argument("images", nargs="+", help="PNG/JPEG eye crops")
@@ -62,6 +104,19 @@ def main(argv: list[str] | None = None) -> None:
     )
     classify.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
     classify.set_defaults(run=_classify)
+
+    detect = sub.add_parser("detect", help="print the faces and eyes the detector finds in an image file")
+    detect.add_argument("image", help="PNG/JPEG frame")
+    env_option(
+        detect,
+        "--target",
+        "BLINKSTACK_DETECTOR_ADDR",
+        f"127.0.0.1:{detector_server.DEFAULT_PORT}",
+        help="detector service address",
+    )
+    detect.add_argument("--annotate", metavar="PNG", help="also write the frame with boxes and landmarks drawn")
+    detect.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
+    detect.set_defaults(run=_detect)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

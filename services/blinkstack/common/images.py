@@ -7,7 +7,9 @@ INVALID_ARGUMENT with it.
 from __future__ import annotations
 
 import math
+import re
 
+import cv2
 import numpy as np
 
 from blinkstack.common.preprocess import ImageDecodeError, decode_image
@@ -59,19 +61,43 @@ def decode(image: types_pb2.Image, what: str) -> np.ndarray:
 
 
 def crop(frame: np.ndarray, box: types_pb2.Box, what: str) -> np.ndarray:
-    """The pixels of `box` (rounded to whole pixels); the box must have a positive size and lie inside the frame."""
+    """The pixels of `box`, rounded to whole pixels.
+
+    The box must have a positive size and its centre must lie inside the frame. Parts of it past the frame edge
+    are filled by replicating the edge pixels: an eye near the border keeps the square geometry the model was
+    trained on instead of being squeezed into a clipped box.
+    """
     values = (box.x, box.y, box.width, box.height)
     if not all(math.isfinite(v) for v in values):
         raise InvalidInput(f"{what}: box has a non-finite coordinate {values}")
     if box.width <= 0 or box.height <= 0:
         raise InvalidInput(f"{what}: box width and height must be > 0 (got {box.width} x {box.height})")
     height, width = frame.shape[:2]
+    centre_x, centre_y = box.x + box.width / 2, box.y + box.height / 2
+    if not (0 <= centre_x < width and 0 <= centre_y < height):
+        raise InvalidInput(
+            f"{what}: box ({box.x:g}, {box.y:g}, {box.width:g} x {box.height:g}) has its centre outside the "
+            f"{width}x{height} frame"
+        )
     x0, y0 = round(box.x), round(box.y)
     x1, y1 = round(box.x + box.width), round(box.y + box.height)
-    if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
-        raise InvalidInput(
-            f"{what}: box ({box.x:g}, {box.y:g}, {box.width:g} x {box.height:g}) is outside the {width}x{height} frame"
-        )
     if x1 <= x0 or y1 <= y0:
         raise InvalidInput(f"{what}: box is smaller than one pixel")
-    return frame[y0:y1, x0:x1]
+    if x1 - x0 > 2 * MAX_SIDE or y1 - y0 > 2 * MAX_SIDE:
+        raise InvalidInput(f"{what}: box of {x1 - x0}x{y1 - y0} pixels exceeds the limit of {2 * MAX_SIDE}")
+    inside = frame[max(y0, 0) : min(y1, height), max(x0, 0) : min(x1, width)]
+    pad = (max(-y0, 0), max(y1 - height, 0), max(-x0, 0), max(x1 - width, 0))
+    if not any(pad):
+        return inside
+    return cv2.copyMakeBorder(np.ascontiguousarray(inside), *pad, cv2.BORDER_REPLICATE)
+
+
+STREAM_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def check_stream_id(stream_id: str, what: str = "stream_id", required: bool = True) -> None:
+    """Stream ids name Redis keys and metrics: 1..128 characters of [A-Za-z0-9._:-]."""
+    if not stream_id and not required:
+        return
+    if not STREAM_ID_PATTERN.fullmatch(stream_id):
+        raise InvalidInput(f"{what}: {stream_id!r} is not 1..128 characters of [A-Za-z0-9._:-]")

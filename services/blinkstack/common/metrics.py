@@ -28,6 +28,17 @@ EYESTATE_BATCH_SIZE = Histogram(
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
 )
 
+DETECTOR_FRAMES = Counter("blinkstack_detector_frames_total", "Frames run through the face detector (both RPCs)")
+DETECTOR_FACES = Histogram(
+    "blinkstack_detector_faces_per_frame", "Faces found per frame", buckets=(0, 1, 2, 3, 4, 6, 8, 16, 32)
+)
+DETECTOR_STAGE_SECONDS = Histogram(
+    "blinkstack_detector_stage_seconds",
+    "Time per detector stage and frame: prepare (colour, resize), infer (face model), decode (maps -> faces)",
+    ["stage"],
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5),
+)
+
 
 def instrumented(service: str) -> Callable:
     """Decorator for unary async servicer methods: counts calls by status code and records latency."""

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 EYE_STATE_MODEL = "eye_state"
+FACE_DETECTOR_MODEL = "face_detector"
 MODEL_FILENAME = "model.onnx"
 
 # Triton data types for the ONNX element types the project uses.
@@ -83,6 +84,35 @@ _TENSORRT = """optimization {
 }
 """
 GPU_CONFIG_NAME = "gpu"
+
+
+def onnx_io_specs(onnx_path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """Inputs and outputs of an ONNX file as Triton sees them: batch axis dropped, symbolic dims as -1."""
+    from blinkstack.common.onnx_runtime import create_session
+
+    session = create_session(onnx_path, intra_op_threads=1)
+
+    def spec(arg: Any) -> TensorSpec:
+        dims = tuple(d if isinstance(d, int) else -1 for d in arg.shape[1:])
+        return TensorSpec(arg.name, ONNX_TO_TRITON_DTYPE[arg.type], dims)
+
+    return [spec(a) for a in session.get_inputs()], [spec(a) for a in session.get_outputs()]
+
+
+def write_configs(model_dir: Path, max_batch_size: int, max_queue_delay_us: int = 500) -> None:
+    """config.pbtxt (CPU) and configs/gpu.pbtxt (TensorRT) for the newest ONNX file under `model_dir`."""
+    model_file, _ = resolve_model_file(model_dir)
+    inputs, outputs = onnx_io_specs(model_file)
+    name = Path(model_dir).name
+    for gpu, path in ((False, Path(model_dir) / "config.pbtxt"), (True, config_path(model_dir, GPU_CONFIG_NAME))):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(render_config(name, inputs, outputs, max_batch_size, max_queue_delay_us, gpu=gpu))
+
+
+def config_path(model_dir: Path, config_name: str | None = None) -> Path:
+    """Triton's `--model-config-name`: `configs/<name>.pbtxt`, or the default config.pbtxt."""
+    model_dir = Path(model_dir)
+    return model_dir / "configs" / f"{config_name}.pbtxt" if config_name else model_dir / "config.pbtxt"
 
 
 _TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|#[^\n]*|[{}\[\]:,]|[^\s{}\[\]:,"#]+')

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from blinkstack.common import metrics
+from blinkstack.common.backend import BackendInfo, BackendUnavailable
 from blinkstack.common.model_repository import EYE_STATE_MODEL, file_sha256, read_config, resolve_model_file
 from blinkstack.common.onnx_runtime import create_session, run_prob_open
-from blinkstack.eyestate.backend import BackendInfo, BackendUnavailable
 
 
 @dataclass

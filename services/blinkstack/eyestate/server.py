@@ -3,26 +3,25 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
-from pathlib import Path
 
 import grpc
 import numpy as np
 
 from blinkstack.common import images, metrics
+from blinkstack.common.backend import BackendUnavailable
+from blinkstack.common.backend_options import add_backend_options, backend_options
 from blinkstack.common.config import env_option
 from blinkstack.common.grpc_server import ServiceHost, add_server_options, run_until_signal, settings_from_args
 from blinkstack.common.model_repository import EYE_STATE_MODEL
 from blinkstack.common.preprocess import INPUT_HEIGHT, INPUT_WIDTH, preprocess_batch
-from blinkstack.eyestate.backend import BackendUnavailable, EyeStateBackend
+from blinkstack.eyestate.backend import EyeStateBackend
 from blinkstack.v1 import eyestate_pb2, eyestate_pb2_grpc, types_pb2
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = eyestate_pb2.DESCRIPTOR.services_by_name["EyeStateService"].full_name
 DEFAULT_PORT, DEFAULT_METRICS_PORT = 50052, 9102
-DEFAULT_REPOSITORY = Path(__file__).resolve().parents[3] / "model_repository"
 
 
 class EyeStateServicer(eyestate_pb2_grpc.EyeStateServiceServicer):
@@ -90,24 +89,8 @@ class EyeStateServicer(eyestate_pb2_grpc.EyeStateServiceServicer):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_server_options(parser, "EYESTATE", DEFAULT_PORT, DEFAULT_METRICS_PORT)
+    add_backend_options(parser, "EYESTATE", EYE_STATE_MODEL)
     group = parser.add_argument_group("eye-state")
-    env_option(
-        group,
-        "--backend",
-        "BLINKSTACK_EYESTATE_BACKEND",
-        "onnxruntime",
-        help="onnxruntime | triton",
-        choices=["onnxruntime", "triton"],
-    )
-    env_option(
-        group,
-        "--model-repository",
-        "BLINKSTACK_MODEL_REPOSITORY",
-        str(DEFAULT_REPOSITORY),
-        help="Triton model repository (onnxruntime backend)",
-    )
-    env_option(group, "--model-name", "BLINKSTACK_EYESTATE_MODEL", EYE_STATE_MODEL, help="model name in the repository")
-    env_option(group, "--model-version", "BLINKSTACK_EYESTATE_MODEL_VERSION", "", help="pinned version (empty: newest)")
     env_option(
         group,
         "--threshold",
@@ -118,23 +101,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     env_option(group, "--max-crops", "BLINKSTACK_EYESTATE_MAX_CROPS", 256, int, help="most crops per request")
     env_option(
-        group,
-        "--threads",
-        "BLINKSTACK_EYESTATE_THREADS",
-        0,
-        int,
-        help="ONNX Runtime intra-op threads (0: one per core)",
-    )
-    env_option(
         group, "--max-batch", "BLINKSTACK_EYESTATE_MAX_BATCH", 256, int, help="largest micro-batch (onnxruntime)"
-    )
-    env_option(
-        group,
-        "--providers",
-        "BLINKSTACK_ORT_PROVIDERS",
-        "CPUExecutionProvider",
-        help="ONNX Runtime execution providers in order; GPU nodes (onnxruntime-gpu): "
-        "TensorrtExecutionProvider,CUDAExecutionProvider,CPUExecutionProvider",
     )
     env_option(
         group,
@@ -144,38 +111,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         float,
         help="wait this long to fill a micro-batch (onnxruntime)",
     )
-    env_option(
-        group, "--triton-url", "BLINKSTACK_TRITON_URL", "127.0.0.1:8001", help="Triton gRPC address (triton backend)"
-    )
-    env_option(
-        group,
-        "--triton-timeout",
-        "BLINKSTACK_TRITON_TIMEOUT_S",
-        2.0,
-        float,
-        help="deadline per Triton call when the client sets none",
-    )
-    env_option(group, "--triton-retries", "BLINKSTACK_TRITON_RETRIES", 3, int, help="retries on UNAVAILABLE")
 
 
 def build_backend(args: argparse.Namespace) -> EyeStateBackend:
-    version = args.model_version or None
-    if args.backend == "triton":
+    options = backend_options(args)
+    if options.backend == "triton":
         from blinkstack.eyestate.triton_backend import TritonBackend
 
         return TritonBackend(
-            args.triton_url, args.model_name, version or "", timeout_s=args.triton_timeout, retries=args.triton_retries
+            options.triton_url,
+            options.model_name,
+            options.version,
+            timeout_s=options.triton_timeout_s,
+            retries=options.triton_retries,
         )
     from blinkstack.eyestate.onnxruntime_backend import OnnxRuntimeBackend
 
     return OnnxRuntimeBackend(
-        Path(args.model_repository),
-        args.model_name,
-        int(version) if version else None,
-        threads=args.threads,
+        options.repository,
+        options.model_name,
+        options.pinned_version,
+        threads=options.threads,
         max_batch=args.max_batch,
         max_delay_s=args.max_delay_ms / 1000.0,
-        providers=[p.strip() for p in args.providers.split(",") if p.strip()],
+        providers=options.providers,
     )
 
 
@@ -196,11 +155,3 @@ async def serve(args: argparse.Namespace) -> None:
     except BackendUnavailable as exc:  # Triton may come up later: serve, reporting NOT_SERVING until then
         log.warning("%s; health stays NOT_SERVING until it is ready", exc)
     await run_until_signal(build_host(args, backend), backend.close)
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="blinkstack serve eyestate", description=__doc__)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(serve(args))

@@ -40,17 +40,19 @@ class FaceDetection(_message.Message):
     def __init__(self, track_id: _Optional[int] = ..., box: _Optional[_Union[_types_pb2.Box, _Mapping]] = ..., score: _Optional[float] = ..., left_eye: _Optional[_Union[EyeDetection, _Mapping]] = ..., right_eye: _Optional[_Union[EyeDetection, _Mapping]] = ..., landmarks: _Optional[_Iterable[_Union[_types_pb2.Point, _Mapping]]] = ...) -> None: ...
 
 class DetectEyesResponse(_message.Message):
-    __slots__ = ("stream_id", "seq", "timestamp_us", "frame_width", "frame_height", "faces")
+    __slots__ = ("stream_id", "seq", "timestamp_us", "frame_width", "frame_height", "faces", "timestamp_from_server")
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_US_FIELD_NUMBER: _ClassVar[int]
     FRAME_WIDTH_FIELD_NUMBER: _ClassVar[int]
     FRAME_HEIGHT_FIELD_NUMBER: _ClassVar[int]
     FACES_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FROM_SERVER_FIELD_NUMBER: _ClassVar[int]
     stream_id: str
     seq: int
     timestamp_us: int
     frame_width: int
     frame_height: int
     faces: _containers.RepeatedCompositeFieldContainer[FaceDetection]
-    def __init__(self, stream_id: _Optional[str] = ..., seq: _Optional[int] = ..., timestamp_us: _Optional[int] = ..., frame_width: _Optional[int] = ..., frame_height: _Optional[int] = ..., faces: _Optional[_Iterable[_Union[FaceDetection, _Mapping]]] = ...) -> None: ...
+    timestamp_from_server: bool
+    def __init__(self, stream_id: _Optional[str] = ..., seq: _Optional[int] = ..., timestamp_us: _Optional[int] = ..., frame_width: _Optional[int] = ..., frame_height: _Optional[int] = ..., faces: _Optional[_Iterable[_Union[FaceDetection, _Mapping]]] = ..., timestamp_from_server: _Optional[bool] = ...) -> None: ...

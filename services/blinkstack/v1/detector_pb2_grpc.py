@@ -52,14 +52,18 @@ class DetectorServiceServicer:
     """
 
     def DetectEyes(self, request, context):
-        """One frame -> faces with both eyes. Track ids are stable across calls with the same stream_id.
+        """One frame -> faces with both eyes. Track ids are stable across calls with the same stream_id on the same
+        server replica (the replica keeps a bounded number of idle streams); an empty stream_id means no tracking:
+        the faces are numbered 1..n by score. Cameras should prefer StreamDetectEyes.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def StreamDetectEyes(self, request_iterator, context):
-        """A camera's frames in, one response per frame out, in order; tracking state lives for the stream's duration.
+        """A camera's frames in, one response per frame out, in order; tracking state lives for the stream's duration
+        (one HTTP/2 stream stays on one replica, so ids are stable even behind a load balancer). A bad frame ends
+        the stream with INVALID_ARGUMENT; responses already sent stand.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -28,8 +28,9 @@ class TritonPythonModel:
         self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         self.input_names = [tensor["name"] for tensor in config["input"]]
         self.output_names = [tensor["name"] for tensor in config["output"]]
-        # Triton's ONNX Runtime backend applies `reshape` between the model's shape and the configured `dims`;
-        # the Python backend does not, so the stand-in does it: outputs leave as [batch, *dims].
+        # Triton's ONNX Runtime backend applies `reshape` between the model's shape and the configured `dims`
+        # (e.g. a per-item scalar [N] declared as [N, 1]); the Python backend does not, so the stand-in does it
+        # for outputs whose rank differs from the configured one. Variable dims (-1) pass through unchanged.
         self.output_dims = [[int(d) for d in tensor["dims"]] for tensor in config["output"]]
 
     def execute(self, requests):
@@ -38,7 +39,7 @@ class TritonPythonModel:
             feeds = {name: pb_utils.get_input_tensor_by_name(request, name).as_numpy() for name in self.input_names}
             results = self.session.run(self.output_names, feeds)
             tensors = [
-                pb_utils.Tensor(name, value.reshape(value.shape[0], *dims))
+                pb_utils.Tensor(name, value if value.ndim == len(dims) + 1 else value.reshape(value.shape[0], *dims))
                 for name, value, dims in zip(self.output_names, results, self.output_dims, strict=True)
             ]
             responses.append(pb_utils.InferenceResponse(output_tensors=tensors))

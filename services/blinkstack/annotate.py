@@ -1,0 +1,48 @@
+"""Drawing detections (and, when known, eye states) on frames: `blinkstack detect --annotate`, `watch`."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from blinkstack.v1 import detector_pb2, types_pb2
+
+FACE_COLOUR = (255, 160, 0)
+OPEN_COLOUR, CLOSED_COLOUR, UNKNOWN_COLOUR = (60, 200, 60), (40, 40, 230), (200, 200, 200)
+
+
+def _rect(image: np.ndarray, box: types_pb2.Box, colour: tuple[int, int, int], thickness: int = 2) -> None:
+    top_left = (round(box.x), round(box.y))
+    bottom_right = (round(box.x + box.width), round(box.y + box.height))
+    cv2.rectangle(image, top_left, bottom_right, colour, thickness)
+
+
+def draw_faces(
+    frame: np.ndarray,
+    faces: list[detector_pb2.FaceDetection],
+    eye_states: dict[tuple[int, int], tuple[int, float]] | None = None,
+    caption: str = "",
+) -> np.ndarray:
+    """A BGR copy of `frame` with face boxes, track ids, eye boxes and landmarks.
+
+    `eye_states` maps (track_id, Eye) to (EyeState, prob_open); eye boxes are green when open, red when closed.
+    """
+    image = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR) if frame.ndim == 2 else frame.copy()
+    for face in faces:
+        _rect(image, face.box, FACE_COLOUR)
+        label = f"#{face.track_id} {face.score:.2f}"
+        cv2.putText(image, label, (round(face.box.x), max(12, round(face.box.y) - 4)), 0, 0.45, FACE_COLOUR, 1)
+        for eye in (face.left_eye, face.right_eye):
+            state, prob = (eye_states or {}).get((face.track_id, eye.eye), (types_pb2.EYE_STATE_UNSPECIFIED, -1.0))
+            colour = {types_pb2.EYE_STATE_OPEN: OPEN_COLOUR, types_pb2.EYE_STATE_CLOSED: CLOSED_COLOUR}.get(
+                state, UNKNOWN_COLOUR
+            )
+            _rect(image, eye.box, colour, 1)
+            cv2.circle(image, (round(eye.center.x), round(eye.center.y)), 2, colour, -1)
+            tag = ("L" if eye.eye == types_pb2.EYE_LEFT else "R") + (f" {prob:.2f}" if prob >= 0 else "")
+            cv2.putText(image, tag, (round(eye.box.x), round(eye.box.y + eye.box.height) + 12), 0, 0.4, colour, 1)
+        for point in face.landmarks:
+            cv2.circle(image, (round(point.x), round(point.y)), 2, FACE_COLOUR, -1)
+    if caption:
+        cv2.putText(image, caption, (8, 22), 0, 0.6, (255, 255, 255), 2)
+    return image

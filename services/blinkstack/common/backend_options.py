@@ -1,0 +1,94 @@
+"""The model-backend flags that the eye-state and detector services share (embedded ONNX Runtime or Triton)."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+from blinkstack.common.config import env_option
+
+DEFAULT_REPOSITORY = Path(__file__).resolve().parents[3] / "model_repository"
+
+
+def add_backend_options(parser: argparse.ArgumentParser, prefix: str, default_model: str) -> None:
+    """--backend, --model-*, --threads, --providers, --triton-* with BLINKSTACK_* environment defaults."""
+    group = parser.add_argument_group("model backend")
+    env_option(
+        group,
+        "--backend",
+        f"BLINKSTACK_{prefix}_BACKEND",
+        "onnxruntime",
+        help="onnxruntime (embedded) | triton",
+        choices=["onnxruntime", "triton"],
+    )
+    env_option(
+        group,
+        "--model-repository",
+        "BLINKSTACK_MODEL_REPOSITORY",
+        str(DEFAULT_REPOSITORY),
+        help="Triton model repository (onnxruntime backend)",
+    )
+    env_option(group, "--model-name", f"BLINKSTACK_{prefix}_MODEL", default_model, help="model name in the repository")
+    env_option(
+        group, "--model-version", f"BLINKSTACK_{prefix}_MODEL_VERSION", "", help="pinned version (empty: newest)"
+    )
+    env_option(
+        group,
+        "--threads",
+        f"BLINKSTACK_{prefix}_THREADS",
+        0,
+        int,
+        help="ONNX Runtime intra-op threads (0: one per core)",
+    )
+    env_option(
+        group,
+        "--providers",
+        "BLINKSTACK_ORT_PROVIDERS",
+        "CPUExecutionProvider",
+        help="ONNX Runtime execution providers in order; GPU nodes (onnxruntime-gpu): "
+        "TensorrtExecutionProvider,CUDAExecutionProvider,CPUExecutionProvider",
+    )
+    env_option(
+        group, "--triton-url", "BLINKSTACK_TRITON_URL", "127.0.0.1:8001", help="Triton gRPC address (triton backend)"
+    )
+    env_option(
+        group,
+        "--triton-timeout",
+        "BLINKSTACK_TRITON_TIMEOUT_S",
+        2.0,
+        float,
+        help="deadline per Triton call when the client sets none",
+    )
+    env_option(group, "--triton-retries", "BLINKSTACK_TRITON_RETRIES", 3, int, help="retries on UNAVAILABLE")
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    backend: str
+    repository: Path
+    model_name: str
+    version: str  # empty: newest
+    threads: int
+    providers: list[str]
+    triton_url: str
+    triton_timeout_s: float
+    triton_retries: int
+
+    @property
+    def pinned_version(self) -> int | None:
+        return int(self.version) if self.version else None
+
+
+def backend_options(args: argparse.Namespace) -> BackendOptions:
+    return BackendOptions(
+        args.backend,
+        Path(args.model_repository),
+        args.model_name,
+        args.model_version,
+        args.threads,
+        [p.strip() for p in args.providers.split(",") if p.strip()],
+        args.triton_url,
+        args.triton_timeout,
+        args.triton_retries,
+    )

@@ -1,0 +1,107 @@
+"""The face-detector backends: CenterFace on embedded ONNX Runtime (default) or on a Triton server.
+
+Both read the model from the same Triton model repository entry (`face_detector`). A backend takes the
+prepared [1, 3, H, W] image and returns the model's four maps by name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from blinkstack.common.backend import BackendInfo, BackendUnavailable
+from blinkstack.common.model_repository import FACE_DETECTOR_MODEL, file_sha256, resolve_model_file
+from blinkstack.common.onnx_runtime import create_session
+from blinkstack.common.triton_client import TritonModel
+from blinkstack.detector.centerface import INPUT_NAME, OUTPUT_NAMES
+
+
+class FaceDetectorBackend(Protocol):
+    info: BackendInfo
+
+    async def start(self) -> None: ...
+
+    async def ready(self) -> bool: ...
+
+    async def infer(self, blob: np.ndarray, timeout: float | None = None) -> dict[str, np.ndarray]: ...
+
+    async def close(self) -> None: ...
+
+
+class OnnxRuntimeDetector:
+    """One session, one inference thread: frames from all streams queue for it, so CPU use stays bounded.
+
+    At most `max_pending` frames wait; a frame that cannot get a slot within its deadline fails with
+    BackendUnavailable rather than piling up latency for every stream.
+    """
+
+    def __init__(
+        self,
+        repository: Path,
+        model_name: str = FACE_DETECTOR_MODEL,
+        version: int | None = None,
+        threads: int = 0,
+        providers: list[str] | None = None,
+        max_pending: int = 64,
+    ) -> None:
+        self._model_dir = Path(repository) / model_name
+        self._version, self._threads, self._providers = version, threads, providers
+        self._pending = asyncio.Semaphore(max_pending)
+        self._session = None
+        self._executor: ThreadPoolExecutor | None = None
+        self.info = BackendInfo("onnxruntime", model_name, "", 1)
+
+    async def start(self) -> None:
+        model_file, version = resolve_model_file(self._model_dir, self._version)
+        self._session = await asyncio.to_thread(create_session, model_file, self._threads, self._providers)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="face-detector")
+        self.info = BackendInfo("onnxruntime", self.info.model_name, str(version), 1, file_sha256(model_file))
+
+    async def ready(self) -> bool:
+        return self._session is not None and self._executor is not None
+
+    def _run(self, blob: np.ndarray) -> dict[str, np.ndarray]:
+        return dict(zip(OUTPUT_NAMES, self._session.run(list(OUTPUT_NAMES), {INPUT_NAME: blob}), strict=True))
+
+    async def infer(self, blob: np.ndarray, timeout: float | None = None) -> dict[str, np.ndarray]:
+        if not await self.ready():
+            raise BackendUnavailable("the face detector is not loaded")
+        try:
+            await asyncio.wait_for(self._pending.acquire(), timeout)
+        except TimeoutError:
+            raise BackendUnavailable("the face detector stayed busy until the deadline") from None
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, self._run, blob)
+        finally:
+            self._pending.release()
+
+    async def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+        self._session = None
+
+
+class TritonDetector:
+    def __init__(self, url: str, model_name: str = FACE_DETECTOR_MODEL, version: str = "", **client_options) -> None:
+        self.model = TritonModel(url, model_name, version, **client_options)
+
+    @property
+    def info(self) -> BackendInfo:
+        return self.model.info
+
+    async def start(self) -> None:
+        await self.model.start()
+
+    async def ready(self) -> bool:
+        return await self.model.ready()
+
+    async def infer(self, blob: np.ndarray, timeout: float | None = None) -> dict[str, np.ndarray]:
+        return await self.model.infer({INPUT_NAME: blob}, self.model.deadline(timeout))
+
+    async def close(self) -> None:
+        await self.model.close()

@@ -1,0 +1,191 @@
+"""The detector gRPC service: `DetectEyes` (one frame) and `StreamDetectEyes` (a camera), with tracking."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+
+import grpc
+import numpy as np
+
+from blinkstack.common import images, metrics
+from blinkstack.common.backend import BackendUnavailable
+from blinkstack.common.backend_options import add_backend_options, backend_options
+from blinkstack.common.config import env_option
+from blinkstack.common.grpc_server import ServiceHost, add_server_options, run_until_signal, settings_from_args
+from blinkstack.common.model_repository import FACE_DETECTOR_MODEL
+from blinkstack.detector.backend import FaceDetectorBackend, OnnxRuntimeDetector, TritonDetector
+from blinkstack.detector.engine import DEFAULT_INPUT_WIDTH, DEFAULT_SCORE_THRESHOLD, Face, FaceDetector
+from blinkstack.detector.tracking import Tracker
+from blinkstack.v1 import detector_pb2, detector_pb2_grpc, types_pb2
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = detector_pb2.DESCRIPTOR.services_by_name["DetectorService"].full_name
+DEFAULT_PORT, DEFAULT_METRICS_PORT = 50051, 9101
+
+
+class TrackerPool:
+    """Trackers of the streams that use unary DetectEyes, least recently used evicted beyond `max_streams`."""
+
+    def __init__(self, max_streams: int) -> None:
+        self._trackers: OrderedDict[str, Tracker] = OrderedDict()
+        self._max_streams = max_streams
+
+    def get(self, stream_id: str) -> Tracker:
+        tracker = self._trackers.pop(stream_id, None) or Tracker()
+        self._trackers[stream_id] = tracker
+        while len(self._trackers) > self._max_streams:
+            self._trackers.popitem(last=False)
+        return tracker
+
+
+def _box(x: float, y: float, width: float, height: float) -> types_pb2.Box:
+    return types_pb2.Box(x=float(x), y=float(y), width=float(width), height=float(height))
+
+
+def _point(xy: np.ndarray) -> types_pb2.Point:
+    return types_pb2.Point(x=float(xy[0]), y=float(xy[1]))
+
+
+def face_message(face: Face, track_id: int) -> detector_pb2.FaceDetection:
+    x0, y0, x1, y1 = face.box
+    return detector_pb2.FaceDetection(
+        track_id=track_id,
+        box=_box(x0, y0, x1 - x0, y1 - y0),
+        score=face.score,
+        left_eye=detector_pb2.EyeDetection(
+            eye=types_pb2.EYE_LEFT, center=_point(face.left_eye.centre), box=_box(*face.left_eye.box)
+        ),
+        right_eye=detector_pb2.EyeDetection(
+            eye=types_pb2.EYE_RIGHT, center=_point(face.right_eye.centre), box=_box(*face.right_eye.box)
+        ),
+        landmarks=[_point(p) for p in face.landmarks[2:]],
+    )
+
+
+class DetectorServicer(detector_pb2_grpc.DetectorServiceServicer):
+    def __init__(self, detector: FaceDetector, max_streams: int = 1024) -> None:
+        self.detector = detector
+        self.trackers = TrackerPool(max_streams)
+
+    async def _detect(
+        self, request: detector_pb2.DetectEyesRequest, tracker: Tracker | None, context: grpc.aio.ServicerContext
+    ) -> detector_pb2.DetectEyesResponse:
+        received_us = time.time_ns() // 1000
+        frame = request.frame
+        try:
+            if not request.HasField("frame"):
+                raise images.InvalidInput("request has no frame")
+            images.check_stream_id(frame.stream_id, "frame.stream_id", required=False)
+            if not frame.HasField("image"):
+                raise images.InvalidInput("frame.image is missing")
+            pixels = images.decode(frame.image, "frame.image")
+        except images.InvalidInput as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        try:
+            faces, times = await self.detector.detect(pixels, timeout=context.time_remaining())
+        except BackendUnavailable as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        metrics.DETECTOR_STAGE_SECONDS.labels("prepare").observe(times.prepare)
+        metrics.DETECTOR_STAGE_SECONDS.labels("infer").observe(times.infer)
+        metrics.DETECTOR_STAGE_SECONDS.labels("decode").observe(times.decode)
+        metrics.DETECTOR_FACES.observe(len(faces))
+        metrics.DETECTOR_FRAMES.inc()
+        if tracker is not None:
+            ids = tracker.update(np.array([f.box for f in faces]).reshape(-1, 4))
+        else:
+            ids = list(range(1, len(faces) + 1))
+        has_timestamp = frame.HasField("timestamp_us")
+        return detector_pb2.DetectEyesResponse(
+            stream_id=frame.stream_id,
+            seq=frame.seq,
+            timestamp_us=frame.timestamp_us if has_timestamp else received_us,
+            timestamp_from_server=not has_timestamp,
+            frame_width=pixels.shape[1],
+            frame_height=pixels.shape[0],
+            faces=[face_message(face, track_id) for face, track_id in zip(faces, ids, strict=True)],
+        )
+
+    @metrics.instrumented("detector")
+    async def DetectEyes(
+        self, request: detector_pb2.DetectEyesRequest, context: grpc.aio.ServicerContext
+    ) -> detector_pb2.DetectEyesResponse:
+        stream_id = request.frame.stream_id
+        return await self._detect(request, self.trackers.get(stream_id) if stream_id else None, context)
+
+    async def StreamDetectEyes(
+        self, request_iterator: AsyncIterator[detector_pb2.DetectEyesRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[detector_pb2.DetectEyesResponse]:
+        tracker = Tracker()
+        async for request in request_iterator:
+            yield await self._detect(request, tracker, context)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_server_options(parser, "DETECTOR", DEFAULT_PORT, DEFAULT_METRICS_PORT)
+    add_backend_options(parser, "DETECTOR", FACE_DETECTOR_MODEL)
+    group = parser.add_argument_group("detector")
+    env_option(
+        group,
+        "--input-width",
+        "BLINKSTACK_DETECTOR_INPUT_WIDTH",
+        DEFAULT_INPUT_WIDTH,
+        int,
+        help="frames are scaled down to this width for the face model (multiple of 32)",
+    )
+    env_option(
+        group,
+        "--score-threshold",
+        "BLINKSTACK_DETECTOR_SCORE_THRESHOLD",
+        DEFAULT_SCORE_THRESHOLD,
+        float,
+        help="lowest face score reported",
+    )
+    env_option(
+        group,
+        "--max-streams",
+        "BLINKSTACK_DETECTOR_MAX_STREAMS",
+        1024,
+        int,
+        help="unary DetectEyes streams whose tracks are kept (least recently used dropped)",
+    )
+
+
+def build_backend(args: argparse.Namespace) -> FaceDetectorBackend:
+    options = backend_options(args)
+    if options.backend == "triton":
+        return TritonDetector(
+            options.triton_url,
+            options.model_name,
+            options.version,
+            timeout_s=options.triton_timeout_s,
+            retries=options.triton_retries,
+        )
+    return OnnxRuntimeDetector(
+        options.repository, options.model_name, options.pinned_version, options.threads, options.providers
+    )
+
+
+def build_host(args: argparse.Namespace, backend: FaceDetectorBackend) -> ServiceHost:
+    detector = FaceDetector(backend, args.input_width, args.score_threshold)
+    servicer = DetectorServicer(detector, args.max_streams)
+    return ServiceHost(
+        settings_from_args(args),
+        [SERVICE_NAME],
+        lambda server: detector_pb2_grpc.add_DetectorServiceServicer_to_server(servicer, server),
+        backend.ready,
+    )
+
+
+async def serve(args: argparse.Namespace) -> None:
+    backend = build_backend(args)
+    host = build_host(args, backend)  # validates the settings before anything starts
+    try:
+        await backend.start()
+    except BackendUnavailable as exc:  # Triton may come up later: serve, reporting NOT_SERVING until then
+        log.warning("%s; health stays NOT_SERVING until it is ready", exc)
+    await run_until_signal(host, backend.close)

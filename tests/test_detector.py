@@ -1,0 +1,281 @@
+"""The detector: CenterFace decoding, the eye crop geometry, tracking, and the gRPC service on real frames."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2
+
+from blinkstack.detector import centerface, geometry
+from blinkstack.detector import server as detector_server
+from blinkstack.detector.tracking import Tracker
+from blinkstack.v1 import detector_pb2, detector_pb2_grpc, types_pb2
+from tests.conftest import MODEL_REPOSITORY
+from tests.servers import MAX_MESSAGE_BYTES, RunningService, free_port, service_args, wait_for_health
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+CLI = (sys.executable, "-m", "blinkstack.cli")
+
+
+def detector_service(**overrides) -> RunningService:
+    args = service_args(detector_server, str(MODEL_REPOSITORY), **overrides)
+    return RunningService(detector_server, args, detector_pb2_grpc.DetectorServiceStub)
+
+
+@pytest.fixture(scope="module")
+def service():
+    running = detector_service()
+    wait_for_health(running.address, SERVING)
+    yield running
+    running.close()
+
+
+def raw_frame(frame: np.ndarray) -> types_pb2.Image:
+    height, width = frame.shape[:2]
+    pixel_format = types_pb2.PIXEL_FORMAT_GRAY8 if frame.ndim == 2 else types_pb2.PIXEL_FORMAT_BGR8
+    return types_pb2.Image(
+        raw=types_pb2.RawImage(pixels=frame.tobytes(), width=width, height=height, format=pixel_format)
+    )
+
+
+def request(image: types_pb2.Image, stream_id: str = "", seq: int = 0, **fields) -> detector_pb2.DetectEyesRequest:
+    return detector_pb2.DetectEyesRequest(frame=types_pb2.Frame(image=image, stream_id=stream_id, seq=seq, **fields))
+
+
+# --- CenterFace pre/post-processing ------------------------------------------------------------------------
+
+
+def test_letterbox_keeps_the_aspect_ratio_pads_to_32_and_never_upscales():
+    box = centerface.letterbox_for(640, 480, 320)
+    assert (box.scale, box.width, box.height) == (0.5, 320, 256)
+    small = centerface.letterbox_for(100, 80, 320)
+    assert (small.scale, small.width, small.height) == (1.0, 128, 96)
+    blob, _ = centerface.prepare(np.zeros((480, 640), np.uint8), 320)
+    assert blob.shape == (1, 3, 256, 320) and blob.dtype == np.float32
+
+
+def test_decode_maps_one_synthetic_face_back_to_frame_pixels():
+    grid_h, grid_w = 64, 80
+    outputs = {
+        "heatmap": np.zeros((1, 1, grid_h, grid_w), np.float32),
+        "scale": np.zeros((1, 2, grid_h, grid_w), np.float32),
+        "offset": np.zeros((1, 2, grid_h, grid_w), np.float32),
+        "landmarks": np.zeros((1, 10, grid_h, grid_w), np.float32),
+    }
+    y, x = 10, 20
+    outputs["heatmap"][0, 0, y, x] = 0.9
+    outputs["scale"][0, :, y, x] = np.log([40 / 4, 32 / 4])  # height 40, width 32 (model pixels)
+    outputs["offset"][0, :, y, x] = (0.25, 0.5)
+    outputs["landmarks"][0, :, y, x] = [0.25, 0.25, 0.25, 0.75, 0.5, 0.5, 0.75, 0.25, 0.75, 0.75]  # (y, x) pairs
+    (face,) = centerface.decode(outputs, centerface.Letterbox(0.5, 320, 256), threshold=0.5)
+    centre = np.array([(x + 0.5 + 0.5) * 4, (y + 0.25 + 0.5) * 4])  # model pixels
+    size = np.array([32.0, 40.0])
+    top_left = centre - size / 2
+    np.testing.assert_allclose(face.box, np.concatenate([top_left, top_left + size]) * 2, atol=1e-4)
+    np.testing.assert_allclose(face.landmarks[0], (top_left + size * 0.25) * 2, atol=1e-4)
+    np.testing.assert_allclose(face.landmarks[1], (top_left + size * np.array([0.75, 0.25])) * 2, atol=1e-4)
+    assert face.score == pytest.approx(0.9)
+    assert centerface.decode(outputs, centerface.Letterbox(0.5, 320, 256), threshold=0.95) == []
+
+
+# --- eye geometry --------------------------------------------------------------------------------------------
+
+
+def test_left_eye_is_the_subjects_left_and_boxes_are_square_at_the_measured_scale():
+    landmarks = np.array([[100, 100], [150, 104], [125, 130], [110, 150], [140, 150]], np.float32)
+    eyes = geometry.eye_boxes(landmarks, np.array([80, 60, 170, 180]))
+    left_centre, left_box = eyes["left"]
+    np.testing.assert_allclose(left_centre, [150, 104])  # on the image's right: the subject's left
+    side = geometry.EYE_BOX_SCALE * np.hypot(50, 4)
+    np.testing.assert_allclose(left_box, [150 - side / 2, 104 - side / 2, side, side], rtol=1e-6)
+    np.testing.assert_allclose(eyes["right"][0], [100, 100])
+
+
+def test_turned_head_keeps_a_minimum_eye_box_from_the_face_width():
+    landmarks = np.array([[100, 100], [110, 100], [105, 120], [100, 140], [110, 140]], np.float32)
+    _, box = geometry.eye_boxes(landmarks, np.array([60, 60, 160, 180]))["left"]
+    assert box[2] == pytest.approx(geometry.MIN_SIDE_OF_FACE_WIDTH * 100)
+
+
+# --- tracking ------------------------------------------------------------------------------------------------
+
+
+def shift(dx: float) -> np.ndarray:
+    """A horizontal move of dx pixels for an (x0, y0, x1, y1) box."""
+    return np.array([dx, 0.0, dx, 0.0])
+
+
+def test_tracks_keep_their_ids_while_faces_move():
+    tracker = Tracker()
+    a, b = np.array([10.0, 10, 60, 70]), np.array([300.0, 20, 360, 90])
+    ids = [tracker.update(np.stack([a + shift(3 * t), b - shift(2 * t)])) for t in range(50)]
+    assert all(pair == [1, 2] for pair in ids)
+    assert tracker.update(np.stack([b - shift(80), a + shift(150)])) == [2, 1]
+
+
+def test_fast_motion_matches_by_centre_and_lost_faces_get_new_ids():
+    tracker = Tracker(max_missed=3)
+    face = np.array([[100.0, 100, 160, 170]])
+    assert tracker.update(face) == [1]
+    assert tracker.update(face + shift(25)) == [1]  # IoU < 0.3, centre within half a face width
+    for _ in range(4):
+        assert tracker.update(np.empty((0, 4))) == []
+    assert tracker.update(face) == [2]  # gone for more than max_missed frames: a new track, ids never reused
+    assert tracker.update(np.vstack([face, face + shift(300)])) == [2, 3]
+
+
+# --- the service on real frames ------------------------------------------------------------------------------
+
+
+def test_detect_eyes_on_a_real_webcam_frame(service, video_frames):
+    frame = video_frames[0]
+    jpeg = cv2.imencode(".jpg", frame)[1]
+    response = service.stub.DetectEyes(request(types_pb2.Image(encoded=jpeg.tobytes())), timeout=10)
+    assert (response.frame_width, response.frame_height) == (640, 480)
+    assert response.timestamp_from_server and response.timestamp_us > 0
+    (face,) = response.faces
+    assert face.score > 0.5 and face.track_id == 1
+    assert face.left_eye.eye == types_pb2.EYE_LEFT and face.right_eye.eye == types_pb2.EYE_RIGHT
+    assert face.left_eye.center.x > face.right_eye.center.x  # un-mirrored camera: subject's left on image right
+    for eye in (face.left_eye, face.right_eye):
+        assert face.box.x < eye.center.x < face.box.x + face.box.width
+        assert face.box.y < eye.center.y < face.box.y + face.box.height / 2
+        assert eye.box.width == eye.box.height
+        assert eye.box.x + eye.box.width / 2 == pytest.approx(eye.center.x, abs=1e-3)
+    iod = np.hypot(face.left_eye.center.x - face.right_eye.center.x, face.left_eye.center.y - face.right_eye.center.y)
+    assert face.left_eye.box.width == pytest.approx(geometry.EYE_BOX_SCALE * iod, rel=1e-4)
+    assert len(face.landmarks) == 3
+
+
+def test_raw_bgr_gray_and_png_frames_agree_and_timestamps_are_echoed(service, video_frames):
+    frame = video_frames[10]
+    png = cv2.imencode(".png", frame)[1]
+    by_png = service.stub.DetectEyes(request(types_pb2.Image(encoded=png.tobytes())), timeout=10)
+    by_raw = service.stub.DetectEyes(request(raw_frame(frame), timestamp_us=123456), timeout=10)
+    assert by_raw.timestamp_us == 123456 and not by_raw.timestamp_from_server
+    assert by_png.faces == by_raw.faces
+    by_gray = service.stub.DetectEyes(request(raw_frame(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))), timeout=10)
+    (gray_face,) = by_gray.faces
+    assert abs(gray_face.left_eye.center.x - by_raw.faces[0].left_eye.center.x) < 3
+
+
+def test_unary_calls_track_per_stream_id(service, video_frames):
+    ids = {
+        stream: [
+            service.stub.DetectEyes(request(raw_frame(f), stream_id=stream, seq=i), timeout=10).faces[0].track_id
+            for i, f in enumerate(video_frames[:5])
+        ]
+        for stream in ("cam-a", "cam-b")
+    }
+    assert ids == {"cam-a": [1] * 5, "cam-b": [1] * 5}
+    untracked = service.stub.DetectEyes(request(raw_frame(video_frames[0])), timeout=10)
+    assert [f.track_id for f in untracked.faces] == [1]
+
+
+def test_stream_answers_every_frame_in_order_with_one_track(service, video_frames):
+    frames = video_frames[:60]
+    responses = list(
+        service.stub.StreamDetectEyes(
+            iter(request(raw_frame(f), "cam", seq=i, timestamp_us=i * 33_333) for i, f in enumerate(frames)),
+            timeout=60,
+        )
+    )
+    assert [r.seq for r in responses] == list(range(len(frames)))
+    assert [r.timestamp_us for r in responses] == [i * 33_333 for i in range(len(frames))]
+    assert {(len(r.faces), r.faces[0].track_id) for r in responses} == {(1, 1)}
+
+
+def test_a_bad_frame_ends_the_stream_after_the_good_ones(service, video_frames):
+    requests = [request(raw_frame(video_frames[0]), "cam", 0), request(types_pb2.Image(encoded=b"junk"), "cam", 1)]
+    received = []
+    with pytest.raises(grpc.RpcError) as error:
+        for response in service.stub.StreamDetectEyes(iter(requests), timeout=30):
+            received.append(response.seq)
+    assert received == [0]
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "frame.image: cannot decode" in error.value.details()
+
+
+BAD_REQUESTS = {
+    "no frame": (detector_pb2.DetectEyesRequest(), "request has no frame"),
+    "no image": (detector_pb2.DetectEyesRequest(frame=types_pb2.Frame(stream_id="cam")), "frame.image is missing"),
+    "bad stream id": (request(types_pb2.Image(encoded=b"x"), stream_id="cam/1"), "is not 1..128 characters"),
+    "undecodable": (request(types_pb2.Image(encoded=b"not an image")), "frame.image: cannot decode"),
+    "raw size mismatch": (
+        request(types_pb2.Image(raw=types_pb2.RawImage(pixels=bytes(10), width=4, height=4, format=1))),
+        "raw size mismatch",
+    ),
+    "too large": (
+        request(types_pb2.Image(raw=types_pb2.RawImage(pixels=bytes(5000), width=5000, height=1, format=1))),
+        "exceeds the 4096x4096 limit",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_REQUESTS))
+def test_bad_input_is_invalid_argument_and_the_server_keeps_serving(service, video_frames, case):
+    bad, message = BAD_REQUESTS[case]
+    with pytest.raises(grpc.RpcError) as error:
+        service.stub.DetectEyes(bad, timeout=10)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in error.value.details()
+    assert len(service.stub.DetectEyes(request(raw_frame(video_frames[0])), timeout=10).faces) == 1
+
+
+def test_oversized_message_is_resource_exhausted(service):
+    with pytest.raises(grpc.RpcError) as error:
+        service.stub.DetectEyes(request(types_pb2.Image(encoded=bytes(MAX_MESSAGE_BYTES + 1))), timeout=10)
+    assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_a_frame_without_faces_gives_an_empty_answer(service):
+    response = service.stub.DetectEyes(request(raw_frame(np.full((240, 320), 128, np.uint8))), timeout=10)
+    assert list(response.faces) == [] and response.frame_width == 320
+
+
+# --- the CLI -------------------------------------------------------------------------------------------------
+
+
+def test_cli_serves_detects_annotates_and_drains(tmp_path, video_frames):
+    port = free_port()
+    env = {**os.environ, "BLINKSTACK_DETECTOR_PORT": str(port), "BLINKSTACK_DETECTOR_METRICS_PORT": "0"}
+    server = subprocess.Popen(
+        [*CLI, "serve", "detector"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for_health(f"127.0.0.1:{port}", SERVING)
+        image, annotated = tmp_path / "frame.jpg", tmp_path / "annotated.png"
+        cv2.imwrite(str(image), video_frames[0])
+        out = subprocess.run(
+            [*CLI, "detect", str(image), "--target", f"127.0.0.1:{port}", "--annotate", str(annotated)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+        assert "640x480, 1 face(s)" in out and "left eye: centre" in out and "right eye: centre" in out
+        drawn = cv2.imread(str(annotated))
+        assert drawn.shape == (480, 640, 3) and np.any(drawn != video_frames[0])
+        missing = subprocess.run(
+            [*CLI, "detect", str(tmp_path / "nope.jpg"), "--target", f"127.0.0.1:{port}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert missing.returncode == 2 and "not a file" in missing.stderr
+    finally:
+        server.send_signal(signal.SIGTERM)
+        start = time.monotonic()
+        code = server.wait(timeout=30)
+    assert code == 0 and time.monotonic() - start < 10
