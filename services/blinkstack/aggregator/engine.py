@@ -1,0 +1,304 @@
+"""The blink engine: one subject's eye-state time series -> BLINK / WINK / LONG_CLOSURE events and statistics.
+
+Pure and side-effect free: `step(state, observation, config)` returns a new state and the events this
+observation completed; nothing else is read or written. The state is plain data (`to_json`/`from_json`), which
+is what the aggregator keeps in Redis, so a restarted aggregator or another replica continues a track exactly.
+
+Semantics (all limits in `EngineConfig`; times are the observations' own timestamps, never frame counts):
+
+- Per eye, hysteresis on prob_open: an eye becomes CLOSED at or below `closed_below` and OPEN again at or
+  above `open_above`; readings in between keep its state. An eye starts UNKNOWN and must be seen open once
+  before a closure can count, so a track that starts with closed eyes never invents an event.
+- An episode is the time during which at least one eye is CLOSED: from the first observation with a closed
+  eye to the first observation with both eyes open again. At its end it is classified:
+  - both eyes were closed at some moment: BLINK when `blink_min_ms` <= duration <= `blink_max_ms` (and below
+    `long_closure_ms`); LONG_CLOSURE when duration >= `long_closure_ms`; otherwise nothing;
+  - one eye closed while the other was open throughout: WINK_LEFT / WINK_RIGHT (the subject's own eye) when
+    `blink_min_ms` <= duration <= `wink_max_ms`; otherwise nothing.
+- A LONG_CLOSURE is also reported while it happens: phase STARTED as soon as both eyes have been closed for
+  `long_closure_ms`, then phase ENDED with the final times when the eyes open.
+- A lost track (or a gap longer than `max_gap_ms` between observations) ends the open episode without an event;
+  only a LONG_CLOSURE that was already STARTED is ENDED, marked `truncated`, at the last observation.
+- Statistics cover a sliding window of `window_s`: time with both eyes open, time with the eyes at least 80 %
+  closed (PERCLOS P80, taken as mean prob_open <= `perclos_prob_open`), blinks and their durations.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from enum import IntEnum
+
+UNKNOWN, OPEN, CLOSED = "unknown", "open", "closed"
+
+
+class EventType(IntEnum):  # values as in blinkstack.v1.EventType
+    BLINK = 1
+    WINK_LEFT = 2
+    WINK_RIGHT = 3
+    LONG_CLOSURE = 4
+
+
+class Phase(IntEnum):  # values as in blinkstack.v1.EventPhase
+    STARTED = 1
+    ENDED = 2
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    closed_below: float = 0.3
+    open_above: float = 0.6
+    blink_min_ms: float = 50.0
+    blink_max_ms: float = 500.0
+    wink_max_ms: float = 1000.0
+    long_closure_ms: float = 500.0
+    max_gap_ms: float = 1000.0
+    window_s: float = 60.0
+    perclos_prob_open: float = 0.2
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.closed_below < self.open_above <= 1.0:
+            raise ValueError(f"need 0 <= closed_below < open_above <= 1 (got {self.closed_below}, {self.open_above})")
+        if not 0 <= self.blink_min_ms <= self.blink_max_ms:
+            raise ValueError("need 0 <= blink_min_ms <= blink_max_ms")
+        if self.long_closure_ms <= 0 or self.max_gap_ms <= 0 or self.window_s <= 0:
+            raise ValueError("long_closure_ms, max_gap_ms and window_s must be > 0")
+
+
+@dataclass(frozen=True)
+class Observation:
+    timestamp_us: int
+    left: float | None = None  # prob_open of the subject's left eye; None: not visible
+    right: float | None = None
+    track_lost: bool = False
+
+
+@dataclass(frozen=True)
+class Event:
+    type: EventType
+    phase: Phase
+    start_us: int
+    end_us: int
+    min_prob_open: float
+    truncated: bool = False
+
+    @property
+    def duration_ms(self) -> float:
+        return (self.end_us - self.start_us) / 1000.0
+
+    def key(self, stream_id: str, track_id: int) -> str:
+        """Identifies the event across re-emissions (an aggregator replaying observations after a crash)."""
+        return f"{stream_id}/{track_id}/{self.type.name}/{self.phase.name}/{self.start_us}"
+
+
+@dataclass(frozen=True)
+class Episode:
+    start_us: int
+    closed: tuple[bool, bool]  # (left, right) ever closed during the episode
+    other_open_at_start: bool  # the eye that did not close first was OPEN when the episode began
+    both_since_us: int | None  # both eyes closed since then (None: not both closed now)
+    both_ever: bool
+    min_prob_open: float
+    long_started: bool = False
+
+
+@dataclass(frozen=True)
+class TrackState:
+    eyes: tuple[str, str] = (UNKNOWN, UNKNOWN)  # (left, right)
+    last_us: int | None = None
+    last_kind: str = ""  # window statistics class of the last observation: open / closed80 / other
+    episode: Episode | None = None
+    segments: tuple[tuple[int, int, str], ...] = ()  # (start, end, kind), merged, within the window
+    blinks: tuple[tuple[int, float], ...] = ()  # (end_us, duration_ms) within the window
+    last_event: Event | None = None
+    observations: int = 0
+    events: int = field(default=0)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @staticmethod
+    def from_json(text: str) -> TrackState:
+        raw = json.loads(text)
+        episode = Episode(**{**raw["episode"], "closed": tuple(raw["episode"]["closed"])}) if raw["episode"] else None
+        last_event = raw["last_event"]
+        if last_event:
+            last_event = Event(
+                **{**last_event, "type": EventType(last_event["type"]), "phase": Phase(last_event["phase"])}
+            )
+        return TrackState(
+            eyes=tuple(raw["eyes"]),
+            last_us=raw["last_us"],
+            last_kind=raw["last_kind"],
+            episode=episode,
+            segments=tuple(tuple(s) for s in raw["segments"]),
+            blinks=tuple(tuple(b) for b in raw["blinks"]),
+            last_event=last_event,
+            observations=raw["observations"],
+            events=raw["events"],
+        )
+
+
+def _eye_state(current: str, prob: float | None, config: EngineConfig) -> str:
+    if prob is None:
+        return current
+    if prob >= config.open_above:
+        return OPEN
+    if prob <= config.closed_below and current != UNKNOWN:
+        return CLOSED
+    return current
+
+
+def _kind(left: float | None, right: float | None, eyes: tuple[str, str], config: EngineConfig) -> str:
+    probs = [p for p in (left, right) if p is not None]
+    if probs and sum(probs) / len(probs) <= config.perclos_prob_open:
+        return "closed80"
+    return "open" if eyes == (OPEN, OPEN) else "other"
+
+
+def _classify(episode: Episode, end_us: int, config: EngineConfig) -> Event | None:
+    duration = (end_us - episode.start_us) / 1000.0
+    event_type: EventType | None = None
+    if episode.both_ever:
+        if duration >= config.long_closure_ms:
+            event_type = EventType.LONG_CLOSURE
+        elif config.blink_min_ms <= duration <= config.blink_max_ms:
+            event_type = EventType.BLINK
+    elif episode.other_open_at_start and config.blink_min_ms <= duration <= config.wink_max_ms:
+        event_type = EventType.WINK_LEFT if episode.closed[0] else EventType.WINK_RIGHT
+    if event_type is None:
+        return None
+    return Event(event_type, Phase.ENDED, episode.start_us, end_us, episode.min_prob_open)
+
+
+def _end_abruptly(state: TrackState) -> tuple[TrackState, list[Event]]:
+    """Track lost or observation gap: the episode ends without an event, except a STARTED long closure."""
+    events = []
+    episode = state.episode
+    if episode is not None and episode.long_started and state.last_us is not None:
+        events.append(
+            Event(EventType.LONG_CLOSURE, Phase.ENDED, episode.start_us, state.last_us, episode.min_prob_open, True)
+        )
+    return replace(state, eyes=(UNKNOWN, UNKNOWN), episode=None, last_kind=""), events
+
+
+def _trim(state: TrackState, now_us: int, config: EngineConfig) -> TrackState:
+    horizon = now_us - int(config.window_s * 1e6)
+    segments = tuple((max(s, horizon), e, k) for s, e, k in state.segments if e > horizon)
+    blinks = tuple(b for b in state.blinks if b[0] > horizon)
+    return replace(state, segments=segments, blinks=blinks)
+
+
+def _add_segment(segments: tuple, start: int, end: int, kind: str) -> tuple:
+    if segments and segments[-1][2] == kind and segments[-1][1] == start:
+        return (*segments[:-1], (segments[-1][0], end, kind))
+    return (*segments, (start, end, kind))
+
+
+def step(state: TrackState, obs: Observation, config: EngineConfig) -> tuple[TrackState, list[Event]]:
+    """Feed one observation (timestamps must increase; the caller drops duplicates and late ones)."""
+    events: list[Event] = []
+    if state.last_us is not None and obs.timestamp_us <= state.last_us:
+        raise ValueError(f"observation at {obs.timestamp_us} us is not after the last one ({state.last_us} us)")
+    if obs.track_lost:
+        state, events = _end_abruptly(state)
+        state = replace(state, last_us=obs.timestamp_us, observations=state.observations + 1)
+        return _record(state, events), events
+
+    if state.last_us is not None and (obs.timestamp_us - state.last_us) / 1000.0 > config.max_gap_ms:
+        state, events = _end_abruptly(state)
+    elif state.last_us is not None and state.last_kind:
+        state = replace(state, segments=_add_segment(state.segments, state.last_us, obs.timestamp_us, state.last_kind))
+
+    before = state.eyes
+    eyes = (_eye_state(before[0], obs.left, config), _eye_state(before[1], obs.right, config))
+    closed_now = (eyes[0] == CLOSED, eyes[1] == CLOSED)
+    probs = [p for p in (obs.left, obs.right) if p is not None]
+    lowest = min(probs) if probs else 1.0
+    now = obs.timestamp_us
+    episode = state.episode
+
+    if episode is None and any(closed_now):
+        first = 0 if closed_now[0] else 1
+        other = 1 - first
+        episode = Episode(
+            start_us=now,
+            closed=closed_now,
+            other_open_at_start=closed_now[other] or before[other] == OPEN,
+            both_since_us=now if all(closed_now) else None,
+            both_ever=all(closed_now),
+            min_prob_open=lowest,
+        )
+    elif episode is not None:
+        both = all(closed_now)
+        episode = replace(
+            episode,
+            closed=(episode.closed[0] or closed_now[0], episode.closed[1] or closed_now[1]),
+            both_since_us=(episode.both_since_us if episode.both_since_us is not None else now) if both else None,
+            both_ever=episode.both_ever or both,
+            min_prob_open=min(episode.min_prob_open, lowest),
+        )
+        if not any(closed_now):
+            event = _classify(episode, now, config)
+            if event is not None:
+                events.append(event)
+            episode = None
+
+    if (
+        episode is not None
+        and not episode.long_started
+        and episode.both_since_us is not None
+        and (now - episode.start_us) / 1000.0 >= config.long_closure_ms
+    ):
+        events.append(Event(EventType.LONG_CLOSURE, Phase.STARTED, episode.start_us, now, episode.min_prob_open))
+        episode = replace(episode, long_started=True)
+
+    state = replace(
+        state,
+        eyes=eyes,
+        episode=episode,
+        last_us=now,
+        last_kind=_kind(obs.left, obs.right, eyes, config),
+        observations=state.observations + 1,
+    )
+    state = _record(_trim(state, now, config), events)
+    return state, events
+
+
+def _record(state: TrackState, events: list[Event]) -> TrackState:
+    if not events:
+        return state
+    blinks = state.blinks + tuple((e.end_us, e.duration_ms) for e in events if e.type == EventType.BLINK)
+    return replace(state, blinks=blinks, last_event=events[-1], events=state.events + len(events))
+
+
+@dataclass(frozen=True)
+class Stats:
+    window_us: int
+    blink_count: int
+    blinks_per_minute: float
+    perclos: float
+    open_ratio: float
+    mean_blink_duration_ms: float
+    last_event: Event | None
+    last_timestamp_us: int | None
+
+
+def stats(state: TrackState, config: EngineConfig) -> Stats:
+    """Statistics over the window that ends at the track's last observation."""
+    window_us = int(config.window_s * 1e6)
+    observed = sum(e - s for s, e, _ in state.segments)
+    by_kind = {kind: sum(e - s for s, e, k in state.segments if k == kind) for kind in ("open", "closed80")}
+    span_us = (state.segments[-1][1] - state.segments[0][0]) if state.segments else 0
+    minutes = min(window_us, span_us) / 60e6
+    durations = [d for _, d in state.blinks]
+    return Stats(
+        window_us=window_us,
+        blink_count=len(durations),
+        blinks_per_minute=len(durations) / minutes if minutes > 0 else 0.0,
+        perclos=by_kind["closed80"] / observed if observed else 0.0,
+        open_ratio=by_kind["open"] / observed if observed else 0.0,
+        mean_blink_duration_ms=sum(durations) / len(durations) if durations else 0.0,
+        last_event=state.last_event,
+        last_timestamp_us=state.last_us,
+    )
