@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q torch==2.13.0
-	$(VENV)/bin/pip install -q -e '.[cpu,train,dev]'
+	$(VENV)/bin/pip install -q -e '.[cpu,train,dev,local]'
 	touch $(STAMP)
 
 venv: $(STAMP)

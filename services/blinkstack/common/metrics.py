@@ -39,6 +39,16 @@ DETECTOR_STAGE_SECONDS = Histogram(
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5),
 )
 
+AGGREGATOR_OBSERVATIONS = Counter(
+    "blinkstack_aggregator_observations_total", "Eye observations fed to the blink engine (accepted, not duplicates)"
+)
+AGGREGATOR_EVENTS = Counter("blinkstack_aggregator_events_total", "Events emitted", ["type", "phase"])
+AGGREGATOR_COMMIT_SECONDS = Histogram(
+    "blinkstack_aggregator_commit_seconds",
+    "Time to write one batch of state and events to Redis",
+    buckets=(0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0, 5.0),
+)
+
 
 def instrumented(service: str) -> Callable:
     """Decorator for unary async servicer methods: counts calls by status code and records latency."""

@@ -8,6 +8,7 @@ not been matched for more than `max_missed` frames ends, so a face that leaves a
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -77,3 +78,17 @@ class Tracker:
                 ids[f] = self.next_id
                 self.next_id += 1
         return ids
+
+    def to_json(self) -> str:
+        """Tracks and the next id, for callers that keep tracking state outside the process (the aggregator)."""
+        tracks = [[t.track_id, [float(v) for v in t.box], t.missed] for t in self.tracks]
+        return json.dumps({"tracks": tracks, "next_id": self.next_id}, separators=(",", ":"))
+
+    def restore(self, text: str) -> None:
+        raw = json.loads(text)
+        self.tracks = [Track(i, np.array(box), missed) for i, box, missed in raw["tracks"]]
+        self.next_id = raw["next_id"]
+
+    @property
+    def track_ids(self) -> set[int]:
+        return {t.track_id for t in self.tracks}

@@ -43,7 +43,7 @@ FRAME_STATUS_DUPLICATE: FrameStatus
 FRAME_STATUS_LATE: FrameStatus
 
 class BlinkEvent(_message.Message):
-    __slots__ = ("id", "stream_id", "track_id", "type", "phase", "start_us", "end_us", "duration_ms", "min_prob_open")
+    __slots__ = ("id", "stream_id", "track_id", "type", "phase", "start_us", "end_us", "duration_ms", "min_prob_open", "truncated", "key")
     ID_FIELD_NUMBER: _ClassVar[int]
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]
     TRACK_ID_FIELD_NUMBER: _ClassVar[int]
@@ -53,6 +53,8 @@ class BlinkEvent(_message.Message):
     END_US_FIELD_NUMBER: _ClassVar[int]
     DURATION_MS_FIELD_NUMBER: _ClassVar[int]
     MIN_PROB_OPEN_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
     id: str
     stream_id: str
     track_id: int
@@ -62,7 +64,9 @@ class BlinkEvent(_message.Message):
     end_us: int
     duration_ms: int
     min_prob_open: float
-    def __init__(self, id: _Optional[str] = ..., stream_id: _Optional[str] = ..., track_id: _Optional[int] = ..., type: _Optional[_Union[EventType, str]] = ..., phase: _Optional[_Union[EventPhase, str]] = ..., start_us: _Optional[int] = ..., end_us: _Optional[int] = ..., duration_ms: _Optional[int] = ..., min_prob_open: _Optional[float] = ...) -> None: ...
+    truncated: bool
+    key: str
+    def __init__(self, id: _Optional[str] = ..., stream_id: _Optional[str] = ..., track_id: _Optional[int] = ..., type: _Optional[_Union[EventType, str]] = ..., phase: _Optional[_Union[EventPhase, str]] = ..., start_us: _Optional[int] = ..., end_us: _Optional[int] = ..., duration_ms: _Optional[int] = ..., min_prob_open: _Optional[float] = ..., truncated: _Optional[bool] = ..., key: _Optional[str] = ...) -> None: ...
 
 class EyeReading(_message.Message):
     __slots__ = ("eye", "box", "prob_open", "state")
@@ -101,7 +105,7 @@ class StageTimings(_message.Message):
     def __init__(self, detect_us: _Optional[int] = ..., classify_us: _Optional[int] = ..., aggregate_us: _Optional[int] = ...) -> None: ...
 
 class FrameResult(_message.Message):
-    __slots__ = ("stream_id", "seq", "timestamp_us", "status", "frame_width", "frame_height", "faces", "events", "timings", "model")
+    __slots__ = ("stream_id", "seq", "timestamp_us", "status", "frame_width", "frame_height", "faces", "events", "timings", "model", "timestamp_from_server")
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_US_FIELD_NUMBER: _ClassVar[int]
@@ -112,6 +116,7 @@ class FrameResult(_message.Message):
     EVENTS_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FROM_SERVER_FIELD_NUMBER: _ClassVar[int]
     stream_id: str
     seq: int
     timestamp_us: int
@@ -122,7 +127,8 @@ class FrameResult(_message.Message):
     events: _containers.RepeatedCompositeFieldContainer[BlinkEvent]
     timings: StageTimings
     model: _eyestate_pb2.ModelRef
-    def __init__(self, stream_id: _Optional[str] = ..., seq: _Optional[int] = ..., timestamp_us: _Optional[int] = ..., status: _Optional[_Union[FrameStatus, str]] = ..., frame_width: _Optional[int] = ..., frame_height: _Optional[int] = ..., faces: _Optional[_Iterable[_Union[TrackedFace, _Mapping]]] = ..., events: _Optional[_Iterable[_Union[BlinkEvent, _Mapping]]] = ..., timings: _Optional[_Union[StageTimings, _Mapping]] = ..., model: _Optional[_Union[_eyestate_pb2.ModelRef, _Mapping]] = ...) -> None: ...
+    timestamp_from_server: bool
+    def __init__(self, stream_id: _Optional[str] = ..., seq: _Optional[int] = ..., timestamp_us: _Optional[int] = ..., status: _Optional[_Union[FrameStatus, str]] = ..., frame_width: _Optional[int] = ..., frame_height: _Optional[int] = ..., faces: _Optional[_Iterable[_Union[TrackedFace, _Mapping]]] = ..., events: _Optional[_Iterable[_Union[BlinkEvent, _Mapping]]] = ..., timings: _Optional[_Union[StageTimings, _Mapping]] = ..., model: _Optional[_Union[_eyestate_pb2.ModelRef, _Mapping]] = ..., timestamp_from_server: _Optional[bool] = ...) -> None: ...
 
 class EyeObservation(_message.Message):
     __slots__ = ("stream_id", "track_id", "seq", "timestamp_us", "left_prob_open", "right_prob_open", "track_lost")

@@ -1,0 +1,119 @@
+"""Observations -> engine -> Redis writes, for one RPC: validation, de-duplication, late frames, batching.
+
+A `TrackBook` caches the tracks one RPC touches (loaded from Redis on first use, so a restarted aggregator or
+another replica continues them) and turns what happened since the last commit into `Write`s: per track the
+newest state and seq, and every event in order. Redis stays the source of truth: nothing here outlives the RPC.
+
+Rules, per (stream_id, track_id):
+- an observation whose seq is not above the newest seq seen is a DUPLICATE and changes nothing;
+- an observation with a new seq but a timestamp not after the newest one is LATE: its seq is remembered (so a
+  re-send is a duplicate) but it is not fed to the engine, whose time must only move forward.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from blinkstack.aggregator.engine import EngineConfig, Event, Observation, TrackState, step
+from blinkstack.aggregator.store import RedisStore, Write
+from blinkstack.common.images import InvalidInput, check_stream_id
+
+ACCEPTED, DUPLICATE, LATE = "accepted", "duplicate", "late"
+
+
+def check_probability(value: float, what: str) -> None:
+    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise InvalidInput(f"{what}: prob_open must be a finite number in [0, 1] (got {value})")
+
+
+def event_fields(event: Event, stream_id: str, track_id: int) -> dict[str, str]:
+    return {
+        "stream_id": stream_id,
+        "track_id": str(track_id),
+        "type": event.type.name,
+        "phase": event.phase.name,
+        "start_us": str(event.start_us),
+        "end_us": str(event.end_us),
+        "duration_ms": str(round(event.duration_ms)),
+        "min_prob_open": repr(event.min_prob_open),
+        "truncated": "1" if event.truncated else "0",
+        "key": event.key(stream_id, track_id),
+    }
+
+
+@dataclass
+class _Entry:
+    state: TrackState
+    seq: int  # -1: nothing seen
+    dirty: bool = False
+    events: list[Event] = field(default_factory=list)
+
+
+@dataclass
+class Outcome:
+    status: str
+    events: list[Event]
+
+
+class TrackBook:
+    def __init__(self, store: RedisStore, config: EngineConfig) -> None:
+        self.store, self.config = store, config
+        self._entries: dict[tuple[str, int], _Entry] = {}
+
+    async def entry(self, stream_id: str, track_id: int) -> _Entry:
+        key = (stream_id, track_id)
+        if key not in self._entries:
+            stored = await self.store.read_hash(self.store.track_key(stream_id, track_id))
+            state = TrackState.from_json(stored["state"]) if "state" in stored else TrackState()
+            self._entries[key] = _Entry(state, int(stored.get("seq", -1)))
+        return self._entries[key]
+
+    async def observe(self, stream_id: str, track_id: int, seq: int, obs: Observation) -> Outcome:
+        entry = await self.entry(stream_id, track_id)
+        if seq <= entry.seq:
+            return Outcome(DUPLICATE, [])
+        entry.seq, entry.dirty = seq, True
+        if entry.state.last_us is not None and obs.timestamp_us <= entry.state.last_us:
+            return Outcome(LATE, [])
+        entry.state, events = step(entry.state, obs, self.config)
+        entry.events.extend(events)
+        return Outcome(ACCEPTED, events)
+
+    def state(self, stream_id: str, track_id: int) -> TrackState | None:
+        entry = self._entries.get((stream_id, track_id))
+        return entry.state if entry else None
+
+    def writes(self) -> tuple[list[Write], list[list[Event]]]:
+        """Pending writes (and, aligned, the events each carries); marks everything clean."""
+        writes, events = [], []
+        for (stream_id, track_id), entry in self._entries.items():
+            if not entry.dirty:
+                continue
+            writes.append(
+                Write(
+                    self.store.track_key(stream_id, track_id),
+                    stream_id,
+                    entry.seq,
+                    {"state": entry.state.to_json()},
+                    [event_fields(e, stream_id, track_id) for e in entry.events],
+                )
+            )
+            events.append(entry.events)
+            entry.dirty, entry.events = False, []
+        return writes, events
+
+
+def observation_from_request(request, what: str = "observation") -> Observation:
+    """Validate an `EyeObservation` message into an engine observation."""
+    check_stream_id(request.stream_id, f"{what}.stream_id")
+    if request.track_id == 0:
+        raise InvalidInput(f"{what}.track_id must be > 0")
+    if request.timestamp_us <= 0:
+        raise InvalidInput(f"{what}.timestamp_us must be set (> 0, microseconds)")
+    left = request.left_prob_open if request.HasField("left_prob_open") else None
+    right = request.right_prob_open if request.HasField("right_prob_open") else None
+    for value, name in ((left, "left_prob_open"), (right, "right_prob_open")):
+        if value is not None:
+            check_probability(value, f"{what}.{name}")
+    return Observation(request.timestamp_us, left, right, request.track_lost)

@@ -1,0 +1,110 @@
+"""TrackFrames end to end: real detector and eye-state services, real Redis, frames of the real webcam video."""
+
+from __future__ import annotations
+
+import cv2
+import grpc
+import pytest
+
+from blinkstack.eyestate import server as eyestate_server
+from blinkstack.v1 import aggregator_pb2, eyestate_pb2_grpc, types_pb2
+from tests.conftest import MODEL_REPOSITORY
+from tests.servers import RunningService, service_args, wait_for_health
+from tests.test_aggregator_service import SERVING, aggregator
+from tests.test_detector import detector_service
+
+
+@pytest.fixture(scope="module")
+def stack(redis_server):
+    detector = detector_service()
+    eyestate = RunningService(
+        eyestate_server, service_args(eyestate_server, str(MODEL_REPOSITORY)), eyestate_pb2_grpc.EyeStateServiceStub
+    )
+    for running in (detector, eyestate):
+        wait_for_health(running.address, SERVING)
+    yield {"detector_addr": detector.address, "eyestate_addr": eyestate.address}
+    detector.close()
+    eyestate.close()
+
+
+@pytest.fixture(scope="module")
+def jpegs(video_frames):
+    return [cv2.imencode(".jpg", f)[1].tobytes() for f in video_frames[:90]]
+
+
+def frames(stream_id: str, jpegs: list[bytes], first: int = 0):
+    for i, jpeg in enumerate(jpegs[first:], start=first):
+        yield types_pb2.Frame(
+            stream_id=stream_id, seq=i, timestamp_us=1_000_000 + i * 33_333, image=types_pb2.Image(encoded=jpeg)
+        )
+
+
+def test_frames_come_back_with_tracked_faces_eye_states_and_timings(redis_server, stack, jpegs):
+    running = aggregator(redis_server, **stack)
+    try:
+        wait_for_health(running.address, SERVING)
+        results = list(running.stub.TrackFrames(frames("cam-1", jpegs[:60]), timeout=120))
+        assert [r.seq for r in results] == list(range(60))
+        assert {r.status for r in results} == {aggregator_pb2.FRAME_STATUS_PROCESSED}
+        assert {(len(r.faces), r.faces[0].track_id) for r in results} == {(1, 1)}
+        opened = [r.faces[0].left_eye.state == types_pb2.EYE_STATE_OPEN for r in results]
+        assert sum(opened) > len(results) // 2  # the subject looks at the camera with open eyes most of the time
+        face = results[0].faces[0]
+        assert face.left_eye.eye == types_pb2.EYE_LEFT and face.left_eye.box.x > face.right_eye.box.x
+        assert 0.0 <= face.left_eye.prob_open <= 1.0 and results[0].model.name == "eye_state"
+        assert results[0].timings.detect_us > 0 and results[0].timings.classify_us > 0
+        assert (results[0].frame_width, results[0].frame_height) == (640, 480)
+
+        # Re-sent frames are duplicates; a frame older than the newest is late and leaves the engine alone.
+        again = list(running.stub.TrackFrames(frames("cam-1", jpegs[:60], first=55), timeout=60))
+        assert [r.status for r in again] == [aggregator_pb2.FRAME_STATUS_DUPLICATE] * 5
+        late = types_pb2.Frame(
+            stream_id="cam-1", seq=100, timestamp_us=1_000_000, image=types_pb2.Image(encoded=jpegs[0])
+        )
+        (result,) = running.stub.TrackFrames(iter([late]), timeout=60)
+        assert result.status == aggregator_pb2.FRAME_STATUS_LATE and len(result.faces) == 1
+    finally:
+        running.close()
+
+
+def test_a_restarted_aggregator_keeps_the_track_ids(redis_server, stack, jpegs):
+    first = aggregator(redis_server, **stack)
+    wait_for_health(first.address, SERVING)
+    list(first.stub.TrackFrames(frames("cam-2", jpegs[:30]), timeout=120))
+    first.close()
+    second = aggregator(redis_server, **stack)
+    try:
+        wait_for_health(second.address, SERVING)
+        results = list(second.stub.TrackFrames(frames("cam-2", jpegs[:45]), timeout=120))
+        assert [r.status for r in results[:30]] == [aggregator_pb2.FRAME_STATUS_DUPLICATE] * 30
+        assert {r.faces[0].track_id for r in results[30:]} == {1}
+        stats = second.stub.GetStats(aggregator_pb2.GetStatsRequest(stream_id="cam-2", track_id=1), timeout=5)
+        assert stats.last_timestamp_us == 1_000_000 + 44 * 33_333
+    finally:
+        second.close()
+
+
+def test_bad_frames_and_a_missing_detector_are_clear_errors(redis_server, stack, jpegs):
+    running = aggregator(redis_server, **stack)
+    try:
+        wait_for_health(running.address, SERVING)
+        bad = types_pb2.Frame(stream_id="cam-3", seq=0, image=types_pb2.Image(encoded=b"junk"))
+        with pytest.raises(grpc.RpcError) as error:
+            list(running.stub.TrackFrames(iter([bad]), timeout=30))
+        assert (
+            error.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "detector: frame.image" in error.value.details()
+        )
+        mixed = [*frames("cam-4", jpegs[:1]), *frames("cam-5", jpegs[:2], first=1)]
+        with pytest.raises(grpc.RpcError) as error:
+            list(running.stub.TrackFrames(iter(mixed), timeout=30))
+        assert "differs from this call's stream" in error.value.details()
+    finally:
+        running.close()
+    nowhere = aggregator(redis_server, detector_addr="127.0.0.1:1", eyestate_addr=stack["eyestate_addr"])
+    try:
+        wait_for_health(nowhere.address, SERVING)
+        with pytest.raises(grpc.RpcError) as error:
+            list(nowhere.stub.TrackFrames(frames("cam-6", jpegs[:1]), timeout=10))
+        assert error.value.code() == grpc.StatusCode.UNAVAILABLE and "detector failed" in error.value.details()
+    finally:
+        nowhere.close()
