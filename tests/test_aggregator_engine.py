@@ -19,8 +19,9 @@ from blinkstack.aggregator.engine import (
     step,
 )
 
-CONFIG = EngineConfig()
-OPEN_P, CLOSED_P = 0.95, 0.05
+# The properties generate readings on either side of 0.3 / 0.6 and test the state machine itself: no smoothing.
+CONFIG = EngineConfig(closed_below=0.3, open_above=0.6, smooth_ms=0)
+OPEN_P, CLOSED_P = 0.9375, 0.0625  # exact in float32, as the proto carries them
 
 
 def run(observations: list[Observation], config: EngineConfig = CONFIG, state: TrackState | None = None):
@@ -117,6 +118,17 @@ def test_statistics_over_the_window():
     assert result.mean_blink_duration_ms == pytest.approx(200, abs=0.1)
     assert result.perclos == pytest.approx(60 / 1800, abs=0.005)
     assert result.open_ratio == pytest.approx(1 - 60 / 1800, abs=0.005)
+
+
+def test_smoothing_removes_single_frame_flips_but_keeps_real_blinks():
+    smoothing = EngineConfig()  # defaults: 50 ms window, 0.2 / 0.5
+    flips = [(10, OPEN_P, OPEN_P), (1, CLOSED_P, CLOSED_P)] * 20 + [(10, OPEN_P, OPEN_P)]
+    assert run(timeline(flips), smoothing)[1] == []
+    assert len(run(timeline(flips), CONFIG)[1]) == 0  # one frame (33 ms) is below blink_min without smoothing too
+    doubles = [(10, OPEN_P, OPEN_P), (2, CLOSED_P, CLOSED_P)] * 20 + [(10, OPEN_P, OPEN_P)]
+    assert len(run(timeline(doubles), CONFIG)[1]) == 20  # 67 ms flips pass as blinks unsmoothed...
+    _, events = run(timeline([(10, OPEN_P, OPEN_P), (6, CLOSED_P, CLOSED_P), (10, OPEN_P, OPEN_P)]), smoothing)
+    assert [e.type for e in events] == [EventType.BLINK]  # ...while a 200 ms blink survives smoothing
 
 
 def test_config_is_validated():

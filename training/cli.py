@@ -105,6 +105,20 @@ def _measure_eye_geometry(args: argparse.Namespace) -> None:
     print(json.dumps(measure_eye_geometry(args.repository, args.data_dir), indent=2))
 
 
+def _evaluate_events(args: argparse.Namespace) -> None:
+    from training.event_eval import evaluate_events, write_report
+
+    report = evaluate_events(args.repository, args.data_dir, seed=args.seed, split=args.split)
+    write_report(report, args.out)
+    for kind, r in report["overall"].items():
+        print(
+            f"{kind}: precision {r['precision']:.3f}  recall {r['recall']:.3f}  "
+            f"({r['detected']} detected, {r['truth']} true)"
+        )
+    print(f"LONG_CLOSURE where none was made: {report['long_closures_where_none_was_made']}")
+    print(f"wrote {args.out}/events_eval.json and timeline.png")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="blinkstack-train", description=__doc__)
     parser.add_argument("--data-dir", type=Path, default=data.DEFAULT_DATA_DIR, help="folder with eyes/*.parquet")
@@ -162,6 +176,13 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("measure-eye-geometry", help="where CEW's eye patches sit relative to the eye landmarks")
     p.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
     p.set_defaults(func=_measure_eye_geometry)
+
+    p = sub.add_parser("evaluate-events", help="event precision/recall on timelines of real crops (blink engine)")
+    p.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
+    p.add_argument("--split", choices=["val", "test"], default="test", help="whose crops build the timelines")
+    p.add_argument("--out", type=Path, default=Path("runs") / "events_eval")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_evaluate_events)
 
     args = parser.parse_args(argv)
     args.func(args)

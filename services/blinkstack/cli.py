@@ -80,6 +80,22 @@ def _detect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _score_events(args: argparse.Namespace) -> int:
+    from blinkstack.aggregator.scoring import load_spans, score
+
+    try:
+        truth, detected = load_spans(Path(args.truth)), load_spans(Path(args.detected))
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for kind, r in score(detected, truth, args.min_overlap).items():
+        print(
+            f"{kind:13s} precision {r['precision']:.3f}  recall {r['recall']:.3f}  "
+            f"matched {r['matched']} of {r['detected']} detected, {r['truth']} true"
+        )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="blinkstack", description="Eye state and blink events over gRPC.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -122,6 +138,12 @@ def main(argv: list[str] | None = None) -> None:
     detect.add_argument("--annotate", metavar="PNG", help="also write the frame with boxes and landmarks drawn")
     detect.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
     detect.set_defaults(run=_detect)
+
+    scoring = sub.add_parser("score-events", help="event precision/recall of detected events against ground truth")
+    scoring.add_argument("truth", help='JSON list of {"type", "start_us", "end_us"}')
+    scoring.add_argument("detected", help="the same format (BlinkEvent JSON works: extra fields are ignored)")
+    scoring.add_argument("--min-overlap", type=float, default=0.3, help="overlap / shorter duration to match")
+    scoring.set_defaults(run=_score_events)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

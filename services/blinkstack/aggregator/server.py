@@ -418,6 +418,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name, help_text in (
         ("closed_below", "an eye turns CLOSED at or below this prob_open"),
         ("open_above", "and OPEN again at or above this one"),
+        ("smooth_ms", "prob_open is averaged over this window before the thresholds (0: off)"),
         ("blink_min_ms", "shortest blink/wink"),
         ("blink_max_ms", "longest blink"),
         ("wink_max_ms", "longest wink"),
