@@ -34,7 +34,19 @@ def service(redis_server):
     running.close()
 
 
-def messages(stream_id: str, track_id: int, observations: list[Observation], first_seq: int = 0):
+def messages(stream_id: str, track_id: int, observations: list[Observation], first_seq: int = 0, per_message: int = 1):
+    """PublishEyeStates requests carrying `per_message` observations each."""
+    batch: list[aggregator_pb2.EyeObservation] = []
+    for observation in observation_messages(stream_id, track_id, observations, first_seq):
+        batch.append(observation)
+        if len(batch) == per_message:
+            yield aggregator_pb2.PublishEyeStatesRequest(observations=batch)
+            batch = []
+    if batch:
+        yield aggregator_pb2.PublishEyeStatesRequest(observations=batch)
+
+
+def observation_messages(stream_id: str, track_id: int, observations: list[Observation], first_seq: int = 0):
     for i, obs in enumerate(observations):
         message = aggregator_pb2.EyeObservation(
             stream_id=stream_id, track_id=track_id, seq=first_seq + i, timestamp_us=obs.timestamp_us
@@ -70,7 +82,7 @@ def shape(events) -> list[tuple[int, int, int]]:
 
 def test_published_observations_become_events_subscriptions_and_stats(service):
     observations = timeline(BLINKS)
-    summary = service.stub.PublishEyeStates(messages("pub-a", 1, observations), timeout=20)
+    summary = service.stub.PublishEyeStates(messages("pub-a", 1, observations, per_message=7), timeout=20)
     assert (summary.accepted, summary.duplicates, summary.late, summary.events) == (len(observations), 0, 0, 5)
     events = collect(service.stub, aggregator_pb2.SubscribeBlinksRequest(stream_ids=["pub-a"], after_id="0"), 5)
     assert shape(events) == expected_events(observations)
@@ -114,15 +126,26 @@ BAD = {
 def test_a_bad_observation_is_invalid_argument_and_earlier_ones_are_kept(service, case):
     bad, message = BAD[case]
     stream = f"bad-{case.replace(' ', '-')}"
-    good = list(messages(stream, 1, timeline(BLINKS[:4])))
+    good = list(observation_messages(stream, 1, timeline(BLINKS[:4])))
+    request = aggregator_pb2.PublishEyeStatesRequest(observations=[*good, bad])
     with pytest.raises(grpc.RpcError) as error:
-        service.stub.PublishEyeStates(iter([*good, bad]), timeout=20)
+        service.stub.PublishEyeStates(iter([request]), timeout=20)
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert message in error.value.details() and f"the {len(good)} observations before it were accepted" in (
         error.value.details()
     )
     stats = service.stub.GetStats(aggregator_pb2.GetStatsRequest(stream_id=stream, track_id=1), timeout=5)
     assert stats.blink_count == 1
+
+
+def test_too_many_observations_in_one_message_is_invalid_argument(service):
+    request = aggregator_pb2.PublishEyeStatesRequest(
+        observations=list(observation_messages("big", 1, timeline([(4097, OPEN_P, OPEN_P)])))
+    )
+    with pytest.raises(grpc.RpcError) as error:
+        service.stub.PublishEyeStates(iter([request]), timeout=20)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "4097 observations in one message exceed the limit of 4096" in error.value.details()
 
 
 def test_get_stats_errors(service):

@@ -30,7 +30,7 @@ Semantics (all limits in `EngineConfig`; times are the observations' own timesta
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from enum import IntEnum
 
 UNKNOWN, OPEN, CLOSED = "unknown", "open", "closed"
@@ -116,14 +116,16 @@ class TrackState:
     last_us: int | None = None
     last_kind: str = ""  # window statistics class of the last observation: open / closed80 / other
     episode: Episode | None = None
-    segments: tuple[tuple[int, int, str], ...] = ()  # (start, end, kind), merged, within the window
+    segments: tuple[tuple[int, int, str], ...] = ()  # (start, end, kind), merged; those ending in the window
     blinks: tuple[tuple[int, float], ...] = ()  # (end_us, duration_ms) within the window
     last_event: Event | None = None
     observations: int = 0
     events: int = field(default=0)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+        episode = self.episode.__dict__ if self.episode else None
+        raw = {**self.__dict__, "episode": episode, "last_event": self.last_event.__dict__ if self.last_event else None}
+        return json.dumps(raw, separators=(",", ":"))
 
     @staticmethod
     def from_json(text: str) -> TrackState:
@@ -206,11 +208,11 @@ def _end_abruptly(state: TrackState) -> tuple[TrackState, list[Event]]:
     return replace(state, eyes=(UNKNOWN, UNKNOWN), recent=((), ()), episode=None, last_kind=""), events
 
 
-def _trim(state: TrackState, now_us: int, config: EngineConfig) -> TrackState:
-    horizon = now_us - int(config.window_s * 1e6)
-    segments = tuple((max(s, horizon), e, k) for s, e, k in state.segments if e > horizon)
-    blinks = tuple(b for b in state.blinks if b[0] > horizon)
-    return replace(state, segments=segments, blinks=blinks)
+def _trim(items: tuple, horizon: int, end_field: int) -> tuple:
+    """Drop items whose `end_field` lies before the window; cheap when nothing is old (the usual case)."""
+    if not items or items[0][end_field] > horizon:
+        return items
+    return tuple(item for item in items if item[end_field] > horizon)
 
 
 def _add_segment(segments: tuple, start: int, end: int, kind: str) -> tuple:
@@ -229,10 +231,11 @@ def step(state: TrackState, obs: Observation, config: EngineConfig) -> tuple[Tra
         state = replace(state, last_us=obs.timestamp_us, observations=state.observations + 1)
         return _record(state, events), events
 
+    segments = state.segments
     if state.last_us is not None and (obs.timestamp_us - state.last_us) / 1000.0 > config.max_gap_ms:
         state, events = _end_abruptly(state)
     elif state.last_us is not None and state.last_kind:
-        state = replace(state, segments=_add_segment(state.segments, state.last_us, obs.timestamp_us, state.last_kind))
+        segments = _add_segment(segments, state.last_us, obs.timestamp_us, state.last_kind)
 
     recent, smoothed = _smooth(state.recent, obs, config)
     before = state.eyes
@@ -256,12 +259,14 @@ def step(state: TrackState, obs: Observation, config: EngineConfig) -> tuple[Tra
         )
     elif episode is not None:
         both = all(closed_now)
-        episode = replace(
-            episode,
+        episode = Episode(
+            start_us=episode.start_us,
             closed=(episode.closed[0] or closed_now[0], episode.closed[1] or closed_now[1]),
+            other_open_at_start=episode.other_open_at_start,
             both_since_us=(episode.both_since_us if episode.both_since_us is not None else now) if both else None,
             both_ever=episode.both_ever or both,
             min_prob_open=min(episode.min_prob_open, lowest),
+            long_started=episode.long_started,
         )
         if not any(closed_now):
             event = _classify(episode, now, config)
@@ -278,17 +283,20 @@ def step(state: TrackState, obs: Observation, config: EngineConfig) -> tuple[Tra
         events.append(Event(EventType.LONG_CLOSURE, Phase.STARTED, episode.start_us, now, episode.min_prob_open))
         episode = replace(episode, long_started=True)
 
-    state = replace(
-        state,
+    horizon = now - int(config.window_s * 1e6)
+    state = TrackState(
         eyes=eyes,
-        episode=episode,
-        last_us=now,
         recent=recent,
+        last_us=now,
         last_kind=_kind(smoothed[0], smoothed[1], eyes, config),
+        episode=episode,
+        segments=_trim(segments, horizon, end_field=1),
+        blinks=_trim(state.blinks, horizon, end_field=0),
+        last_event=state.last_event,
         observations=state.observations + 1,
+        events=state.events,
     )
-    state = _record(_trim(state, now, config), events)
-    return state, events
+    return _record(state, events), events
 
 
 def _record(state: TrackState, events: list[Event]) -> TrackState:
@@ -313,9 +321,11 @@ class Stats:
 def stats(state: TrackState, config: EngineConfig) -> Stats:
     """Statistics over the window that ends at the track's last observation."""
     window_us = int(config.window_s * 1e6)
-    observed = sum(e - s for s, e, _ in state.segments)
-    by_kind = {kind: sum(e - s for s, e, k in state.segments if k == kind) for kind in ("open", "closed80")}
-    span_us = (state.segments[-1][1] - state.segments[0][0]) if state.segments else 0
+    start = (state.last_us or 0) - window_us
+    segments = [(max(s, start), e, k) for s, e, k in state.segments if e > start]  # clipped to the window
+    observed = sum(e - s for s, e, _ in segments)
+    by_kind = {kind: sum(e - s for s, e, k in segments if k == kind) for kind in ("open", "closed80")}
+    span_us = (segments[-1][1] - segments[0][0]) if segments else 0
     minutes = min(window_us, span_us) / 60e6
     durations = [d for _, d in state.blinks]
     return Stats(

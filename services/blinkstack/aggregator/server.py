@@ -45,7 +45,8 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAME = aggregator_pb2.DESCRIPTOR.services_by_name["AggregatorService"].full_name
 DEFAULT_PORT, DEFAULT_METRICS_PORT = 50053, 9103
-MAX_BATCH = 1024
+MAX_BATCH = 4096  # observations per Redis transaction
+MAX_OBSERVATIONS_PER_MESSAGE = 4096
 # What a client learns when Redis stays away: re-sending is safe because seqs make re-sends duplicates.
 NOT_ACCEPTED = "what came after the last reply was not accepted: re-send it (duplicates are ignored)"
 EVENT_ID = re.compile(r"\d+(-\d+)?")
@@ -108,15 +109,23 @@ class AggregatorServicer(aggregator_pb2_grpc.AggregatorServiceServicer):
     # --- PublishEyeStates --------------------------------------------------------------------------------------
 
     async def PublishEyeStates(
-        self, request_iterator: AsyncIterator[aggregator_pb2.EyeObservation], context: grpc.aio.ServicerContext
+        self, request_iterator: AsyncIterator[aggregator_pb2.PublishEyeStatesRequest], context: grpc.aio.ServicerContext
     ) -> aggregator_pb2.PublishSummary:
-        queue: asyncio.Queue = asyncio.Queue(maxsize=4 * MAX_BATCH)
+        queue: asyncio.Queue = asyncio.Queue(maxsize=64)  # messages; bounded so a fast client waits for Redis
         done = object()
 
         async def read() -> None:
             try:
                 async for request in request_iterator:
-                    await queue.put(request)
+                    if len(request.observations) > MAX_OBSERVATIONS_PER_MESSAGE:
+                        await queue.put(
+                            images.InvalidInput(
+                                f"{len(request.observations)} observations in one message exceed the limit of "
+                                f"{MAX_OBSERVATIONS_PER_MESSAGE}"
+                            )
+                        )
+                        return
+                    await queue.put(list(request.observations))
             finally:
                 await queue.put(done)
 
@@ -127,9 +136,11 @@ class AggregatorServicer(aggregator_pb2_grpc.AggregatorServiceServicer):
         finished = False
         try:
             while not finished:
-                batch = [await queue.get()]
-                while len(batch) < MAX_BATCH and not queue.empty():
-                    batch.append(queue.get_nowait())
+                # Everything queued while the last batch was being written goes into this one (group commit).
+                batch: list = []
+                while len(batch) < MAX_BATCH and (not batch or not queue.empty()):
+                    item = await queue.get()
+                    batch.extend(item if isinstance(item, list) else [item])
                 invalid = None
                 pending = {ACCEPTED: 0, DUPLICATE: 0, LATE: 0}
                 for item in batch:
@@ -137,6 +148,8 @@ class AggregatorServicer(aggregator_pb2_grpc.AggregatorServiceServicer):
                         finished = True
                         break
                     try:
+                        if isinstance(item, images.InvalidInput):
+                            raise item
                         obs = observation_from_request(item)
                     except images.InvalidInput as exc:
                         invalid = str(exc)

@@ -148,6 +148,12 @@ class EyeObservation(_message.Message):
     track_lost: bool
     def __init__(self, stream_id: _Optional[str] = ..., track_id: _Optional[int] = ..., seq: _Optional[int] = ..., timestamp_us: _Optional[int] = ..., left_prob_open: _Optional[float] = ..., right_prob_open: _Optional[float] = ..., track_lost: _Optional[bool] = ...) -> None: ...
 
+class PublishEyeStatesRequest(_message.Message):
+    __slots__ = ("observations",)
+    OBSERVATIONS_FIELD_NUMBER: _ClassVar[int]
+    observations: _containers.RepeatedCompositeFieldContainer[EyeObservation]
+    def __init__(self, observations: _Optional[_Iterable[_Union[EyeObservation, _Mapping]]] = ...) -> None: ...
+
 class PublishSummary(_message.Message):
     __slots__ = ("accepted", "duplicates", "late", "events")
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]

@@ -43,7 +43,7 @@ class AggregatorServiceStub:
                 _registered_method=True)
         self.PublishEyeStates = channel.stream_unary(
                 '/blinkstack.v1.AggregatorService/PublishEyeStates',
-                request_serializer=blinkstack_dot_v1_dot_aggregator__pb2.EyeObservation.SerializeToString,
+                request_serializer=blinkstack_dot_v1_dot_aggregator__pb2.PublishEyeStatesRequest.SerializeToString,
                 response_deserializer=blinkstack_dot_v1_dot_aggregator__pb2.PublishSummary.FromString,
                 _registered_method=True)
         self.SubscribeBlinks = channel.unary_stream(
@@ -70,7 +70,9 @@ class AggregatorServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def PublishEyeStates(self, request_iterator, context):
-        """For callers that detect and classify themselves: observations in, a summary at the end.
+        """For callers that detect and classify themselves: batches of observations in, a summary at the end.
+        Batching many observations per message (e.g. all faces of a frame, or a few frames of many cameras) is
+        what makes high rates possible; one observation per message is fine for a single camera.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -100,7 +102,7 @@ def add_AggregatorServiceServicer_to_server(servicer, server):
             ),
             'PublishEyeStates': grpc.stream_unary_rpc_method_handler(
                     servicer.PublishEyeStates,
-                    request_deserializer=blinkstack_dot_v1_dot_aggregator__pb2.EyeObservation.FromString,
+                    request_deserializer=blinkstack_dot_v1_dot_aggregator__pb2.PublishEyeStatesRequest.FromString,
                     response_serializer=blinkstack_dot_v1_dot_aggregator__pb2.PublishSummary.SerializeToString,
             ),
             'SubscribeBlinks': grpc.unary_stream_rpc_method_handler(
@@ -167,7 +169,7 @@ class AggregatorService:
             request_iterator,
             target,
             '/blinkstack.v1.AggregatorService/PublishEyeStates',
-            blinkstack_dot_v1_dot_aggregator__pb2.EyeObservation.SerializeToString,
+            blinkstack_dot_v1_dot_aggregator__pb2.PublishEyeStatesRequest.SerializeToString,
             blinkstack_dot_v1_dot_aggregator__pb2.PublishSummary.FromString,
             options,
             channel_credentials,
