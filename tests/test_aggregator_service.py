@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 
 import grpc
 import pytest
+import redis
 from grpc_health.v1 import health_pb2
 
 from blinkstack.aggregator import server as aggregator_server
@@ -250,3 +254,82 @@ def test_a_restarted_aggregator_continues_the_stream_from_redis(redis_server):
         assert [e.type for e in events] == [int(EventType.BLINK)] * 10
     finally:
         second.close()
+
+
+def test_retention_by_count_and_age(redis_server):
+    client = redis.Redis.from_url(redis_server.url)
+    by_count = aggregator(redis_server, redis_prefix="count", events_maxlen=2, stream_events_maxlen=2)
+    try:
+        wait_for_health(by_count.address, SERVING)
+        many = timeline(BLINKS * 50)  # 250 blinks
+        by_count.stub.PublishEyeStates(messages("kept", 1, many, per_message=1000), timeout=60)
+        # MAXLEN ~ trims whole stream nodes (100 entries), so some but not all old events are gone.
+        assert 2 <= client.xlen("count:events") < 250 and 2 <= client.xlen("count:events:kept") < 250
+    finally:
+        by_count.close()
+    observations = timeline(BLINKS)
+    by_age = aggregator(redis_server, redis_prefix="age", events_max_age_s=0.001)
+    try:
+        wait_for_health(by_age.address, SERVING)
+        by_age.stub.PublishEyeStates(messages("aged", 1, observations, per_message=1000), timeout=20)
+        time.sleep(0.05)
+        by_age.stub.PublishEyeStates(messages("aged", 2, observations, per_message=1000), timeout=20)
+        events = collect(by_age.stub, aggregator_pb2.SubscribeBlinksRequest(after_id="0"), 5, timeout=5)
+        assert {e.track_id for e in events} == {2}  # track 1's events were older than the age limit
+    finally:
+        by_age.close()
+
+
+def test_a_subscriber_that_never_reads_does_not_slow_ingestion(service):
+    stalled = service.stub.SubscribeBlinks(aggregator_pb2.SubscribeBlinksRequest(after_id="0"), timeout=60)
+    try:
+        observations = timeline(BLINKS * 40)
+        start = time.monotonic()
+        summary = service.stub.PublishEyeStates(messages("busy", 1, observations, per_message=500), timeout=30)
+        assert summary.accepted == len(observations) and summary.events == 200
+        assert time.monotonic() - start < 20
+    finally:
+        stalled.cancel()
+
+
+def test_an_aggregator_killed_mid_stream_loses_nothing_when_the_client_resends(redis_server):
+    port = free_port()
+    env = {
+        **os.environ,
+        "BLINKSTACK_AGGREGATOR_PORT": str(port),
+        "BLINKSTACK_AGGREGATOR_METRICS_PORT": "0",
+        "BLINKSTACK_REDIS_URL": redis_server.url,
+    }
+
+    def start() -> subprocess.Popen:
+        process = subprocess.Popen([sys.executable, "-m", "blinkstack.cli", "serve", "aggregator"], env=env)
+        wait_for_health(f"127.0.0.1:{port}", SERVING)
+        return process
+
+    observations = timeline(BLINKS * 4)
+    process = start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
+
+            def until_killed():
+                for i, message in enumerate(messages("killed", 1, observations)):
+                    if i == len(observations) // 2:
+                        time.sleep(0.3)
+                        process.kill()  # SIGKILL: no drain, no goodbye
+                    yield message
+
+            with pytest.raises(grpc.RpcError):
+                stub.PublishEyeStates(until_killed(), timeout=30)
+        process.wait(10)
+        process = start()
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
+            summary = stub.PublishEyeStates(messages("killed", 1, observations), timeout=30)
+            assert summary.duplicates > 0 and summary.duplicates + summary.accepted == len(observations)
+            request = aggregator_pb2.SubscribeBlinksRequest(stream_ids=["killed"], after_id="0")
+            assert shape(collect(stub, request, 20)) == expected_events(observations)
+            assert redis.Redis.from_url(redis_server.url).xlen("blinkstack:events:killed") == 20  # none twice
+    finally:
+        process.kill()
+        process.wait(10)

@@ -419,6 +419,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="events kept per camera stream",
     )
     env_option(
+        group,
+        "--events-max-age-s",
+        "BLINKSTACK_EVENTS_MAX_AGE_S",
+        0.0,
+        float,
+        help="also drop events older than this (MINID; 0: keep by count only)",
+    )
+    env_option(
         group, "--detector-addr", "BLINKSTACK_DETECTOR_ADDR", "127.0.0.1:50051", help="detector service (TrackFrames)"
     )
     env_option(
@@ -454,7 +462,12 @@ class _Backend:
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.store = RedisStore(
-            args.redis_url, args.redis_prefix, args.events_maxlen, args.stream_events_maxlen, args.redis_retry_s
+            args.redis_url,
+            args.redis_prefix,
+            args.events_maxlen,
+            args.stream_events_maxlen,
+            args.redis_retry_s,
+            args.events_max_age_s,
         )
         self.args = args
         self.channels: list[grpc.aio.Channel] = []

@@ -3,7 +3,8 @@
 Keys (prefix `blinkstack` by default):
 - `<prefix>:track:<stream_id>:<track_id>` hash: `seq` (last applied observation/frame seq), `state` (engine JSON);
 - `<prefix>:stream:<stream_id>` hash: the camera stream's last frame `seq`, `timestamp_us` and tracker state;
-- `<prefix>:events` (every event) and `<prefix>:events:<stream_id>` (one camera's), trimmed with `MAXLEN ~`.
+- `<prefix>:events` (every event) and `<prefix>:events:<stream_id>` (one camera's), trimmed with `MAXLEN ~`
+  and, when a maximum age is set, exactly by age with `MINID` (Redis >= 6.2; events are few, so exact is cheap).
   An event gets the same id in both: the global XADD picks it, the per-stream XADD reuses it, so an id from
   either works as a subscription's resume point.
 
@@ -29,13 +30,14 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 TRANSIENT = (ConnectionError, TimeoutError, BusyLoadingError, OSError)  # Redis away or restarting
 
-# KEYS: hash, global events, stream events. ARGV: seq, maxlen global, maxlen stream, n hash pairs, pairs...,
-# then per event: n pairs, pairs...  Returns {} when the write is not newer than the stored seq, else {"ok", ids...}.
+# KEYS: hash, global events, stream events. ARGV: seq, maxlen global, maxlen stream, min id ("0": no age limit),
+# n hash pairs, pairs..., then per event: n pairs, pairs...
+# Returns {} when the write is not newer than the stored seq, else {"ok", ids...}.
 _APPLY = """
 local stored = tonumber(redis.call('HGET', KEYS[1], 'seq') or '-1')
 if stored >= tonumber(ARGV[1]) then return {} end
-local pos = 5
-local pairs_n = tonumber(ARGV[4])
+local pos = 6
+local pairs_n = tonumber(ARGV[5])
 local fields = {'seq', ARGV[1]}
 for i = 1, pairs_n * 2 do fields[#fields + 1] = ARGV[pos]; pos = pos + 1 end
 redis.call('HSET', KEYS[1], unpack(fields))
@@ -47,6 +49,10 @@ while pos <= #ARGV do
   local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(entry))
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], id, unpack(entry))
   result[#result + 1] = id
+end
+if ARGV[4] ~= '0' and #result > 1 then
+  redis.call('XTRIM', KEYS[2], 'MINID', ARGV[4])
+  redis.call('XTRIM', KEYS[3], 'MINID', ARGV[4])
 end
 return result
 """
@@ -75,7 +81,9 @@ class RedisStore:
         events_maxlen: int = 100_000,
         stream_events_maxlen: int = 10_000,
         retry_s: float = 30.0,
+        events_max_age_s: float = 0.0,
     ) -> None:
+        self.events_max_age_s = events_max_age_s
         self.prefix, self.events_maxlen, self.stream_events_maxlen = prefix, events_maxlen, stream_events_maxlen
         self.retry_s = retry_s
         self.url = url
@@ -127,9 +135,11 @@ class RedisStore:
             return []
 
         async def run() -> list:
+            # Stream ids start with the Redis server's clock in ms; the local clock stands in for it here.
+            min_id = f"{int((time.time() - self.events_max_age_s) * 1000)}-0" if self.events_max_age_s > 0 else "0"
             pipe = self.redis.pipeline(transaction=True)
             for w in writes:
-                args: list[str | int] = [w.seq, self.events_maxlen, self.stream_events_maxlen, len(w.fields)]
+                args: list[str | int] = [w.seq, self.events_maxlen, self.stream_events_maxlen, min_id, len(w.fields)]
                 for k, v in w.fields.items():
                     args += [k, v]
                 for event in w.events:
