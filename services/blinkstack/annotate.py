@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from blinkstack.v1 import detector_pb2, types_pb2
+from blinkstack.v1 import types_pb2
 
 FACE_COLOUR = (255, 160, 0)
 OPEN_COLOUR, CLOSED_COLOUR, UNKNOWN_COLOUR = (60, 200, 60), (40, 40, 230), (200, 200, 200)
@@ -17,15 +17,11 @@ def _rect(image: np.ndarray, box: types_pb2.Box, colour: tuple[int, int, int], t
     cv2.rectangle(image, top_left, bottom_right, colour, thickness)
 
 
-def draw_faces(
-    frame: np.ndarray,
-    faces: list[detector_pb2.FaceDetection],
-    eye_states: dict[tuple[int, int], tuple[int, float]] | None = None,
-    caption: str = "",
-) -> np.ndarray:
+def draw_faces(frame: np.ndarray, faces: list, caption: str = "") -> np.ndarray:
     """A BGR copy of `frame` with face boxes, track ids, eye boxes and landmarks.
 
-    `eye_states` maps (track_id, Eye) to (EyeState, prob_open); eye boxes are green when open, red when closed.
+    `faces` are the detector's FaceDetection or the aggregator's TrackedFace messages; for the latter the eye
+    boxes are green when open, red when closed, with prob_open written under them.
     """
     image = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR) if frame.ndim == 2 else frame.copy()
     for face in faces:
@@ -33,15 +29,17 @@ def draw_faces(
         label = f"#{face.track_id} {face.score:.2f}"
         cv2.putText(image, label, (round(face.box.x), max(12, round(face.box.y) - 4)), 0, 0.45, FACE_COLOUR, 1)
         for eye in (face.left_eye, face.right_eye):
-            state, prob = (eye_states or {}).get((face.track_id, eye.eye), (types_pb2.EYE_STATE_UNSPECIFIED, -1.0))
+            state = getattr(eye, "state", types_pb2.EYE_STATE_UNSPECIFIED)
+            prob = getattr(eye, "prob_open", -1.0)
             colour = {types_pb2.EYE_STATE_OPEN: OPEN_COLOUR, types_pb2.EYE_STATE_CLOSED: CLOSED_COLOUR}.get(
                 state, UNKNOWN_COLOUR
             )
             _rect(image, eye.box, colour, 1)
-            cv2.circle(image, (round(eye.center.x), round(eye.center.y)), 2, colour, -1)
+            if hasattr(eye, "center"):
+                cv2.circle(image, (round(eye.center.x), round(eye.center.y)), 2, colour, -1)
             tag = ("L" if eye.eye == types_pb2.EYE_LEFT else "R") + (f" {prob:.2f}" if prob >= 0 else "")
             cv2.putText(image, tag, (round(eye.box.x), round(eye.box.y + eye.box.height) + 12), 0, 0.4, colour, 1)
-        for point in face.landmarks:
+        for point in getattr(face, "landmarks", []):
             cv2.circle(image, (round(point.x), round(point.y)), 2, FACE_COLOUR, -1)
     if caption:
         cv2.putText(image, caption, (8, 22), 0, 0.6, (255, 255, 255), 2)

@@ -5,19 +5,32 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import cv2
 import grpc
+from tqdm import tqdm
 
 from blinkstack.aggregator import server as aggregator_server
 from blinkstack.common.config import env_option
 from blinkstack.detector import server as detector_server
 from blinkstack.eyestate import server as eyestate_server
-from blinkstack.v1 import detector_pb2, detector_pb2_grpc, eyestate_pb2, eyestate_pb2_grpc, types_pb2
+from blinkstack.stack import DEFAULT_DATA_DIR, Stack, StackConfig, StackError
+from blinkstack.v1 import (
+    aggregator_pb2,
+    aggregator_pb2_grpc,
+    detector_pb2,
+    detector_pb2_grpc,
+    eyestate_pb2,
+    eyestate_pb2_grpc,
+    types_pb2,
+)
 
 CLASSIFY_CHUNK = 256
+DEMO_VIDEO = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "video" / "eyeblink8_v8_windows.mp4"
 
 
 def _classify(args: argparse.Namespace) -> int:
@@ -96,6 +109,186 @@ def _score_events(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stack_config(args: argparse.Namespace) -> StackConfig:
+    return StackConfig(
+        host=args.host,
+        detector_port=args.detector_port,
+        eyestate_port=args.eyestate_port,
+        aggregator_port=args.aggregator_port,
+        redis_port=args.redis_port,
+        metrics=not args.no_metrics,
+        data_dir=Path(args.data_dir),
+        triton_url=args.triton or "",
+        with_triton=args.with_triton,
+    )
+
+
+def _add_stack_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("stack")
+    group.add_argument("--host", default="127.0.0.1", help="address every component listens on")
+    group.add_argument("--detector-port", type=int, default=50051)
+    group.add_argument("--eyestate-port", type=int, default=50052)
+    group.add_argument("--aggregator-port", type=int, default=50053)
+    group.add_argument("--redis-port", type=int, default=6379)
+    group.add_argument("--no-metrics", action="store_true", help="no Prometheus ports (9101-9103)")
+    group.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="Redis AOF and the components' logs")
+    triton = group.add_mutually_exclusive_group()
+    triton.add_argument("--triton", metavar="URL", help="eye-state service uses this Triton (gRPC host:port)")
+    triton.add_argument("--with-triton", action="store_true", help="start a local Triton and use it")
+
+
+def _up(args: argparse.Namespace) -> int:
+    stack = Stack(_stack_config(args))
+    stopping = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.set())
+    try:
+        stack.start()
+    except StackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for name, address in stack.endpoints().items():
+        print(f"{name:11s} {address}")
+    print(f"logs in {Path(args.data_dir) / 'logs'}; stack ready (Ctrl-C stops it)", flush=True)
+    try:
+        while not stopping.wait(0.5):
+            for service in stack.services:
+                if service.process.poll() is not None:
+                    print(f"error: {service.name} exited with code {service.process.returncode}", file=sys.stderr)
+                    return 1
+    finally:
+        print("stopping", flush=True)
+        stack.stop()
+    return 0
+
+
+def _watch_source(args: argparse.Namespace) -> str:
+    return str(args.camera) if args.camera is not None else args.video
+
+
+def _run_watch(args: argparse.Namespace, target: str) -> int:
+    from blinkstack.watch import SourceError, default_stream_id, describe_event, watch, write_outputs
+
+    source = _watch_source(args)
+    stream_id = args.stream_id or default_stream_id(source)
+    out_dir = Path(args.out) if args.out else Path("runs") / "watch" / stream_id
+    try:
+        result = watch(
+            source,
+            target,
+            stream_id,
+            realtime=args.realtime,
+            max_frames=args.max_frames,
+            keep_frames=args.annotated,
+            on_event=lambda event: tqdm.write(describe_event(event)),
+        )
+    except SourceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except grpc.RpcError as exc:
+        print(f"error: {exc.code().name}: {exc.details()} (is the stack up at {target}?)", file=sys.stderr)
+        return 1
+    summary = write_outputs(result, out_dir, annotated=args.annotated)
+    print(
+        f"{summary['frames']} frames ({summary['frames_with_one_face']} with one face) in "
+        f"{summary['wall_seconds']:.1f} s "
+        f"= {summary['frames_per_s']:.1f} frames/s; blinks {summary['blinks']}, winks "
+        f"{summary['winks_left']}/{summary['winks_right']}, long closures {summary['long_closures']}, "
+        f"{summary['blinks_per_minute']:.1f} blinks/min, PERCLOS {summary['perclos']:.3f}"
+    )
+    print(f"wrote {out_dir}/summary.json, events.json, timeline.png" + (", annotated.mp4" if args.annotated else ""))
+    return 0
+
+
+def _watch(args: argparse.Namespace) -> int:
+    return _run_watch(args, args.target)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    """up + watch + down: the README's main job."""
+    stack = Stack(_stack_config(args))
+    try:
+        stack.start()
+    except StackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    try:
+        print("stack ready: " + ", ".join(f"{k} {v}" for k, v in stack.endpoints().items()), flush=True)
+        return _run_watch(args, stack.config.address(stack.config.aggregator_port))
+    finally:
+        stack.stop()
+
+
+def _add_watch_options(parser: argparse.ArgumentParser, video_default: str | None = None) -> None:
+    source = parser.add_mutually_exclusive_group(required=video_default is None)
+    source.add_argument("--video", default=video_default, help="video file")
+    source.add_argument("--camera", type=int, help="OpenCV camera index")
+    parser.add_argument("--stream-id", help="default: <video name>-<date-time> (reuse one to continue a stream)")
+    pace = parser.add_mutually_exclusive_group()
+    pace.add_argument("--realtime", dest="realtime", action="store_true", default=None, help="at the source's rate")
+    pace.add_argument("--max-speed", dest="realtime", action="store_false", help="as fast as the stack answers")
+    parser.add_argument("--max-frames", type=int, help="stop after this many frames")
+    parser.add_argument("--out", help="output folder (default runs/watch/<stream id>)")
+    parser.add_argument("--annotated", action="store_true", help="also write annotated.mp4")
+
+
+def _events(args: argparse.Namespace) -> int:
+    from blinkstack.watch import describe_event
+
+    request = aggregator_pb2.SubscribeBlinksRequest(
+        stream_ids=args.stream_id or [], track_ids=args.track_id or [], after_id=args.after
+    )
+    with grpc.insecure_channel(args.target) as channel:
+        call = aggregator_pb2_grpc.AggregatorServiceStub(channel).SubscribeBlinks(request)
+        timer: threading.Timer | None = None
+
+        def quiet_timer() -> None:  # without --follow: stop once no event came for `idle` seconds
+            nonlocal timer
+            if args.follow:
+                return
+            if timer is not None:
+                timer.cancel()
+            timer = threading.Timer(args.idle, call.cancel)
+            timer.daemon = True
+            timer.start()
+
+        quiet_timer()
+        try:
+            for event in call:
+                print(describe_event(event), flush=True)
+                quiet_timer()
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.CANCELLED:
+                print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+                return 1
+        except KeyboardInterrupt:
+            pass
+        finally:
+            if timer is not None:
+                timer.cancel()
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from blinkstack.watch import describe_event
+
+    request = aggregator_pb2.GetStatsRequest(stream_id=args.stream_id, track_id=args.track_id)
+    with grpc.insecure_channel(args.target) as channel:
+        try:
+            stats = aggregator_pb2_grpc.AggregatorServiceStub(channel).GetStats(request, timeout=10)
+        except grpc.RpcError as exc:
+            print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+            return 1
+    print(f"stream {stats.stream_id} track {stats.track_id}, last {stats.window_us / 1e6:.0f} s:")
+    print(
+        f"  blinks {stats.blink_count} ({stats.blinks_per_minute:.1f}/min), mean {stats.mean_blink_duration_ms:.0f} ms"
+    )
+    print(f"  PERCLOS {stats.perclos:.3f}, eyes open {stats.open_ratio:.1%} of the time")
+    if stats.HasField("last_event"):
+        print(f"  last event: {describe_event(stats.last_event)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="blinkstack", description="Eye state and blink events over gRPC.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -144,6 +337,35 @@ def main(argv: list[str] | None = None) -> None:
     scoring.add_argument("detected", help="the same format (BlinkEvent JSON works: extra fields are ignored)")
     scoring.add_argument("--min-overlap", type=float, default=0.3, help="overlap / shorter duration to match")
     scoring.set_defaults(run=_score_events)
+
+    up = sub.add_parser("up", help="start Redis and the three services on this machine; Ctrl-C stops them")
+    _add_stack_options(up)
+    up.set_defaults(run=_up)
+
+    watch = sub.add_parser("watch", help="stream a video or camera through TrackFrames; events, summary, plots")
+    _add_watch_options(watch)
+    env_option(watch, "--target", "BLINKSTACK_AGGREGATOR_ADDR", "127.0.0.1:50053", help="aggregator address")
+    watch.set_defaults(run=_watch)
+
+    demo = sub.add_parser("demo", help="up + watch a video + down (the README's main job)")
+    _add_watch_options(demo, video_default=str(DEMO_VIDEO))
+    _add_stack_options(demo)
+    demo.set_defaults(run=_demo)
+
+    events = sub.add_parser("events", help="print events (stored ones after --after, then new ones with --follow)")
+    env_option(events, "--target", "BLINKSTACK_AGGREGATOR_ADDR", "127.0.0.1:50053", help="aggregator address")
+    events.add_argument("--after", default="0", help='event id to resume after ("0": all retained, "": only new)')
+    events.add_argument("--follow", action="store_true", help="keep following new events until Ctrl-C")
+    events.add_argument("--idle", type=float, default=2.0, help="without --follow: stop after this many quiet seconds")
+    events.add_argument("--stream-id", action="append", help="only this stream (repeatable)")
+    events.add_argument("--track-id", type=int, action="append", help="only this track (repeatable)")
+    events.set_defaults(run=_events)
+
+    stats = sub.add_parser("stats", help="a track's blink rate, PERCLOS and last event")
+    env_option(stats, "--target", "BLINKSTACK_AGGREGATOR_ADDR", "127.0.0.1:50053", help="aggregator address")
+    stats.add_argument("--stream-id", required=True)
+    stats.add_argument("--track-id", type=int, default=1)
+    stats.set_defaults(run=_stats)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

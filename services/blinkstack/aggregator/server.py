@@ -379,7 +379,8 @@ class _CameraStream:
         boxes = np.array([[f.box.x, f.box.y, f.box.x + f.box.width, f.box.y + f.box.height] for f in faces])
         ids = self.tracker.update(boxes.reshape(-1, 4))
         for track_id, (left, right) in zip(ids, probs, strict=True):
-            await self.book.observe(self.stream_id, track_id, seq, engine.Observation(timestamp, left, right))
+            observation = engine.Observation(timestamp, float(left), float(right))
+            await self.book.observe(self.stream_id, track_id, seq, observation)
         for lost in sorted(before - self.tracker.track_ids):
             await self.book.observe(self.stream_id, lost, seq, engine.Observation(timestamp, track_lost=True))
         writes, _ = self.book.writes()

@@ -36,7 +36,7 @@ def event_fields(event: Event, stream_id: str, track_id: int) -> dict[str, str]:
         "start_us": str(event.start_us),
         "end_us": str(event.end_us),
         "duration_ms": str(round(event.duration_ms)),
-        "min_prob_open": repr(event.min_prob_open),
+        "min_prob_open": repr(float(event.min_prob_open)),
         "truncated": "1" if event.truncated else "0",
         "key": event.key(stream_id, track_id),
     }

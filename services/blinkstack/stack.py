@@ -1,0 +1,210 @@
+"""The whole stack on one machine: Redis, eye-state, detector and aggregator as real processes (`blinkstack up`).
+
+Each service runs as its own `blinkstack serve <service>` process (so they use every core), configured through
+the same environment variables a deployment would set, with its log in `<data dir>/logs/`. Startup checks every
+port first and names the one that is taken; then starts Redis, optionally Triton, the eye-state service, the
+detector and the aggregator, waiting until each health check says SERVING. Shutdown goes the other way round:
+SIGTERM (the services drain), SIGKILL only after a grace period, and no process is left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from blinkstack.redis_launcher import RedisError, RedisServer
+
+DEFAULT_DATA_DIR = Path(".blinkstack")
+
+
+class StackError(RuntimeError):
+    """A component could not start; the message says which and why."""
+
+
+@dataclass
+class StackConfig:
+    host: str = "127.0.0.1"
+    detector_port: int = 50051
+    eyestate_port: int = 50052
+    aggregator_port: int = 50053
+    redis_port: int = 6379
+    metrics: bool = True  # Prometheus on 9101/9102/9103
+    data_dir: Path = DEFAULT_DATA_DIR
+    triton_url: str = ""  # use an existing Triton for the eye-state service
+    with_triton: bool = False  # start a local Triton (the tests' launcher) and use it
+    triton_ports: tuple[int, int, int] = (8001, 8000, 8002)
+    extra_env: dict[str, str] = field(default_factory=dict)
+    start_timeout_s: float = 90.0
+
+    def address(self, port: int) -> str:
+        return f"{self.host}:{port}"
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def health(address: str) -> int | None:
+    try:
+        with grpc.insecure_channel(address) as channel:
+            request = health_pb2.HealthCheckRequest(service="")
+            return health_pb2_grpc.HealthStub(channel).Check(request, timeout=1).status
+    except grpc.RpcError:
+        return None
+
+
+@dataclass
+class _Service:
+    name: str
+    port: int
+    process: subprocess.Popen
+    log: Path
+
+
+class Stack:
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.redis: RedisServer | None = None
+        self.triton = None
+        self.services: list[_Service] = []
+
+    # --- start ---
+    def _check_ports(self) -> None:
+        c = self.config
+        wanted = {
+            "redis": c.redis_port,
+            "eye-state": c.eyestate_port,
+            "detector": c.detector_port,
+            "aggregator": c.aggregator_port,
+        }
+        if c.metrics:
+            wanted.update({"detector metrics": 9101, "eye-state metrics": 9102, "aggregator metrics": 9103})
+        if c.with_triton:
+            wanted.update(dict(zip(("triton grpc", "triton http", "triton metrics"), c.triton_ports, strict=True)))
+        taken = [f"{name} port {port}" for name, port in wanted.items() if port_in_use(c.host, port)]
+        if taken:
+            raise StackError(
+                f"cannot start: {', '.join(taken)} already in use on {c.host} (another `blinkstack up`?); "
+                "stop it or choose other ports (--*-port)"
+            )
+
+    def _spawn(self, name: str, service: str, port: int, env: dict[str, str], metrics_port: int) -> None:
+        logs = self.config.data_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        log_path = logs / f"{name}.log"
+        prefix = f"BLINKSTACK_{service.upper()}"
+        full_env = {
+            **os.environ,
+            **self.config.extra_env,
+            **env,
+            f"{prefix}_HOST": self.config.host,
+            f"{prefix}_PORT": str(port),
+            f"{prefix}_METRICS_PORT": str(metrics_port if self.config.metrics else 0),
+        }
+        with open(log_path, "ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "blinkstack.cli", "serve", service],
+                env=full_env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C in the terminal reaches `up`, which stops the services in order
+            )
+        self.services.append(_Service(name, port, process, log_path))
+
+    def _wait_serving(self, service: _Service) -> None:
+        deadline = time.monotonic() + self.config.start_timeout_s
+        address = self.config.address(service.port)
+        while time.monotonic() < deadline:
+            if service.process.poll() is not None:
+                tail = service.log.read_text(errors="replace")[-1500:]
+                raise StackError(f"{service.name} exited with code {service.process.returncode}:\n{tail}")
+            if health(address) == health_pb2.HealthCheckResponse.SERVING:
+                return
+            time.sleep(0.1)
+        raise StackError(f"{service.name} on {address} was not SERVING after {self.config.start_timeout_s:.0f} s")
+
+    def start(self) -> None:
+        c = self.config
+        self._check_ports()
+        try:
+            self.redis = RedisServer(c.redis_port, c.data_dir / "redis", c.host, c.data_dir / "logs" / "redis.log")
+            (c.data_dir / "logs").mkdir(parents=True, exist_ok=True)
+            self.redis.start()
+            triton_url = c.triton_url
+            if c.with_triton:
+                from blinkstack.triton_launcher import TritonServer
+
+                repository = Path(__file__).resolve().parents[2] / "model_repository"
+                self.triton = TritonServer(repository, *c.triton_ports, log_path=c.data_dir / "logs" / "triton.log")
+                self.triton.start()
+                triton_url = self.triton.grpc_url
+            eyestate_env = (
+                {"BLINKSTACK_EYESTATE_BACKEND": "triton", "BLINKSTACK_TRITON_URL": triton_url} if triton_url else {}
+            )
+            self._spawn("eye-state", "eyestate", c.eyestate_port, eyestate_env, 9102)
+            self._spawn("detector", "detector", c.detector_port, {}, 9101)
+            for service in self.services:
+                self._wait_serving(service)
+            aggregator_env = {
+                "BLINKSTACK_REDIS_URL": self.redis.url,
+                "BLINKSTACK_DETECTOR_ADDR": c.address(c.detector_port),
+                "BLINKSTACK_EYESTATE_ADDR": c.address(c.eyestate_port),
+            }
+            self._spawn("aggregator", "aggregator", c.aggregator_port, aggregator_env, 9103)
+            self._wait_serving(self.services[-1])
+        except (StackError, RedisError, OSError) as exc:
+            self.stop()
+            raise StackError(str(exc)) from None
+        except Exception:
+            self.stop()
+            raise
+
+    def endpoints(self) -> dict[str, str]:
+        c = self.config
+        found = {s.name: c.address(s.port) for s in self.services}
+        if self.redis is not None:
+            found["redis"] = self.redis.url
+        if self.triton is not None:
+            found["triton"] = self.triton.grpc_url
+        return found
+
+    # --- stop ---
+    def stop(self, grace_s: float = 10.0) -> None:
+        """Aggregator first (it uses the others), then detector and eye-state, then Triton and Redis."""
+        for service in reversed(self.services):
+            if service.process.poll() is None:
+                service.process.send_signal(signal.SIGTERM)
+                try:
+                    service.process.wait(grace_s)
+                except subprocess.TimeoutExpired:
+                    os.killpg(service.process.pid, signal.SIGKILL)
+                    service.process.wait()
+        self.services = []
+        if self.triton is not None:
+            self.triton.stop()
+            self.triton = None
+        if self.redis is not None:
+            self.redis.stop()
+            self.redis = None
+
+    def __enter__(self) -> Stack:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
