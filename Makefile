@@ -1,4 +1,4 @@
-# Two commands for a newcomer: `make eval` (the main job) and `make test`. Both create .venv/ on first use.
+# Two commands for a newcomer: `make demo` (the main job) and `make test`. Both create .venv/ on first use.
 # Data is read from ../shared/data unless BLINKSTACK_DATA_DIR points elsewhere.
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 TRITON_STAMP := $(VENV)/triton/.installed
 DEFAULT_MODEL := small
 
-.PHONY: venv triton-env eval test lint format train-family bench protos
+.PHONY: venv triton-env demo up eval test lint format train-family bench protos
 
 # torch is installed first and pinned to the CPU build that pip finds on this machine's disk; the
 # `train` extra's range is then already satisfied, so no multi-GB CUDA build is downloaded.
@@ -31,7 +31,17 @@ triton-env: $(TRITON_STAMP)
 protos: venv
 	$(PY) protos/generate.py
 
-# Main job (until the services land): evaluate the committed model on held-out people in the real data.
+# Main job: the whole stack (Redis, eye-state, detector, aggregator) on embedded ONNX Runtime, a real video
+# streamed through it, events printed, summary.json / timeline.png / annotated.mp4 written; then it stops.
+VIDEO ?= ../shared/data/video/eyeblink8_v8_windows.mp4
+demo: venv
+	$(VENV)/bin/blinkstack demo --video $(VIDEO) --annotated --out runs/demo
+
+# The stack alone, until Ctrl-C (then `blinkstack watch --video FILE` in another terminal).
+up: venv
+	$(VENV)/bin/blinkstack up
+
+# The eye-state model on held-out people.
 eval: venv
 	$(VENV)/bin/blinkstack-train evaluate --model model_repository/eye_state --out runs/eval
 

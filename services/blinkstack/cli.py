@@ -179,7 +179,7 @@ def _run_watch(args: argparse.Namespace, target: str) -> int:
             stream_id,
             realtime=args.realtime,
             max_frames=args.max_frames,
-            keep_frames=args.annotated,
+            annotated=out_dir / "annotated.mp4" if args.annotated else None,
             on_event=lambda event: tqdm.write(describe_event(event)),
         )
     except SourceError as exc:
@@ -188,7 +188,7 @@ def _run_watch(args: argparse.Namespace, target: str) -> int:
     except grpc.RpcError as exc:
         print(f"error: {exc.code().name}: {exc.details()} (is the stack up at {target}?)", file=sys.stderr)
         return 1
-    summary = write_outputs(result, out_dir, annotated=args.annotated)
+    summary = write_outputs(result, out_dir)
     print(
         f"{summary['frames']} frames ({summary['frames_with_one_face']} with one face) in "
         f"{summary['wall_seconds']:.1f} s "

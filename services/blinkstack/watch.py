@@ -74,8 +74,6 @@ class WatchResult:
     frames: list[FrameRecord] = field(default_factory=list)
     events: list[aggregator_pb2.BlinkEvent] = field(default_factory=list)
     elapsed_s: float = 0.0
-    images: dict[int, np.ndarray] = field(default_factory=dict)  # only with keep_frames (annotated video)
-    responses: dict[int, aggregator_pb2.FrameResult] = field(default_factory=dict)
 
 
 def _open(source: str) -> tuple[cv2.VideoCapture, float, bool]:
@@ -96,12 +94,15 @@ def watch(
     realtime: bool | None = None,
     in_flight: int = 4,
     max_frames: int | None = None,
-    keep_frames: bool = False,
+    annotated: Path | None = None,
     on_event: Callable[[aggregator_pb2.BlinkEvent], None] | None = None,
     progress: bool = True,
     timeout_s: float = 3600.0,
 ) -> WatchResult:
-    """Stream the source through TrackFrames; with `keep_frames`, frames and results are kept for annotation."""
+    """Stream the source through TrackFrames; with `annotated`, also write the annotated video there.
+
+    Only the frames in flight are kept in memory: each is drawn and written as soon as its result is back.
+    """
     capture, fps, is_camera = _open(source)
     result = WatchResult(stream_id, fps)
     realtime = is_camera if realtime is None else realtime
@@ -111,6 +112,8 @@ def watch(
     slots = threading.Semaphore(in_flight)
     sent: dict[int, float] = {}
     stop = threading.Event()
+    pending_frames: dict[int, np.ndarray] = {}
+    writer = _AnnotatedWriter(annotated, fps) if annotated else None
     errors: list[BaseException] = []
 
     def frames() -> Iterator[types_pb2.Frame]:
@@ -128,8 +131,8 @@ def watch(
                 while not slots.acquire(timeout=0.5):
                     if stop.is_set():
                         return
-                if keep_frames:
-                    result.images[seq] = frame
+                if writer is not None:
+                    pending_frames[seq] = frame
                 sent[seq] = time.perf_counter()
                 yield types_pb2.Frame(
                     stream_id=stream_id, seq=seq, timestamp_us=timestamp_us, image=types_pb2.Image(encoded=jpeg)
@@ -147,8 +150,8 @@ def watch(
     try:
         for response in call:
             slots.release()
-            if keep_frames:
-                result.responses[response.seq] = response
+            if writer is not None:
+                writer.add(pending_frames.pop(response.seq), response)
             faces = list(response.faces)
             first = faces[0] if faces else None
             result.frames.append(
@@ -178,6 +181,8 @@ def watch(
     finally:
         stop.set()
         bar.close()
+        if writer is not None:
+            writer.close()
         result.elapsed_s = time.perf_counter() - began
     if errors:
         raise SourceError(f"reading {source} failed: {errors[0]}")
@@ -259,29 +264,33 @@ def plot_timeline(result: WatchResult, path: Path, closed_below: float = 0.2, op
     plt.close(fig)
 
 
-def write_annotated(result: WatchResult, path: Path) -> None:
-    """annotated.mp4: face boxes, track ids, per-eye state and prob_open, and a caption for each event."""
-    from blinkstack.annotate import draw_faces
+class _AnnotatedWriter:
+    """annotated.mp4: face boxes, track ids, per-eye state and prob_open, and a one-second caption per event."""
 
-    frames, responses = result.images, result.responses
-    if not frames:
-        return
-    height, width = next(iter(frames.values())).shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), result.fps_source, (width, height))
-    caption, caption_until = "", -1
-    try:
-        for seq in sorted(frames):
-            response = responses.get(seq)
-            faces = list(response.faces) if response else []
-            for event in response.events if response else []:
-                caption, caption_until = describe_event(event).split("  id ")[0], seq + int(result.fps_source)
-            writer.write(draw_faces(frames[seq], faces, caption if seq <= caption_until else ""))
-    finally:
-        writer.release()
+    def __init__(self, path: Path, fps: float) -> None:
+        self.path, self.fps = Path(path), fps
+        self.video: cv2.VideoWriter | None = None
+        self.caption, self.caption_frames = "", 0
+
+    def add(self, frame: np.ndarray, response: aggregator_pb2.FrameResult) -> None:
+        from blinkstack.annotate import draw_faces
+
+        if self.video is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            height, width = frame.shape[:2]
+            self.video = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (width, height))
+        for event in response.events:
+            self.caption, self.caption_frames = describe_event(event).split("  id ")[0], int(self.fps)
+        self.video.write(draw_faces(frame, list(response.faces), self.caption if self.caption_frames > 0 else ""))
+        self.caption_frames -= 1
+
+    def close(self) -> None:
+        if self.video is not None:
+            self.video.release()
 
 
-def write_outputs(result: WatchResult, out_dir: Path, annotated: bool = False) -> dict:
-    """summary.json, events.json, timeline.png and, when asked (and frames were kept), annotated.mp4."""
+def write_outputs(result: WatchResult, out_dir: Path) -> dict:
+    """summary.json, events.json and timeline.png (annotated.mp4 is written while watching)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = summarize(result)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -304,6 +313,4 @@ def write_outputs(result: WatchResult, out_dir: Path, annotated: bool = False) -
         + "\n"
     )
     plot_timeline(result, out_dir / "timeline.png")
-    if annotated:
-        write_annotated(result, out_dir / "annotated.mp4")
     return summary

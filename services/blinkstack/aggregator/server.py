@@ -277,7 +277,7 @@ class _CameraStream:
         self.book = TrackBook(servicer.store, servicer.config)
         self.stream_id = ""
         self.tracker = Tracker()
-        self.last_seq, self.last_us = -1, 0
+        self.last_seq, self.last_us = -1, -1  # nothing seen: any seq and timestamp (0 included) is new
 
     async def _start(self, stream_id: str) -> None:
         self.stream_id = stream_id
@@ -287,7 +287,7 @@ class _CameraStream:
         except StoreUnavailable as exc:
             await self.context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
         self.last_seq = int(stored.get("seq", -1))
-        self.last_us = int(stored.get("timestamp_us", 0))
+        self.last_us = int(stored.get("timestamp_us", -1))
         if "tracker" in stored:
             self.tracker.restore(stored["tracker"])
 
