@@ -15,6 +15,7 @@ from grpc_health.v1 import health_pb2
 
 from blinkstack.aggregator import server as aggregator_server
 from blinkstack.aggregator.engine import EngineConfig, EventType, Observation
+from blinkstack.common.grpc_server import LIVENESS_SERVICE
 from blinkstack.redis_launcher import RedisServer
 from blinkstack.v1 import aggregator_pb2, aggregator_pb2_grpc
 from tests.servers import RunningService, free_port, service_args, wait_for_health
@@ -238,6 +239,7 @@ def test_health_is_not_serving_while_redis_is_down(tmp_path):
         wait_for_health(running.address, SERVING)
         redis.kill()
         wait_for_health(running.address, NOT_SERVING, timeout=10)
+        wait_for_health(running.address, SERVING, LIVENESS_SERVICE)  # not ready, but alive: no restart
         with pytest.raises(grpc.RpcError) as error:
             running.stub.PublishEyeStates(messages("down", 1, timeline(BLINKS[:2])), timeout=20)
         assert error.value.code() == grpc.StatusCode.UNAVAILABLE and "unreachable" in error.value.details()

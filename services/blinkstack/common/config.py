@@ -32,4 +32,5 @@ def env_option(
         value = kind(raw) if raw is not None else default
     except (ValueError, argparse.ArgumentTypeError) as exc:
         raise SystemExit(f"invalid ${env}={raw!r}: {exc}") from None
-    parser.add_argument(flag, type=kind, default=value, help=f"{help} [env {env}, default {default!r}]", **kwargs)
+    text = f"{help} [env {env}, default {default!r}]".replace("%", "%%")  # argparse formats help with %
+    parser.add_argument(flag, type=kind, default=value, help=text, **kwargs)

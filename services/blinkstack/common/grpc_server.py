@@ -19,6 +19,8 @@ from prometheus_client import start_http_server
 from blinkstack.common.config import env_option
 
 log = logging.getLogger(__name__)
+# The health "service" a liveness probe asks for: SERVING while the process runs, whatever its dependencies do.
+LIVENESS_SERVICE = "blinkstack.liveness"
 
 
 @dataclass
@@ -91,6 +93,8 @@ class ServiceHost:
         if s.metrics_port:
             start_http_server(s.metrics_port, addr=s.host)
         await self._set_all(health_pb2.HealthCheckResponse.NOT_SERVING)
+        # Liveness is not readiness: a service waiting for Triton or Redis is alive and must not be restarted.
+        await self.health.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
         await server.start()
         self._server = server
         self._watcher = asyncio.create_task(self._watch_readiness(), name="readiness")
