@@ -5,12 +5,12 @@
 A real redis-server (AOF, appendfsync always) and `blinkstack serve aggregator` run in their own processes on
 loopback.
 1. engine only: `step()` in-process, no Redis (the CPU floor).
-2. ingestion: one PublishEyeStates stream carrying `tracks` x `per_track` observations (blink timelines at
-   30 frames/s), one message per time step with every track's observation (like a hub of many cameras);
-   observations/s from the first send to the summary.
+2. ingestion: one PublishEyeStateBatches stream carrying `tracks` x `per_track` observations (blink
+   timelines at 30 frames/s), one message per time step with every track's observation (like a hub of many
+   cameras); observations/s from the first send to the summary.
 3. event latency: a subscriber follows SubscribeBlinks while a publisher sends one track's frames paced at
-   30 frames/s; latency is the time from sending the observation that closes a blink (the eyes reopen) to
-   receiving its BLINK event.
+   30 frames/s over PublishEyeStates (one observation per message); latency is the time from sending the
+   observation that closes a blink (the eyes reopen) to receiving its BLINK event.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def ingestion(stub: aggregator_pb2_grpc.AggregatorServiceStub, tracks: int, per_
             )
 
     start = time.perf_counter()
-    summary = stub.PublishEyeStates(requests(), timeout=600)
+    summary = stub.PublishEyeStateBatches(requests(), timeout=600)
     elapsed = time.perf_counter() - start
     return {"observations": summary.accepted, "events": summary.events, "per_s": summary.accepted / elapsed}
 
@@ -109,10 +109,9 @@ def event_latency(stub: aggregator_pb2_grpc.AggregatorServiceStub, blinks: int) 
             timestamp = 1_000_000 + i * FRAME_US
             if i % 30 == 26:
                 closing_sent[timestamp] = time.perf_counter()
-            observation = aggregator_pb2.EyeObservation(
+            yield aggregator_pb2.EyeObservation(
                 stream_id="latency", track_id=1, seq=i, timestamp_us=timestamp, left_prob_open=p, right_prob_open=p
             )
-            yield aggregator_pb2.PublishEyeStatesRequest(observations=[observation])
 
     stub.PublishEyeStates(paced(), timeout=600)
     listener.join(30)
@@ -151,7 +150,7 @@ def main() -> None:
     ingest, latency = result["ingestion"], result["event_latency"]
     print(f"engine only (no Redis): {result['engine_only_per_s']:,.0f} observations/s")
     print(
-        f"PublishEyeStates -> engine -> Redis (AOF, fsync always): {ingest['per_s']:,.0f} observations/s "
+        f"PublishEyeStateBatches -> engine -> Redis (AOF, fsync always): {ingest['per_s']:,.0f} observations/s "
         f"({ingest['observations']:,} observations of {args.tracks} tracks, {ingest['events']:,} events)"
     )
     print(

@@ -87,7 +87,7 @@ def shape(events) -> list[tuple[int, int, int]]:
 
 def test_published_observations_become_events_subscriptions_and_stats(service):
     observations = timeline(BLINKS)
-    summary = service.stub.PublishEyeStates(messages("pub-a", 1, observations, per_message=7), timeout=20)
+    summary = service.stub.PublishEyeStateBatches(messages("pub-a", 1, observations, per_message=7), timeout=20)
     assert (summary.accepted, summary.duplicates, summary.late, summary.events) == (len(observations), 0, 0, 5)
     events = collect(service.stub, aggregator_pb2.SubscribeBlinksRequest(stream_ids=["pub-a"], after_id="0"), 5)
     assert shape(events) == expected_events(observations)
@@ -100,13 +100,21 @@ def test_published_observations_become_events_subscriptions_and_stats(service):
     assert stats.last_timestamp_us == observations[-1].timestamp_us
 
 
+def test_one_observation_per_message_gives_the_same_events(service):
+    observations = timeline(BLINKS)
+    summary = service.stub.PublishEyeStates(observation_messages("single", 1, observations), timeout=20)
+    assert (summary.accepted, summary.events) == (len(observations), 5)
+    events = collect(service.stub, aggregator_pb2.SubscribeBlinksRequest(stream_ids=["single"], after_id="0"), 5)
+    assert shape(events) == expected_events(observations)
+
+
 def test_duplicates_and_late_observations_change_nothing(service):
     observations = timeline(BLINKS)
-    service.stub.PublishEyeStates(messages("pub-dup", 1, observations), timeout=20)
-    again = service.stub.PublishEyeStates(messages("pub-dup", 1, observations), timeout=20)
+    service.stub.PublishEyeStateBatches(messages("pub-dup", 1, observations), timeout=20)
+    again = service.stub.PublishEyeStateBatches(messages("pub-dup", 1, observations), timeout=20)
     assert (again.accepted, again.duplicates, again.events) == (0, len(observations), 0)
     late = Observation(observations[3].timestamp_us, OPEN_P, OPEN_P)
-    summary = service.stub.PublishEyeStates(messages("pub-dup", 1, [late], first_seq=10_000), timeout=20)
+    summary = service.stub.PublishEyeStateBatches(messages("pub-dup", 1, [late], first_seq=10_000), timeout=20)
     assert (summary.accepted, summary.late) == (0, 1)
     events = collect(service.stub, aggregator_pb2.SubscribeBlinksRequest(stream_ids=["pub-dup"], after_id="0"), 5)
     assert shape(events) == expected_events(observations)
@@ -134,7 +142,7 @@ def test_a_bad_observation_is_invalid_argument_and_earlier_ones_are_kept(service
     good = list(observation_messages(stream, 1, timeline(BLINKS[:4])))
     request = aggregator_pb2.PublishEyeStatesRequest(observations=[*good, bad])
     with pytest.raises(grpc.RpcError) as error:
-        service.stub.PublishEyeStates(iter([request]), timeout=20)
+        service.stub.PublishEyeStateBatches(iter([request]), timeout=20)
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert message in error.value.details() and f"the {len(good)} observations before it were accepted" in (
         error.value.details()
@@ -148,7 +156,7 @@ def test_too_many_observations_in_one_message_is_invalid_argument(service):
         observations=list(observation_messages("big", 1, timeline([(4097, OPEN_P, OPEN_P)])))
     )
     with pytest.raises(grpc.RpcError) as error:
-        service.stub.PublishEyeStates(iter([request]), timeout=20)
+        service.stub.PublishEyeStateBatches(iter([request]), timeout=20)
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "4097 observations in one message exceed the limit of 4096" in error.value.details()
 
@@ -180,7 +188,7 @@ def test_live_subscribers_get_new_events_and_resume_exactly_once(service):
     listener.start()
     time.sleep(0.5)  # subscribed before anything is published: it sees only new events
     observations = timeline(BLINKS)
-    service.stub.PublishEyeStates(messages("live", 1, observations), timeout=20)
+    service.stub.PublishEyeStateBatches(messages("live", 1, observations), timeout=20)
     listener.join(20)
     assert len(received) == 2
     # Disconnected after two events; resuming from the second id yields the other three, once each.
@@ -208,7 +216,7 @@ def test_redis_killed_mid_stream_loses_nothing(tmp_path):
         restart = threading.Thread(target=restart_later, daemon=True)
 
         def stream():
-            for i, message in enumerate(messages("crash", 1, observations)):
+            for i, message in enumerate(observation_messages("crash", 1, observations)):
                 if i == len(observations) // 2:
                     time.sleep(0.3)  # let the aggregator commit what it has
                     redis.kill()
@@ -241,7 +249,7 @@ def test_health_is_not_serving_while_redis_is_down(tmp_path):
         wait_for_health(running.address, NOT_SERVING, timeout=10)
         wait_for_health(running.address, SERVING, LIVENESS_SERVICE)  # not ready, but alive: no restart
         with pytest.raises(grpc.RpcError) as error:
-            running.stub.PublishEyeStates(messages("down", 1, timeline(BLINKS[:2])), timeout=20)
+            running.stub.PublishEyeStateBatches(messages("down", 1, timeline(BLINKS[:2])), timeout=20)
         assert error.value.code() == grpc.StatusCode.UNAVAILABLE and "unreachable" in error.value.details()
         redis.start()
         wait_for_health(running.address, SERVING, timeout=10)
@@ -255,13 +263,13 @@ def test_a_restarted_aggregator_continues_the_stream_from_redis(redis_server):
     half = len(observations) // 2 + 3  # inside a closure: the episode must survive the restart
     first = aggregator(redis_server)
     wait_for_health(first.address, SERVING)
-    first.stub.PublishEyeStates(messages("restart", 1, observations[:half]), timeout=20)
+    first.stub.PublishEyeStateBatches(messages("restart", 1, observations[:half]), timeout=20)
     first.close()
     second = aggregator(redis_server)
     try:
         wait_for_health(second.address, SERVING)
         # The client re-sends everything: what the first aggregator took counts as duplicates.
-        summary = second.stub.PublishEyeStates(messages("restart", 1, observations), timeout=20)
+        summary = second.stub.PublishEyeStateBatches(messages("restart", 1, observations), timeout=20)
         assert summary.duplicates == half and summary.accepted == len(observations) - half
         events = collect(second.stub, aggregator_pb2.SubscribeBlinksRequest(stream_ids=["restart"], after_id="0"), 10)
         assert shape(events) == expected_events(observations)
@@ -276,7 +284,7 @@ def test_retention_by_count_and_age(redis_server):
     try:
         wait_for_health(by_count.address, SERVING)
         many = timeline(BLINKS * 50)  # 250 blinks
-        by_count.stub.PublishEyeStates(messages("kept", 1, many, per_message=1000), timeout=60)
+        by_count.stub.PublishEyeStateBatches(messages("kept", 1, many, per_message=1000), timeout=60)
         # MAXLEN ~ trims whole stream nodes (100 entries), so some but not all old events are gone.
         assert 2 <= client.xlen("count:events") < 250 and 2 <= client.xlen("count:events:kept") < 250
     finally:
@@ -285,9 +293,9 @@ def test_retention_by_count_and_age(redis_server):
     by_age = aggregator(redis_server, redis_prefix="age", events_max_age_s=0.001)
     try:
         wait_for_health(by_age.address, SERVING)
-        by_age.stub.PublishEyeStates(messages("aged", 1, observations, per_message=1000), timeout=20)
+        by_age.stub.PublishEyeStateBatches(messages("aged", 1, observations, per_message=1000), timeout=20)
         time.sleep(0.05)
-        by_age.stub.PublishEyeStates(messages("aged", 2, observations, per_message=1000), timeout=20)
+        by_age.stub.PublishEyeStateBatches(messages("aged", 2, observations, per_message=1000), timeout=20)
         events = collect(by_age.stub, aggregator_pb2.SubscribeBlinksRequest(after_id="0"), 5, timeout=5)
         assert {e.track_id for e in events} == {2}  # track 1's events were older than the age limit
     finally:
@@ -299,7 +307,7 @@ def test_a_subscriber_that_never_reads_does_not_slow_ingestion(service):
     try:
         observations = timeline(BLINKS * 40)
         start = time.monotonic()
-        summary = service.stub.PublishEyeStates(messages("busy", 1, observations, per_message=500), timeout=30)
+        summary = service.stub.PublishEyeStateBatches(messages("busy", 1, observations, per_message=500), timeout=30)
         assert summary.accepted == len(observations) and summary.events == 200
         assert time.monotonic() - start < 20
     finally:
@@ -327,7 +335,7 @@ def test_an_aggregator_killed_mid_stream_loses_nothing_when_the_client_resends(r
             stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
 
             def until_killed():
-                for i, message in enumerate(messages("killed", 1, observations)):
+                for i, message in enumerate(observation_messages("killed", 1, observations)):
                     if i == len(observations) // 2:
                         time.sleep(0.3)
                         process.kill()  # SIGKILL: no drain, no goodbye
@@ -339,7 +347,7 @@ def test_an_aggregator_killed_mid_stream_loses_nothing_when_the_client_resends(r
         process = start()
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
-            summary = stub.PublishEyeStates(messages("killed", 1, observations), timeout=30)
+            summary = stub.PublishEyeStateBatches(messages("killed", 1, observations), timeout=30)
             assert summary.duplicates > 0 and summary.duplicates + summary.accepted == len(observations)
             request = aggregator_pb2.SubscribeBlinksRequest(stream_ids=["killed"], after_id="0")
             assert shape(collect(stub, request, 20)) == expected_events(observations)

@@ -3,8 +3,9 @@
 - `TrackFrames`: per camera stream, each frame goes to the detector (`DetectEyes`, untracked) and all its eyes
   to the eye-state service in one `ClassifyEyes` (frame + eye boxes); the aggregator tracks faces itself, with
   the tracker's state kept in Redis, so a restarted aggregator (or another replica) keeps the track ids.
-- `PublishEyeStates`: observations of callers that classify themselves, batched: everything that arrived
-  while the previous batch was being written goes to Redis in the next transaction.
+- `PublishEyeStates` / `PublishEyeStateBatches`: observations of callers that classify themselves (one or many
+  per message), batched: everything that arrived while the previous batch was being written goes to Redis in
+  the next transaction.
 - `SubscribeBlinks`: replays stored events after `after_id`, then follows new ones (XREAD BLOCK on the global
   event stream, one cursor, filters applied here), surviving Redis restarts; subscribers read at their own pace.
 - `GetStats`: the track's state from Redis, summarised over the sliding window.
@@ -109,23 +110,40 @@ class AggregatorServicer(aggregator_pb2_grpc.AggregatorServiceServicer):
     # --- PublishEyeStates --------------------------------------------------------------------------------------
 
     async def PublishEyeStates(
+        self, request_iterator: AsyncIterator[aggregator_pb2.EyeObservation], context: grpc.aio.ServicerContext
+    ) -> aggregator_pb2.PublishSummary:
+        async def batches() -> AsyncIterator[list | images.InvalidInput]:
+            async for observation in request_iterator:
+                yield [observation]
+
+        return await self._publish(batches(), context)
+
+    async def PublishEyeStateBatches(
         self, request_iterator: AsyncIterator[aggregator_pb2.PublishEyeStatesRequest], context: grpc.aio.ServicerContext
     ) -> aggregator_pb2.PublishSummary:
+        async def batches() -> AsyncIterator[list | images.InvalidInput]:
+            async for request in request_iterator:
+                if len(request.observations) > MAX_OBSERVATIONS_PER_MESSAGE:
+                    yield images.InvalidInput(
+                        f"{len(request.observations)} observations in one message exceed the limit of "
+                        f"{MAX_OBSERVATIONS_PER_MESSAGE}"
+                    )
+                    return
+                yield list(request.observations)
+
+        return await self._publish(batches(), context)
+
+    async def _publish(
+        self, messages: AsyncIterator[list | images.InvalidInput], context: grpc.aio.ServicerContext
+    ) -> aggregator_pb2.PublishSummary:
+        """Observations -> engine -> Redis, a transaction per batch of whatever arrived meanwhile."""
         queue: asyncio.Queue = asyncio.Queue(maxsize=64)  # messages; bounded so a fast client waits for Redis
         done = object()
 
         async def read() -> None:
             try:
-                async for request in request_iterator:
-                    if len(request.observations) > MAX_OBSERVATIONS_PER_MESSAGE:
-                        await queue.put(
-                            images.InvalidInput(
-                                f"{len(request.observations)} observations in one message exceed the limit of "
-                                f"{MAX_OBSERVATIONS_PER_MESSAGE}"
-                            )
-                        )
-                        return
-                    await queue.put(list(request.observations))
+                async for message in messages:
+                    await queue.put(message)
             finally:
                 await queue.put(done)
 

@@ -43,6 +43,11 @@ class AggregatorServiceStub:
                 _registered_method=True)
         self.PublishEyeStates = channel.stream_unary(
                 '/blinkstack.v1.AggregatorService/PublishEyeStates',
+                request_serializer=blinkstack_dot_v1_dot_aggregator__pb2.EyeObservation.SerializeToString,
+                response_deserializer=blinkstack_dot_v1_dot_aggregator__pb2.PublishSummary.FromString,
+                _registered_method=True)
+        self.PublishEyeStateBatches = channel.stream_unary(
+                '/blinkstack.v1.AggregatorService/PublishEyeStateBatches',
                 request_serializer=blinkstack_dot_v1_dot_aggregator__pb2.PublishEyeStatesRequest.SerializeToString,
                 response_deserializer=blinkstack_dot_v1_dot_aggregator__pb2.PublishSummary.FromString,
                 _registered_method=True)
@@ -70,9 +75,15 @@ class AggregatorServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def PublishEyeStates(self, request_iterator, context):
-        """For callers that detect and classify themselves: batches of observations in, a summary at the end.
-        Batching many observations per message (e.g. all faces of a frame, or a few frames of many cameras) is
-        what makes high rates possible; one observation per message is fine for a single camera.
+        """For callers that detect and classify themselves: observations in, a summary at the end.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PublishEyeStateBatches(self, request_iterator, context):
+        """The same with many observations per message (e.g. every face of a frame, or a few frames of many
+        cameras): far fewer messages, which is what high rates need (one message costs more than the engine).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -102,6 +113,11 @@ def add_AggregatorServiceServicer_to_server(servicer, server):
             ),
             'PublishEyeStates': grpc.stream_unary_rpc_method_handler(
                     servicer.PublishEyeStates,
+                    request_deserializer=blinkstack_dot_v1_dot_aggregator__pb2.EyeObservation.FromString,
+                    response_serializer=blinkstack_dot_v1_dot_aggregator__pb2.PublishSummary.SerializeToString,
+            ),
+            'PublishEyeStateBatches': grpc.stream_unary_rpc_method_handler(
+                    servicer.PublishEyeStateBatches,
                     request_deserializer=blinkstack_dot_v1_dot_aggregator__pb2.PublishEyeStatesRequest.FromString,
                     response_serializer=blinkstack_dot_v1_dot_aggregator__pb2.PublishSummary.SerializeToString,
             ),
@@ -169,6 +185,33 @@ class AggregatorService:
             request_iterator,
             target,
             '/blinkstack.v1.AggregatorService/PublishEyeStates',
+            blinkstack_dot_v1_dot_aggregator__pb2.EyeObservation.SerializeToString,
+            blinkstack_dot_v1_dot_aggregator__pb2.PublishSummary.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PublishEyeStateBatches(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/blinkstack.v1.AggregatorService/PublishEyeStateBatches',
             blinkstack_dot_v1_dot_aggregator__pb2.PublishEyeStatesRequest.SerializeToString,
             blinkstack_dot_v1_dot_aggregator__pb2.PublishSummary.FromString,
             options,
