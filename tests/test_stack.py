@@ -161,3 +161,16 @@ def test_up_stops_everything_it_started_on_sigterm(up):
     assert not alive, alive
     for port in up.ports.values():
         assert not port_in_use("127.0.0.1", port), port
+
+
+def test_watch_without_a_stack_says_so(tmp_path):
+    target = f"127.0.0.1:{free_port()}"
+    out = subprocess.run(
+        [*CLI, "watch", "--video", str(VIDEO), "--target", target, "--max-frames", "3", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 1 and "UNAVAILABLE" in out.stderr and "is the stack up" in out.stderr
+    missing = subprocess.run([*CLI, "watch", "--video", str(tmp_path / "none.mp4")], capture_output=True, text=True)
+    assert missing.returncode == 2 and "no such video file" in missing.stderr

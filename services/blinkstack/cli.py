@@ -185,10 +185,10 @@ def _run_watch(args: argparse.Namespace, target: str) -> int:
     except SourceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except grpc.RpcError as exc:
-        print(f"error: {exc.code().name}: {exc.details()} (is the stack up at {target}?)", file=sys.stderr)
+    if not result.frames:
+        print(f"error: {result.error or 'no frame came back'} (is the stack up at {target}?)", file=sys.stderr)
         return 1
-    summary = write_outputs(result, out_dir)
+    summary = write_outputs(result, out_dir)  # also after an error: the frames processed so far are kept
     print(
         f"{summary['frames']} frames ({summary['frames_with_one_face']} with one face) in "
         f"{summary['wall_seconds']:.1f} s "
@@ -197,6 +197,9 @@ def _run_watch(args: argparse.Namespace, target: str) -> int:
         f"{summary['blinks_per_minute']:.1f} blinks/min, PERCLOS {summary['perclos']:.3f}"
     )
     print(f"wrote {out_dir}/summary.json, events.json, timeline.png" + (", annotated.mp4" if args.annotated else ""))
+    if result.error:
+        print(f"error: the stream ended early after {len(result.frames)} frames: {result.error}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -74,6 +74,7 @@ class WatchResult:
     frames: list[FrameRecord] = field(default_factory=list)
     events: list[aggregator_pb2.BlinkEvent] = field(default_factory=list)
     elapsed_s: float = 0.0
+    error: str = ""  # set when the stack ended the stream early; the frames before it are kept
 
 
 def _open(source: str) -> tuple[cv2.VideoCapture, float, bool]:
@@ -112,38 +113,48 @@ def watch(
     slots = threading.Semaphore(in_flight)
     sent: dict[int, float] = {}
     stop = threading.Event()
+    busy = threading.Lock()
     pending_frames: dict[int, np.ndarray] = {}
     writer = _AnnotatedWriter(annotated, fps) if annotated else None
     errors: list[BaseException] = []
 
+    def next_frame(seq: int, start: float) -> types_pb2.Frame | None:
+        ok, frame = capture.read()
+        if not ok:
+            return None
+        timestamp_us = time.time_ns() // 1000 if is_camera else round(seq * 1e6 / fps)
+        if realtime and not is_camera:
+            time.sleep(max(0.0, start + seq / fps - time.perf_counter()))
+        jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+        while not slots.acquire(timeout=0.5):
+            if stop.is_set():
+                return None
+        if writer is not None:
+            pending_frames[seq] = frame
+        sent[seq] = time.perf_counter()
+        return types_pb2.Frame(
+            stream_id=stream_id, seq=seq, timestamp_us=timestamp_us, image=types_pb2.Image(encoded=jpeg)
+        )
+
     def frames() -> Iterator[types_pb2.Frame]:
+        # Runs on gRPC's request thread. `busy` is held while it reads or encodes (C++ code), so the caller can
+        # wait for it to reach a safe point before the process exits.
         start = time.perf_counter()
         seq = 0
-        try:
-            while not stop.is_set() and (max_frames is None or seq < max_frames):
-                ok, frame = capture.read()
-                if not ok:
-                    break
-                timestamp_us = time.time_ns() // 1000 if is_camera else round(seq * 1e6 / fps)
-                if realtime and not is_camera:
-                    time.sleep(max(0.0, start + seq / fps - time.perf_counter()))
-                jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
-                while not slots.acquire(timeout=0.5):
-                    if stop.is_set():
-                        return
-                if writer is not None:
-                    pending_frames[seq] = frame
-                sent[seq] = time.perf_counter()
-                yield types_pb2.Frame(
-                    stream_id=stream_id, seq=seq, timestamp_us=timestamp_us, image=types_pb2.Image(encoded=jpeg)
-                )
-                seq += 1
-        except BaseException as exc:  # surfaced after the call, not swallowed by gRPC's request thread
-            errors.append(exc)
-        finally:
-            capture.release()
+        while not stop.is_set() and (max_frames is None or seq < max_frames):
+            with busy:
+                try:
+                    frame = None if stop.is_set() else next_frame(seq, start)
+                except Exception as exc:  # surfaced after the call, not swallowed by gRPC's request thread
+                    errors.append(exc)
+                    frame = None
+            if frame is None:
+                return
+            yield frame
+            seq += 1
 
-    stub = aggregator_pb2_grpc.AggregatorServiceStub(grpc.insecure_channel(target))
+    channel = grpc.insecure_channel(target)
+    stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
     bar = tqdm(total=total or None, unit="frame", desc=stream_id, disable=not progress, dynamic_ncols=True)
     began = time.perf_counter()
     call = stub.TrackFrames(frames(), timeout=timeout_s)
@@ -178,11 +189,16 @@ def watch(
             bar.set_postfix(fps=f"{len(result.frames) / elapsed:.1f}", events=len(result.events), refresh=False)
     except KeyboardInterrupt:
         call.cancel()
+    except grpc.RpcError as exc:
+        result.error = f"{exc.code().name}: {exc.details()}"
     finally:
         stop.set()
         bar.close()
         if writer is not None:
             writer.close()
+        channel.close()
+        with busy:  # the request thread is between frames (or done): safe to release the capture and exit
+            capture.release()
         result.elapsed_s = time.perf_counter() - began
     if errors:
         raise SourceError(f"reading {source} failed: {errors[0]}")
