@@ -51,6 +51,15 @@ def test_resume_continues_from_the_last_epoch(run_dir):
     assert torch.load(run_dir / "last.pt", weights_only=False)["epoch"] == 2
 
 
+def test_refit_trains_on_train_and_validation_people_and_keeps_the_last_epoch(tmp_path):
+    summary = train(
+        TrainConfig(model="tiny", out_dir=tmp_path, epochs=2, limit=300, batch_size=64, threads=2, refit=True)
+    )
+    assert summary["validation_seen_in_training"] is True
+    assert summary["best"]["epoch"] == 2  # no selection on (seen) validation data
+    assert summary["train_rows"] == 300  # the limit applies to the combined train+val rows
+
+
 def test_export_passes_parity_and_installs_a_servable_model(run_dir, tmp_path):
     repository = tmp_path / "repo"
     result = export(run_dir / "best.pt", tmp_path / "model.onnx", repository=repository, version=3, parity_crops=256)

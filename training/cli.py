@@ -42,6 +42,7 @@ def _train(args: argparse.Namespace) -> None:
         threads=args.threads,
         limit=args.limit,
         resume=args.resume,
+        refit=args.refit,
     )
     summary = train(cfg)
     print(json.dumps({"best": summary["best"], "parameters": summary["parameters"]}))
@@ -140,6 +141,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     p.add_argument("--limit", type=int, help="use at most this many crops per split (smoke runs)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument(
+        "--refit", action="store_true", help="train on train+val subjects for exactly --epochs (no selection)"
+    )
     p.set_defaults(func=_train)
 
     p = sub.add_parser("evaluate", help="evaluate an ONNX model on the held-out subjects and CEW hold-out")

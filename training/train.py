@@ -42,6 +42,9 @@ class TrainConfig:
     threads: int = 0
     limit: int | None = None  # subsample each split (smoke runs and tests)
     resume: bool = False
+    # Refit: train on the train and validation subjects for exactly `epochs` epochs and keep the last (EMA)
+    # weights; no early stopping or selection, since validation is then seen. More people, same recipe.
+    refit: bool = False
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
@@ -52,8 +55,9 @@ class Split:
     frame: pd.DataFrame
 
 
-def load_split(frame: pd.DataFrame, name: str, limit: int | None, seed: int) -> Split:
-    rows = frame[frame["split"] == name]
+def load_split(frame: pd.DataFrame, name: str | tuple[str, ...], limit: int | None, seed: int) -> Split:
+    names = (name,) if isinstance(name, str) else name
+    rows = frame[frame["split"].isin(names)]
     if limit is not None and len(rows) > limit:
         rows = rows.sample(n=limit, random_state=seed)
     rows = rows.reset_index(drop=True)
@@ -157,7 +161,7 @@ def train(cfg: TrainConfig) -> dict:
     rng = np.random.default_rng(cfg.seed)
 
     frame, dedup = data.prepare(cfg.data_dir)
-    train_split = load_split(frame, "train", cfg.limit, cfg.seed)
+    train_split = load_split(frame, ("train", "val") if cfg.refit else "train", cfg.limit, cfg.seed)
     val_split = load_split(frame, "val", cfg.limit, cfg.seed)
     is_cew = (train_split.frame["dataset"] == "cew").to_numpy()
     repeats = [np.flatnonzero(is_cew)] * (cfg.cew_repeat - 1)
@@ -194,7 +198,7 @@ def train(cfg: TrainConfig) -> dict:
 
     metrics_csv = out / "metrics.csv"
     for epoch in range(start_epoch, cfg.epochs + 1):
-        if history and epoch - 1 - best["epoch"] >= cfg.patience:
+        if not cfg.refit and history and epoch - 1 - best["epoch"] >= cfg.patience:
             print(f"early stop: no validation improvement for {cfg.patience} epochs")
             break
         model.train()
@@ -220,7 +224,7 @@ def train(cfg: TrainConfig) -> dict:
         row.update(validate(evaluated, val_split))
         history.append(row)
         print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
-        if row["val_score"] > best["score"]:
+        if cfg.refit or row["val_score"] > best["score"]:
             best = {"score": row["val_score"], "epoch": epoch}
             torch.save({"model": evaluated.state_dict(), "model_name": cfg.model, "epoch": epoch}, best_path)
         torch.save(_checkpoint_state(model, ema, optimizer, scheduler, rng, epoch, history, best, cfg), last_path)
@@ -252,6 +256,7 @@ def train(cfg: TrainConfig) -> dict:
         "data": data.describe(frame, dedup),
         "train_rows": len(train_split.labels),
         "val_rows": len(val_split.labels),
+        "validation_seen_in_training": cfg.refit,
     }
     (out / "history.json").write_text(json.dumps(history, indent=2))
     (out / "train_summary.json").write_text(json.dumps(summary, indent=2, default=str))
