@@ -52,7 +52,7 @@ def _family_rows(runs: Path, bench: dict) -> list[dict]:
         b = bench_by_model.get(run.name, {})
         rows.append(
             {
-                "model": exported["model_name"],
+                "model": run.name,  # the run: one size may have several (e.g. small and its refit)
                 "run": run.name,
                 "parameters": exported["parameters"],
                 "epochs": summary["config"]["epochs"],
@@ -91,7 +91,7 @@ def build_card(repository: Path, runs: Path, bench_path: Path) -> dict:
         "file": str(model_file.relative_to(repository)),
         "sha256": digest,
         "bytes": model_file.stat().st_size,
-        "architecture": f"{served['model']} (inverted-residual CNN, training/models.py)",
+        "architecture": f"{summary['config']['model']} (inverted-residual CNN, training/models.py)",
         "parameters": served["parameters"],
         "input": {
             "name": "images",
@@ -117,13 +117,30 @@ def build_card(repository: Path, runs: Path, bench_path: Path) -> dict:
         "caveats": CAVEATS,
         "commands": [
             "make train-family   # prepare, train tiny/small/medium, export, evaluate, benchmark, card",
-            f"blinkstack-train train --model {served['model']}",
+            _train_command(summary["config"]["model"], served["run"], summary["config"]),
             f"blinkstack-train export --checkpoint runs/{served['run']}/best.pt --repository model_repository --version {version} --int8",
             f"blinkstack-train evaluate --model runs/{served['run']}/model.onnx --out runs/{served['run']}/eval",
             "python bench/bench_eye_state_models.py runs/*/model.onnx --json runs/bench_family.json",
             "blinkstack-train card",
         ],
     }
+
+
+def _training_text(training: dict) -> str:
+    config, best = training["config"], training["best"]
+    if config.get("refit"):
+        return (
+            f"Refit: trained on the training and validation subjects for {config['epochs']} epochs, last (EMA) "
+            "weights kept; the epoch count was set from the validation-selected run of the same size. The test "
+            "subjects stay unseen."
+        )
+    return f"Best epoch {best['epoch']} (validation score {best['score']:.4f});"
+
+
+def _train_command(model: str, run: str, config: dict) -> str:
+    """The `blinkstack-train train` call that reproduces a run, from its recorded config."""
+    command = f"blinkstack-train train --model {model} --epochs {config['epochs']} --out runs/{run}"
+    return command + (" --refit" if config.get("refit") else "")
 
 
 def _fmt(value: float | None, pattern: str) -> str:
@@ -204,8 +221,8 @@ def render_markdown(card: dict) -> str:
         f"Latency measured on {machine.get('cpus', '?')} CPU cores ({machine.get('processor', '?')}) with ONNX Runtime, by `bench/bench_eye_state_models.py`.",
         "",
         "## Training",
-        f"Best epoch {card['training']['best']['epoch']} (validation score {card['training']['best']['score']:.4f}); "
-        f"{card['training']['train_rows']:,} training crops. Export parity (ONNX Runtime vs PyTorch, "
+        _training_text(card["training"]) + f" {card['training']['train_rows']:,} training crops. "
+        f"Export parity (ONNX Runtime vs PyTorch, "
         f"{card['export']['parity']['crops']} real crops): max |diff| {card['export']['parity']['max_abs_diff']:.2g}.",
         "",
         "Commands that produced this model:",
