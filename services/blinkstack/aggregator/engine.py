@@ -15,12 +15,14 @@ Semantics (all limits in `EngineConfig`; times are the observations' own timesta
   before a closure can count, so a track that starts with closed eyes never invents an event.
 - An episode is the time during which at least one eye is CLOSED: from the first observation with a closed
   eye to the first observation with both eyes open again. At its end it is classified:
-  - both eyes were closed at some moment: BLINK when `blink_min_ms` <= duration <= `blink_max_ms` (and below
-    `long_closure_ms`); LONG_CLOSURE when duration >= `long_closure_ms`; otherwise nothing;
+  - both eyes closed together at a moment at least `long_closure_ms` after the episode began: LONG_CLOSURE
+    (already reported STARTED at that moment);
+  - otherwise, both eyes were closed at some moment: BLINK when `blink_min_ms` <= duration <= `blink_max_ms`
+    (and below `long_closure_ms`); otherwise nothing (e.g. a long episode in which the eyes closed in turns);
   - one eye closed while the other was open throughout: WINK_LEFT / WINK_RIGHT (the subject's own eye) when
     `blink_min_ms` <= duration <= `wink_max_ms`; otherwise nothing.
-- A LONG_CLOSURE is also reported while it happens: phase STARTED as soon as both eyes have been closed for
-  `long_closure_ms`, then phase ENDED with the final times when the eyes open.
+- A LONG_CLOSURE is reported while it happens: phase STARTED at the first observation, `long_closure_ms` or
+  more into the episode, with both eyes closed; then phase ENDED with the final times when the eyes open.
 - A lost track (or a gap longer than `max_gap_ms` between observations) ends the open episode without an event;
   only a LONG_CLOSURE that was already STARTED is ENDED, marked `truncated`, at the last observation.
 - Statistics cover a sliding window of `window_s`: time with both eyes open, time with the eyes at least 80 %
@@ -185,10 +187,10 @@ def _kind(left: float | None, right: float | None, eyes: tuple[str, str], config
 def _classify(episode: Episode, end_us: int, config: EngineConfig) -> Event | None:
     duration = (end_us - episode.start_us) / 1000.0
     event_type: EventType | None = None
-    if episode.both_ever:
-        if duration >= config.long_closure_ms:
-            event_type = EventType.LONG_CLOSURE
-        elif config.blink_min_ms <= duration <= config.blink_max_ms:
+    if episode.long_started:
+        event_type = EventType.LONG_CLOSURE  # every ENDED long closure was STARTED first
+    elif episode.both_ever:
+        if config.blink_min_ms <= duration <= config.blink_max_ms and duration < config.long_closure_ms:
             event_type = EventType.BLINK
     elif episode.other_open_at_start and config.blink_min_ms <= duration <= config.wink_max_ms:
         event_type = EventType.WINK_LEFT if episode.closed[0] else EventType.WINK_RIGHT
