@@ -121,8 +121,9 @@ class ServiceHost:
         """Report NOT_SERVING, let in-flight RPCs finish within the grace period, then close."""
         if self._watcher is not None:
             self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
+            # Bounded: a readiness check stuck on a dependency (Redis, Triton) must not hold up the shutdown.
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(self._watcher, 2.0)
         if self._server is not None:
             await self.health.enter_graceful_shutdown()
             await self._server.stop(self.settings.grace_s)
