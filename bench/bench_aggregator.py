@@ -29,19 +29,12 @@ import grpc
 import numpy as np
 
 from blinkstack.aggregator.engine import EngineConfig, Observation, TrackState, step
+from blinkstack.common.local import free_port
 from blinkstack.redis_launcher import RedisServer
 from blinkstack.v1 import aggregator_pb2, aggregator_pb2_grpc
 
 OPEN_P, CLOSED_P = 0.9375, 0.0625
 FRAME_US = 33_333
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def probs(frame: int) -> float:

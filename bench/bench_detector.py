@@ -26,6 +26,7 @@ import grpc
 import numpy as np
 
 from blinkstack.common.images import crop
+from blinkstack.common.local import free_port
 from blinkstack.common.preprocess import decode_image, preprocess_batch
 from blinkstack.detector.backend import OnnxRuntimeDetector
 from blinkstack.detector.engine import DEFAULT_INPUT_WIDTH, FaceDetector
@@ -81,14 +82,6 @@ async def in_process(jpegs: list[bytes], input_width: int) -> dict:
     await backend.close()
     total = stages["total"]
     return {"frames_per_s": len(total) / sum(total), **{k: stats(v) for k, v in stages.items()}}
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def stream(stub: detector_pb2_grpc.DetectorServiceStub, requests: list, fps: float) -> dict:

@@ -22,6 +22,7 @@ import grpc
 import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from blinkstack.common.local import free_port
 from blinkstack.common.model_repository import EYE_STATE_MODEL, resolve_model_file
 from blinkstack.common.onnx_runtime import create_session
 from blinkstack.common.preprocess import preprocess_encoded
@@ -30,14 +31,6 @@ from blinkstack.v1 import eyestate_pb2, eyestate_pb2_grpc, types_pb2
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCHES, CONCURRENCY = (1, 8, 64), (1, 8, 32)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def sample_crops(n: int) -> list[bytes]:

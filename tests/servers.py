@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import socket
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -18,12 +17,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from blinkstack.common.backend import BackendUnavailable
 
 MAX_MESSAGE_BYTES = 1024 * 1024
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class EventLoopThread:

@@ -16,9 +16,10 @@ from grpc_health.v1 import health_pb2
 from blinkstack.aggregator import server as aggregator_server
 from blinkstack.aggregator.engine import EngineConfig, EventType, Observation
 from blinkstack.common.grpc_server import LIVENESS_SERVICE
+from blinkstack.common.local import free_port
 from blinkstack.redis_launcher import RedisServer
 from blinkstack.v1 import aggregator_pb2, aggregator_pb2_grpc
-from tests.servers import RunningService, free_port, service_args, wait_for_health
+from tests.servers import RunningService, service_args, wait_for_health
 from tests.test_aggregator_engine import CLOSED_P, OPEN_P, run, timeline
 
 SERVING = health_pb2.HealthCheckResponse.SERVING

@@ -14,12 +14,13 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2
 
+from blinkstack.common.local import free_port
 from blinkstack.detector import centerface, geometry
 from blinkstack.detector import server as detector_server
 from blinkstack.detector.tracking import Tracker
 from blinkstack.v1 import detector_pb2, detector_pb2_grpc, types_pb2
 from tests.conftest import MODEL_REPOSITORY
-from tests.servers import MAX_MESSAGE_BYTES, RunningService, free_port, service_args, wait_for_health
+from tests.servers import MAX_MESSAGE_BYTES, RunningService, service_args, wait_for_health
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 CLI = (sys.executable, "-m", "blinkstack.cli")

@@ -18,13 +18,14 @@ from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from prometheus_client import REGISTRY
 
+from blinkstack.common.local import free_port
 from blinkstack.common.model_repository import resolve_model_file
 from blinkstack.common.onnx_runtime import create_session, run_prob_open
 from blinkstack.common.preprocess import decode_image, preprocess_batch, preprocess_encoded
 from blinkstack.eyestate import server as eyestate_server
 from blinkstack.v1 import eyestate_pb2, eyestate_pb2_grpc, types_pb2
 from tests.conftest import MODEL_REPOSITORY
-from tests.servers import MAX_MESSAGE_BYTES, RunningService, free_port, service_args, wait_for_health
+from tests.servers import MAX_MESSAGE_BYTES, RunningService, service_args, wait_for_health
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 

@@ -15,10 +15,10 @@ import psutil
 import pytest
 from grpc_health.v1 import health_pb2
 
-from blinkstack.stack import port_in_use
+from blinkstack.common.local import free_port, port_in_use
 from blinkstack.v1 import aggregator_pb2, aggregator_pb2_grpc
 from tests.conftest import VIDEO
-from tests.servers import free_port, health_status
+from tests.servers import health_status
 
 CLI = (sys.executable, "-m", "blinkstack.cli")
 SERVING = health_pb2.HealthCheckResponse.SERVING

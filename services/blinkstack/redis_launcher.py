@@ -13,6 +13,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from blinkstack.common.local import stop_process
+
 
 class RedisError(RuntimeError):
     """The Redis server could not be started."""
@@ -89,12 +91,7 @@ class RedisServer:
 
     def stop(self) -> None:
         if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+            stop_process(self.process, 10.0)
             self.process = None
 
     def __enter__(self) -> RedisServer:

@@ -10,8 +10,6 @@ SIGTERM (the services drain), SIGKILL only after a grace period, and no process 
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +19,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from blinkstack.common.local import port_in_use, stop_process
 from blinkstack.redis_launcher import RedisError, RedisServer
 
 DEFAULT_DATA_DIR = Path(".blinkstack")
@@ -47,16 +46,6 @@ class StackConfig:
 
     def address(self, port: int) -> str:
         return f"{self.host}:{port}"
-
-
-def port_in_use(host: str, port: int) -> bool:
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return True
-    return False
 
 
 def health(address: str) -> int | None:
@@ -187,13 +176,7 @@ class Stack:
     def stop(self, grace_s: float = 10.0) -> None:
         """Aggregator first (it uses the others), then detector and eye-state, then Triton and Redis."""
         for service in reversed(self.services):
-            if service.process.poll() is None:
-                service.process.send_signal(signal.SIGTERM)
-                try:
-                    service.process.wait(grace_s)
-                except subprocess.TimeoutExpired:
-                    os.killpg(service.process.pid, signal.SIGKILL)
-                    service.process.wait()
+            stop_process(service.process, grace_s, group=True)
         self.services = []
         if self.triton is not None:
             self.triton.stop()

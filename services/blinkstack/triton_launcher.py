@@ -22,6 +22,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from blinkstack.common.local import stop_process
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_ENV = Path(os.environ.get("BLINKSTACK_TRITON_ENV", PROJECT_ROOT / ".venv" / "triton"))
 STANDIN_BACKEND = PROJECT_ROOT / "deploy" / "triton" / "backends" / "onnxruntime" / "model.py"
@@ -122,13 +124,8 @@ class TritonServer:
         raise TritonError(f"tritonserver not ready after {timeout_s:.0f} s:\n{self._log_tail()}")
 
     def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            os.killpg(self._process.pid, signal.SIGTERM)
-            try:
-                self._process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self._process.pid, signal.SIGKILL)
-                self._process.wait()
+        if self._process is not None:
+            stop_process(self._process, 15.0, group=True)
         self._process = None
         if self._workdir is not None:
             self._workdir.cleanup()

@@ -1,0 +1,48 @@
+"""Local processes and loopback ports: what the launchers, `blinkstack up`, the benchmarks and the tests share."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+
+
+def free_port() -> int:
+    """A loopback port that is free right now (for servers the caller starts next)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def stop_process(process: subprocess.Popen, grace_s: float, group: bool = False) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `grace_s`.
+
+    `group=True` signals the process group, for processes started with `start_new_session=True` (never for a
+    process in the caller's own group).
+    """
+    if process.poll() is not None:
+        return
+
+    def send(sig: signal.Signals) -> None:
+        if group:
+            os.killpg(process.pid, sig)
+        else:
+            process.send_signal(sig)
+
+    send(signal.SIGTERM)
+    try:
+        process.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        send(signal.SIGKILL)
+        process.wait()
