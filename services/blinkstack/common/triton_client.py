@@ -16,6 +16,7 @@ import tritonclient.grpc.aio as triton
 from tritonclient.utils import InferenceServerException
 
 from blinkstack.common.backend import BackendInfo, BackendUnavailable
+from blinkstack.common.backend_options import BackendOptions
 
 _UNAVAILABLE = "StatusCode.UNAVAILABLE"
 _DEADLINE_EXCEEDED = "StatusCode.DEADLINE_EXCEEDED"
@@ -110,3 +111,33 @@ class TritonModel:
         if self._client is not None:
             await self._client.close()
             self._client = None
+
+
+class TritonModelBackend:
+    """What every Triton-backed model backend shares: its TritonModel's lifecycle and info.
+
+    Subclasses add only `infer`, shaping requests and results for their model.
+    """
+
+    def __init__(self, model: TritonModel) -> None:
+        self.model = model
+
+    @classmethod
+    def from_options(cls, options: BackendOptions) -> TritonModelBackend:
+        model = TritonModel(
+            options.triton_url, options.model_name, options.version, options.triton_timeout_s, options.triton_retries
+        )
+        return cls(model)
+
+    @property
+    def info(self) -> BackendInfo:
+        return self.model.info
+
+    async def start(self) -> None:
+        await self.model.start()
+
+    async def ready(self) -> bool:
+        return await self.model.ready()
+
+    async def close(self) -> None:
+        await self.model.close()

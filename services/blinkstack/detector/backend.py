@@ -16,7 +16,7 @@ import numpy as np
 from blinkstack.common.backend import BackendInfo, BackendUnavailable
 from blinkstack.common.model_repository import FACE_DETECTOR_MODEL, file_sha256, resolve_model_file
 from blinkstack.common.onnx_runtime import create_session
-from blinkstack.common.triton_client import TritonModel
+from blinkstack.common.triton_client import TritonModelBackend
 from blinkstack.detector.centerface import INPUT_NAME, OUTPUT_NAMES
 
 
@@ -86,22 +86,6 @@ class OnnxRuntimeDetector:
         self._session = None
 
 
-class TritonDetector:
-    def __init__(self, url: str, model_name: str = FACE_DETECTOR_MODEL, version: str = "", **client_options) -> None:
-        self.model = TritonModel(url, model_name, version, **client_options)
-
-    @property
-    def info(self) -> BackendInfo:
-        return self.model.info
-
-    async def start(self) -> None:
-        await self.model.start()
-
-    async def ready(self) -> bool:
-        return await self.model.ready()
-
+class TritonDetector(TritonModelBackend):
     async def infer(self, blob: np.ndarray, timeout: float | None = None) -> dict[str, np.ndarray]:
         return await self.model.infer({INPUT_NAME: blob}, self.model.deadline(timeout))
-
-    async def close(self) -> None:
-        await self.model.close()

@@ -158,13 +158,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def build_backend(args: argparse.Namespace) -> FaceDetectorBackend:
     options = backend_options(args)
     if options.backend == "triton":
-        return TritonDetector(
-            options.triton_url,
-            options.model_name,
-            options.version,
-            timeout_s=options.triton_timeout_s,
-            retries=options.triton_retries,
-        )
+        return TritonDetector.from_options(options)
     return OnnxRuntimeDetector(
         options.repository, options.model_name, options.pinned_version, options.threads, options.providers
     )

@@ -118,13 +118,7 @@ def build_backend(args: argparse.Namespace) -> EyeStateBackend:
     if options.backend == "triton":
         from blinkstack.eyestate.triton_backend import TritonBackend
 
-        return TritonBackend(
-            options.triton_url,
-            options.model_name,
-            options.version,
-            timeout_s=options.triton_timeout_s,
-            retries=options.triton_retries,
-        )
+        return TritonBackend.from_options(options)
     from blinkstack.eyestate.onnxruntime_backend import OnnxRuntimeBackend
 
     return OnnxRuntimeBackend(

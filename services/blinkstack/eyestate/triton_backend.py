@@ -10,33 +10,10 @@ import asyncio
 import numpy as np
 
 from blinkstack.common import metrics
-from blinkstack.common.backend import BackendInfo
-from blinkstack.common.model_repository import EYE_STATE_MODEL
-from blinkstack.common.triton_client import TritonModel
+from blinkstack.common.triton_client import TritonModelBackend
 
 
-class TritonBackend:
-    def __init__(
-        self,
-        url: str,
-        model_name: str = EYE_STATE_MODEL,
-        version: str = "",
-        timeout_s: float = 2.0,
-        retries: int = 3,
-        backoff_s: float = 0.05,
-    ) -> None:
-        self.model = TritonModel(url, model_name, version, timeout_s, retries, backoff_s)
-
-    @property
-    def info(self) -> BackendInfo:
-        return self.model.info
-
-    async def start(self) -> None:
-        await self.model.start()
-
-    async def ready(self) -> bool:
-        return await self.model.ready()
-
+class TritonBackend(TritonModelBackend):
     async def _infer_chunk(self, chunk: np.ndarray, deadline: float) -> np.ndarray:
         outputs = await self.model.infer({self.model.inputs[0]: chunk}, deadline)
         # Triton reports the configured dims ([N, 1] for a per-crop scalar); flatten to [N].
@@ -51,6 +28,3 @@ class TritonBackend:
         for chunk in chunks:
             metrics.EYESTATE_BATCH_SIZE.labels("triton").observe(len(chunk))
         return np.concatenate(await asyncio.gather(*(self._infer_chunk(c, deadline) for c in chunks)))
-
-    async def close(self) -> None:
-        await self.model.close()
