@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import grpc
 import psutil
@@ -16,6 +17,7 @@ import pytest
 from grpc_health.v1 import health_pb2
 
 from blinkstack.common.local import free_port, port_in_use
+from blinkstack.redis_launcher import RedisServer
 from blinkstack.v1 import aggregator_pb2, aggregator_pb2_grpc
 from tests.conftest import VIDEO
 from tests.servers import health_status
@@ -174,3 +176,16 @@ def test_watch_without_a_stack_says_so(tmp_path):
     assert out.returncode == 1 and "UNAVAILABLE" in out.stderr and "is the stack up" in out.stderr
     missing = subprocess.run([*CLI, "watch", "--video", str(tmp_path / "none.mp4")], capture_output=True, text=True)
     assert missing.returncode == 2 and "no such video file" in missing.stderr
+
+
+def test_redis_starts_with_a_relative_data_dir(tmp_path, monkeypatch):
+    # `blinkstack up` defaults to the relative `.blinkstack/`; redis-server changes into --dir before opening
+    # its log file, so the launcher must pass absolute paths.
+    monkeypatch.chdir(tmp_path)
+    server = RedisServer(free_port(), Path(".blinkstack") / "redis", log_path=Path(".blinkstack") / "redis.log")
+    server.start()
+    try:
+        assert server._ping()
+    finally:
+        server.stop()
+    assert (tmp_path / ".blinkstack" / "redis.log").exists()

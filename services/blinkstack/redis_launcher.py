@@ -36,8 +36,9 @@ def redis_server_binary() -> str:
 
 class RedisServer:
     def __init__(self, port: int, data_dir: Path, host: str = "127.0.0.1", log_path: Path | None = None) -> None:
-        self.host, self.port, self.data_dir = host, port, Path(data_dir)
-        self.log_path = Path(log_path) if log_path else self.data_dir / "redis.log"
+        # Absolute: redis-server changes into --dir before it opens --logfile, so relative paths would break.
+        self.host, self.port, self.data_dir = host, port, Path(data_dir).resolve()
+        self.log_path = Path(log_path).resolve() if log_path else self.data_dir / "redis.log"
         self.process: subprocess.Popen | None = None
 
     @property
