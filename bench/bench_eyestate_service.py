@@ -1,10 +1,16 @@
 """Eye-state service throughput and latency, both backends, next to raw ONNX Runtime in the same run.
 
     .venv/bin/python bench/bench_eyestate_service.py [--seconds 3] [--backends onnxruntime,triton]
+                                                     [--encodings raw,png]
 
 Each server runs in its own process (`blinkstack serve eyestate`, and a local `tritonserver` for the triton
 backend) on loopback; the load generator is an asyncio gRPC client keeping `concurrency` requests in flight,
-each carrying `batch` real-sized PNG eye crops. Prints crops/s and p50/p99 request latency per cell.
+each carrying `batch` eye crops of the size a detector cuts from 640x480 video (48x48), either as raw gray8
+pixels (what a client that already holds decoded frames sends) or PNG-encoded (which adds a PNG decode per
+crop on the server). Prints crops/s and p50/p99 request latency per cell, with two floors in the same run:
+`raw onnxruntime`, the service's work done in-process (decode + preprocessing + session.run), and
+`grpc echo`, a grpc.aio server that answers ClassifyEyes without looking at the crops: what the Python gRPC
+round trip alone costs on this machine.
 """
 
 from __future__ import annotations
@@ -20,12 +26,13 @@ from pathlib import Path
 import cv2
 import grpc
 import numpy as np
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from blinkstack.common import images
 from blinkstack.common.local import free_port
 from blinkstack.common.model_repository import EYE_STATE_MODEL, resolve_model_file
 from blinkstack.common.onnx_runtime import create_session
-from blinkstack.common.preprocess import preprocess_encoded
+from blinkstack.common.preprocess import preprocess_batch
 from blinkstack.triton_launcher import TritonServer
 from blinkstack.v1 import eyestate_pb2, eyestate_pb2_grpc, types_pb2
 
@@ -33,13 +40,17 @@ ROOT = Path(__file__).resolve().parents[1]
 BATCHES, CONCURRENCY = (1, 8, 64), (1, 8, 32)
 
 
-def sample_crops(n: int) -> list[bytes]:
-    """Eye-crop-like 48x48 PNGs (the size a detector cuts at 640x480); content does not change the cost."""
+def sample_crops(n: int, encoding: str) -> list[types_pb2.Image]:
+    """Eye-crop-like 48x48 gray crops; content does not change the cost."""
     rng = np.random.default_rng(0)
     crops = []
     for _ in range(n):
         image = cv2.GaussianBlur(rng.integers(0, 256, (48, 48), dtype=np.uint8), (5, 5), 0)
-        crops.append(cv2.imencode(".png", image)[1].tobytes())
+        if encoding == "png":
+            crops.append(types_pb2.Image(encoded=cv2.imencode(".png", image)[1].tobytes()))
+        else:
+            raw = types_pb2.RawImage(pixels=image.tobytes(), width=48, height=48, format=types_pb2.PIXEL_FORMAT_GRAY8)
+            crops.append(types_pb2.Image(raw=raw))
     return crops
 
 
@@ -48,16 +59,17 @@ def percentiles(latencies: list[float]) -> tuple[float, float]:
     return float(np.percentile(values, 50)), float(np.percentile(values, 99))
 
 
-def raw_onnxruntime(crops: list[bytes], seconds: float) -> list[dict]:
-    """Preprocessing + session.run in-process: the floor under the service numbers."""
+def raw_onnxruntime(crops: list[types_pb2.Image], seconds: float) -> list[dict]:
+    """Decoding + preprocessing + session.run in-process: the floor under the service numbers."""
     session = create_session(resolve_model_file(ROOT / "model_repository" / EYE_STATE_MODEL)[0])
     rows = []
     for batch in BATCHES:
-        blobs, latencies = crops[:batch], []
+        messages, latencies = crops[:batch], []
         end = time.perf_counter() + seconds
         while time.perf_counter() < end:
             start = time.perf_counter()
-            session.run(None, {"images": preprocess_encoded(blobs)})
+            decoded = [images.decode(message, "crop") for message in messages]
+            session.run(None, {"images": preprocess_batch(decoded)})
             latencies.append(time.perf_counter() - start)
         p50, p99 = percentiles(latencies)
         rows.append(
@@ -73,10 +85,8 @@ def raw_onnxruntime(crops: list[bytes], seconds: float) -> list[dict]:
     return rows
 
 
-async def load(address: str, crops: list[bytes], batch: int, concurrency: int, seconds: float) -> dict:
-    request = eyestate_pb2.ClassifyEyesRequest(
-        crops=eyestate_pb2.CropBatch(crops=[types_pb2.Image(encoded=c) for c in crops[:batch]])
-    )
+async def load(address: str, crops: list[types_pb2.Image], batch: int, concurrency: int, seconds: float) -> dict:
+    request = eyestate_pb2.ClassifyEyesRequest(crops=eyestate_pb2.CropBatch(crops=crops[:batch]))
     latencies: list[float] = []
     async with grpc.aio.insecure_channel(address) as channel:
         stub = eyestate_pb2_grpc.EyeStateServiceStub(channel)
@@ -118,22 +128,32 @@ def wait_serving(address: str, timeout: float = 60) -> None:
     raise RuntimeError(f"{address} never became SERVING")
 
 
-def bench_backend(backend: str, crops: list[bytes], seconds: float) -> list[dict]:
+class EchoServicer(eyestate_pb2_grpc.EyeStateServiceServicer):
+    async def ClassifyEyes(
+        self, request: eyestate_pb2.ClassifyEyesRequest, context: grpc.aio.ServicerContext
+    ) -> eyestate_pb2.ClassifyEyesResponse:
+        result = eyestate_pb2.EyeStateResult(prob_open=1.0, state=types_pb2.EYE_STATE_OPEN)
+        return eyestate_pb2.ClassifyEyesResponse(results=[result] * len(request.crops.crops))
+
+
+async def serve_echo(port: int) -> None:
+    server = grpc.aio.server()
+    eyestate_pb2_grpc.add_EyeStateServiceServicer_to_server(EchoServicer(), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    await server.wait_for_termination()
+
+
+def bench_backend(backend: str, crops: dict[str, list[types_pb2.Image]], seconds: float) -> list[dict]:
     port = free_port()
     triton = None
-    args = [
-        sys.executable,
-        "-m",
-        "blinkstack.cli",
-        "serve",
-        "eyestate",
-        "--port",
-        str(port),
-        "--metrics-port",
-        "0",
-        "--backend",
-        backend,
-    ]
+    if backend == "grpc echo":
+        args = [sys.executable, __file__, "--serve-echo", str(port)]
+    else:
+        args = [sys.executable, "-m", "blinkstack.cli", "serve", "eyestate", "--port", str(port)]
+        args += ["--metrics-port", "0", "--backend", backend]
     if backend == "triton":
         triton = TritonServer(ROOT / "model_repository", free_port(), free_port(), free_port())
         triton.start()
@@ -142,7 +162,12 @@ def bench_backend(backend: str, crops: list[bytes], seconds: float) -> list[dict
     try:
         wait_serving(f"127.0.0.1:{port}")
         return [
-            {"backend": backend, **asyncio.run(load(f"127.0.0.1:{port}", crops, batch, concurrency, seconds))}
+            {
+                "backend": backend,
+                "encoding": encoding,
+                **asyncio.run(load(f"127.0.0.1:{port}", messages, batch, concurrency, seconds)),
+            }
+            for encoding, messages in crops.items()
             for batch in BATCHES
             for concurrency in CONCURRENCY
         ]
@@ -156,16 +181,26 @@ def bench_backend(backend: str, crops: list[bytes], seconds: float) -> list[dict
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=3.0, help="per cell")
-    parser.add_argument("--backends", default="onnxruntime,triton")
+    parser.add_argument("--backends", default="onnxruntime,triton,grpc echo")
+    parser.add_argument("--encodings", default="raw,png", help="crop encodings to send: raw (gray8), png")
+    parser.add_argument("--serve-echo", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    crops = sample_crops(max(BATCHES))
-    rows = raw_onnxruntime(crops, args.seconds)
+    if args.serve_echo:
+        asyncio.run(serve_echo(args.serve_echo))
+        return
+    crops = {encoding: sample_crops(max(BATCHES), encoding) for encoding in args.encodings.split(",")}
+    rows = [
+        {"encoding": encoding, **row}
+        for encoding, messages in crops.items()
+        for row in raw_onnxruntime(messages, args.seconds)
+    ]
     for backend in args.backends.split(","):
         rows += bench_backend(backend, crops, args.seconds)
-    print(f"{'backend':<16}{'batch':>6}{'conc':>6}{'crops/s':>12}{'p50 ms':>9}{'p99 ms':>9}")
+    print(f"{'backend':<16}{'crops':>6}{'batch':>6}{'conc':>6}{'crops/s':>12}{'p50 ms':>9}{'p99 ms':>9}")
     for r in rows:
         print(
-            f"{r['backend']:<16}{r['batch']:>6}{r['concurrency']:>6}{r['crops_per_s']:>12,.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
+            f"{r['backend']:<16}{r['encoding']:>6}{r['batch']:>6}{r['concurrency']:>6}{r['crops_per_s']:>12,.0f}"
+            f"{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
         )
 
 

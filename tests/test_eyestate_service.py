@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import signal
 import subprocess
@@ -23,6 +24,7 @@ from blinkstack.common.model_repository import resolve_model_file
 from blinkstack.common.onnx_runtime import create_session, run_prob_open
 from blinkstack.common.preprocess import decode_image, preprocess_batch, preprocess_encoded
 from blinkstack.eyestate import server as eyestate_server
+from blinkstack.eyestate.onnxruntime_backend import OnnxRuntimeBackend
 from blinkstack.v1 import eyestate_pb2, eyestate_pb2_grpc, types_pb2
 from tests.conftest import MODEL_REPOSITORY
 from tests.servers import MAX_MESSAGE_BYTES, RunningService, service_args, wait_for_health
@@ -255,3 +257,38 @@ def test_cli_serves_classifies_and_drains_on_sigterm(tmp_path, real_crops):
         start = time.monotonic()
         code = server.wait(timeout=30)
     assert code == 0 and time.monotonic() - start < 10
+
+
+def test_idle_small_requests_run_inline_and_overlapping_ones_are_batched(real_crops, direct_session):
+    """The idle fast path and the batching worker give the same answers; pending work decides the path."""
+    images = preprocess_encoded(real_crops)
+    expected = run_prob_open(direct_session, images)
+
+    async def scenario() -> tuple[np.ndarray, list[np.ndarray], int]:
+        backend = OnnxRuntimeBackend(MODEL_REPOSITORY, inline_max_crops=4)
+        await backend.start()
+        submitted = 0
+        submit = backend._executor.submit
+
+        def counting_submit(*args, **kwargs):
+            nonlocal submitted
+            submitted += 1
+            return submit(*args, **kwargs)
+
+        backend._executor.submit = counting_submit
+        try:
+            lone = await backend.infer(images[:1])
+            assert submitted == 0, "a lone single-crop request on an idle server went to the worker thread"
+            # A large request goes to the worker; single crops arriving while it is queued or running join it.
+            overlapping = await asyncio.gather(
+                backend.infer(images[:32]), *(backend.infer(images[i : i + 1]) for i in range(8))
+            )
+            return lone, overlapping, submitted
+        finally:
+            await backend.close()
+
+    lone, overlapping, submitted = asyncio.run(scenario())
+    np.testing.assert_allclose(lone, expected[:1], atol=1e-5)
+    np.testing.assert_allclose(overlapping[0], expected[:32], atol=1e-5)
+    np.testing.assert_allclose(np.concatenate(overlapping[1:]), expected[:8], atol=1e-5)
+    assert 1 <= submitted < 9  # nine requests, batched into fewer worker runs

@@ -111,6 +111,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         float,
         help="wait this long to fill a micro-batch (onnxruntime)",
     )
+    env_option(
+        group,
+        "--inline-max-crops",
+        "BLINKSTACK_EYESTATE_INLINE_MAX_CROPS",
+        4,
+        int,
+        help="a request of at most this many crops on an otherwise idle server runs at once on the event loop, "
+        "single-threaded (onnxruntime on CPU; 0: always batch on the worker thread)",
+    )
 
 
 def build_backend(args: argparse.Namespace) -> EyeStateBackend:
@@ -129,6 +138,7 @@ def build_backend(args: argparse.Namespace) -> EyeStateBackend:
         max_batch=args.max_batch,
         max_delay_s=args.max_delay_ms / 1000.0,
         providers=options.providers,
+        inline_max_crops=args.inline_max_crops,
     )
 
 
