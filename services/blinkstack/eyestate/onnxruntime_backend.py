@@ -2,7 +2,9 @@
 
 Concurrent requests are merged into one session run: a single worker takes the first queued job, adds every
 job already waiting (and, with `max_delay_s` > 0, those arriving within that delay) up to `max_batch` crops,
-and runs them together on an executor thread, so the event loop keeps accepting requests meanwhile. With the
+and runs them together on an executor thread, so the event loop keeps accepting requests meanwhile. The
+session sees the micro-batch in chunks of `run_batch` crops: on a CPU, 32 crops keep the activations in
+cache and classify about 1.7x more crops/s than one run of 256 (bench/bench_eye_state_models.py). With the
 default delay of 0 a lone request never waits, while a busy server still batches whatever queued up during
 the previous run. The queue is bounded: when it is full, callers wait (backpressure) instead of piling up work.
 
@@ -48,14 +50,16 @@ class OnnxRuntimeBackend:
         queue_size: int = 1024,
         providers: list[str] | None = None,
         inline_max_crops: int = 4,
+        run_batch: int = 32,
     ) -> None:
         self._model_dir = Path(repository) / model_name
         self._model_name, self._version, self._threads = model_name, version, threads
         self._max_batch, self._max_delay_s, self._queue_size = max_batch, max_delay_s, queue_size
         self._providers = providers
-        self._inline_max_crops = inline_max_crops
+        self._inline_max_crops, self._run_batch = inline_max_crops, run_batch
         self._session = self._inline_session = None
         self._worker: asyncio.Task | None = None
+        self._batch_sizes = metrics.EYESTATE_BATCH_SIZE.labels("onnxruntime")
         self._in_flight = 0  # infer calls on the batching path: queued, running or awaiting their result
         self.info = BackendInfo("onnxruntime", model_name, "", max_batch)
 
@@ -81,7 +85,7 @@ class OnnxRuntimeBackend:
         if not await self.ready():
             raise BackendUnavailable("the ONNX Runtime backend is not running")
         if self._inline_session is not None and self._in_flight == 0 and len(images) <= self._inline_max_crops:
-            metrics.EYESTATE_BATCH_SIZE.labels("onnxruntime").observe(len(images))
+            self._batch_sizes.observe(len(images))
             return run_prob_open(self._inline_session, images)
         job = _Job(images, asyncio.get_running_loop().create_future())
         self._in_flight += 1
@@ -123,9 +127,9 @@ class OnnxRuntimeBackend:
             if not jobs:
                 continue
             batch = jobs[0].images if len(jobs) == 1 else np.concatenate([job.images for job in jobs])
-            metrics.EYESTATE_BATCH_SIZE.labels("onnxruntime").observe(len(batch))
+            self._batch_sizes.observe(len(batch))
             try:
-                probs = await loop.run_in_executor(self._executor, run_prob_open, self._session, batch, self._max_batch)
+                probs = await loop.run_in_executor(self._executor, run_prob_open, self._session, batch, self._run_batch)
             except Exception as exc:  # the session failed: every caller in the batch learns why
                 for job in jobs:
                     if not job.result.done():
