@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+CPU_PROVIDER = "CPUExecutionProvider"
+
 
 def create_session(
     model_path: str | Path, intra_op_threads: int = 0, providers: list[str] | None = None
@@ -24,7 +26,7 @@ def create_session(
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    providers = providers or ["CPUExecutionProvider"]
+    providers = providers or [CPU_PROVIDER]
     missing = [p for p in providers if p not in ort.get_available_providers()]
     if missing:
         raise ValueError(f"ONNX Runtime providers {missing} unavailable here (have {ort.get_available_providers()})")

@@ -27,9 +27,7 @@ import numpy as np
 from blinkstack.common import metrics
 from blinkstack.common.backend import BackendInfo, BackendUnavailable
 from blinkstack.common.model_repository import EYE_STATE_MODEL, file_sha256, read_config, resolve_model_file
-from blinkstack.common.onnx_runtime import create_session, run_prob_open
-
-CPU = "CPUExecutionProvider"
+from blinkstack.common.onnx_runtime import CPU_PROVIDER, create_session, run_prob_open
 
 
 @dataclass
@@ -67,11 +65,12 @@ class OnnxRuntimeBackend:
         model_file, version = resolve_model_file(self._model_dir, self._version)
         config = read_config(self._model_dir)
         self._session = await asyncio.to_thread(create_session, model_file, self._threads, self._providers)
-        if self._threads == 1:
-            self._inline_session = self._session
-        elif self._inline_max_crops > 0 and (self._providers or [CPU]) == [CPU]:
-            # CPU only: a GPU session is no faster for one crop, and a second one would hold a second engine.
-            self._inline_session = await asyncio.to_thread(create_session, model_file, 1, self._providers)
+        # CPU only: a GPU session is no faster for one crop, and must not block the event loop.
+        if self._inline_max_crops > 0 and (self._providers or [CPU_PROVIDER]) == [CPU_PROVIDER]:
+            if self._session.get_session_options().intra_op_num_threads == 1:
+                self._inline_session = self._session
+            else:
+                self._inline_session = await asyncio.to_thread(create_session, model_file, 1, self._providers)
         max_batch = min(self._max_batch, int(config.get("max_batch_size", self._max_batch)) or self._max_batch)
         self.info = BackendInfo("onnxruntime", self._model_name, str(version), max_batch, file_sha256(model_file))
         self._queue: asyncio.Queue[_Job] = asyncio.Queue(self._queue_size)
