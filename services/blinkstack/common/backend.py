@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from typing import Protocol
+
+log = logging.getLogger(__name__)
 
 
 class BackendUnavailable(RuntimeError):
     """The backend cannot answer now (not ready, down, or out of time); the caller may retry later."""
+
+
+class _Startable(Protocol):
+    async def start(self) -> None: ...
+
+
+async def start_or_await_ready(backend: _Startable) -> None:
+    """Start a model backend; one that is not there yet (Triton may come up later) is only logged: the service
+    serves anyway, its health NOT_SERVING until the backend's readiness check passes."""
+    try:
+        await backend.start()
+    except BackendUnavailable as exc:
+        log.warning("%s; health stays NOT_SERVING until it is ready", exc)
 
 
 @dataclass(frozen=True)

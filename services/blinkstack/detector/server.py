@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
@@ -12,7 +11,7 @@ import grpc
 import numpy as np
 
 from blinkstack.common import images, metrics
-from blinkstack.common.backend import BackendUnavailable
+from blinkstack.common.backend import BackendUnavailable, start_or_await_ready
 from blinkstack.common.backend_options import add_backend_options, backend_options
 from blinkstack.common.config import env_option
 from blinkstack.common.grpc_server import ServiceHost, add_server_options, run_until_signal, settings_from_args
@@ -21,8 +20,6 @@ from blinkstack.detector.backend import FaceDetectorBackend, OnnxRuntimeDetector
 from blinkstack.detector.engine import DEFAULT_INPUT_WIDTH, DEFAULT_SCORE_THRESHOLD, Face, FaceDetector
 from blinkstack.detector.tracking import Tracker
 from blinkstack.v1 import detector_pb2, detector_pb2_grpc, types_pb2
-
-log = logging.getLogger(__name__)
 
 SERVICE_NAME = detector_pb2.DESCRIPTOR.services_by_name["DetectorService"].full_name
 DEFAULT_PORT, DEFAULT_METRICS_PORT = 50051, 9101
@@ -178,8 +175,5 @@ def build_host(args: argparse.Namespace, backend: FaceDetectorBackend) -> Servic
 async def serve(args: argparse.Namespace) -> None:
     backend = build_backend(args)
     host = build_host(args, backend)  # validates the settings before anything starts
-    try:
-        await backend.start()
-    except BackendUnavailable as exc:  # Triton may come up later: serve, reporting NOT_SERVING until then
-        log.warning("%s; health stays NOT_SERVING until it is ready", exc)
+    await start_or_await_ready(backend)
     await run_until_signal(host, backend.close)

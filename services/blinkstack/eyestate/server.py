@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import logging
 
 import cv2
 import grpc
 import numpy as np
 
 from blinkstack.common import images, metrics
-from blinkstack.common.backend import BackendUnavailable
+from blinkstack.common.backend import BackendUnavailable, start_or_await_ready
 from blinkstack.common.backend_options import add_backend_options, backend_options
 from blinkstack.common.config import env_option
 from blinkstack.common.grpc_server import ServiceHost, add_server_options, run_until_signal, settings_from_args
@@ -18,8 +17,6 @@ from blinkstack.common.model_repository import EYE_STATE_MODEL
 from blinkstack.common.preprocess import INPUT_HEIGHT, INPUT_WIDTH, preprocess_batch
 from blinkstack.eyestate.backend import EyeStateBackend
 from blinkstack.v1 import eyestate_pb2, eyestate_pb2_grpc, types_pb2
-
-log = logging.getLogger(__name__)
 
 SERVICE_NAME = eyestate_pb2.DESCRIPTOR.services_by_name["EyeStateService"].full_name
 DEFAULT_PORT, DEFAULT_METRICS_PORT = 50052, 9102
@@ -167,8 +164,5 @@ async def serve(args: argparse.Namespace) -> None:
     # Crops are tiny: waking OpenCV's thread pool for each resize costs more than it saves (~2x per crop).
     cv2.setNumThreads(1)
     backend = build_backend(args)
-    try:
-        await backend.start()
-    except BackendUnavailable as exc:  # Triton may come up later: serve, reporting NOT_SERVING until then
-        log.warning("%s; health stays NOT_SERVING until it is ready", exc)
+    await start_or_await_ready(backend)
     await run_until_signal(build_host(args, backend), backend.close)
