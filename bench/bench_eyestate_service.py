@@ -28,6 +28,7 @@ import grpc
 import numpy as np
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from blinkstack import stack
 from blinkstack.common import images
 from blinkstack.common.local import free_port
 from blinkstack.common.model_repository import EYE_STATE_MODEL, resolve_model_file
@@ -113,18 +114,10 @@ async def load(address: str, crops: list[types_pb2.Image], batch: int, concurren
 
 def wait_serving(address: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            try:
-                if (
-                    stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status
-                    == health_pb2.HealthCheckResponse.SERVING
-                ):
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.2)
+    while time.monotonic() < deadline:
+        if stack.health(address) == health_pb2.HealthCheckResponse.SERVING:
+            return
+        time.sleep(0.2)
     raise RuntimeError(f"{address} never became SERVING")
 
 
