@@ -1,6 +1,7 @@
 """Detector speed on the real webcam video (640x480, one face): per-stage split in-process, and the gRPC service.
 
-    .venv/bin/python bench/bench_detector.py [--frames 600] [--input-width 320] [--json runs/bench_detector.json]
+    .venv/bin/python bench/bench_detector.py [--frames 600] [--input-width 320] [--detect-every 3]
+        [--json runs/bench_detector.json]
 
 1. In-process, per frame: JPEG decode -> detect (prepare: colour + resize; infer: CenterFace on embedded ONNX
    Runtime; decode: maps -> faces, eye boxes) -> crop (both eye crops cut and preprocessed for the eye-state
@@ -8,6 +9,8 @@
 2. Through `blinkstack serve detector` (its own process, loopback), JPEG frames: unary DetectEyes one at a
    time; one StreamDetectEyes stream with frames back to back (throughput); and one paced at 30 frames/s like
    a camera (per-frame latency). Prints frames/s and p50/p99 ms per frame.
+3. The two streams again on a server started with `--detect-every N`: the face model on every Nth frame,
+   landmark optical flow in between.
 """
 
 from __future__ import annotations
@@ -103,10 +106,12 @@ def stream(stub: detector_pb2_grpc.DetectorServiceStub, requests: list, fps: flo
     return {"frames_per_s": len(latencies) / elapsed, **(stats(latencies) if fps else {})}
 
 
-def through_service(jpegs: list[bytes], input_width: int) -> dict:
+def through_service(jpegs: list[bytes], input_width: int, detect_every: int = 1) -> dict:
+    """Unary (only with detect_every 1: it has no effect there) and the two streams, against a fresh server."""
     port = free_port()
     env = {**os.environ, "BLINKSTACK_DETECTOR_PORT": str(port), "BLINKSTACK_DETECTOR_METRICS_PORT": "0"}
     env["BLINKSTACK_DETECTOR_INPUT_WIDTH"] = str(input_width)
+    env["BLINKSTACK_DETECTOR_DETECT_EVERY"] = str(detect_every)
     server = subprocess.Popen(
         [sys.executable, "-m", "blinkstack.cli", "serve", "detector"], env=env, stdout=subprocess.DEVNULL
     )
@@ -122,7 +127,7 @@ def through_service(jpegs: list[bytes], input_width: int) -> dict:
         ]
         stub.DetectEyes(requests[0], timeout=30)  # warm-up
         unary = []
-        for r in requests:
+        for r in requests if detect_every == 1 else []:
             start = time.perf_counter()
             stub.DetectEyes(r, timeout=30)
             unary.append(time.perf_counter() - start)
@@ -133,16 +138,16 @@ def through_service(jpegs: list[bytes], input_width: int) -> dict:
     finally:
         server.terminate()
         server.wait(30)
-    return {
-        "unary_one_at_a_time": {"frames_per_s": len(unary) / sum(unary), **stats(unary)},
-        **streams,
-    }
+    if not unary:
+        return streams
+    return {"unary_one_at_a_time": {"frames_per_s": len(unary) / sum(unary), **stats(unary)}, **streams}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=600)
     parser.add_argument("--input-width", type=int, default=DEFAULT_INPUT_WIDTH)
+    parser.add_argument("--detect-every", type=int, default=3, help="for the landmark-flow streams")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     jpegs = read_jpegs(args.frames)
@@ -153,14 +158,19 @@ def main() -> None:
         "cores": len(os.sched_getaffinity(0)),
         "in_process": asyncio.run(in_process(jpegs, args.input_width)),
         "service": through_service(jpegs, args.input_width),
+        f"service_detect_every_{args.detect_every}": through_service(jpegs, args.input_width, args.detect_every),
     }
     p = result["in_process"]
     print(f"in-process, {len(jpegs)} frames 640x480, input width {args.input_width}: {p['frames_per_s']:.1f} frames/s")
     for stage in ("decode", "prepare", "infer", "decode_maps", "crop", "total"):
         print(f"  {stage:12s} p50 {p[stage]['p50_ms']:6.2f} ms   p99 {p[stage]['p99_ms']:6.2f} ms")
-    for name, s in result["service"].items():
-        latency = f", p50 {s['p50_ms']:.2f} ms, p99 {s['p99_ms']:.2f} ms" if "p50_ms" in s else ""
-        print(f"service {name}: {s['frames_per_s']:.1f} frames/s{latency}")
+    for label, key in (
+        ("service", "service"),
+        (f"--detect-every {args.detect_every}", f"service_detect_every_{args.detect_every}"),
+    ):
+        for name, s in result[key].items():
+            latency = f", p50 {s['p50_ms']:.2f} ms, p99 {s['p99_ms']:.2f} ms" if "p50_ms" in s else ""
+            print(f"{label} {name}: {s['frames_per_s']:.1f} frames/s{latency}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n")

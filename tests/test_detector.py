@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -17,6 +18,9 @@ from grpc_health.v1 import health_pb2
 from blinkstack.common.local import free_port
 from blinkstack.detector import centerface, geometry
 from blinkstack.detector import server as detector_server
+from blinkstack.detector.backend import OnnxRuntimeDetector
+from blinkstack.detector.engine import FaceDetector
+from blinkstack.detector.landmark_flow import LandmarkFlow
 from blinkstack.detector.tracking import Tracker
 from blinkstack.v1 import detector_pb2, detector_pb2_grpc, types_pb2
 from tests.conftest import MODEL_REPOSITORY
@@ -131,6 +135,44 @@ def test_fast_motion_matches_by_centre_and_lost_faces_get_new_ids():
         assert tracker.update(np.empty((0, 4))) == []
     assert tracker.update(face) == [2]  # gone for more than max_missed frames: a new track, ids never reused
     assert tracker.update(np.vstack([face, face + shift(300)])) == [2, 3]
+
+
+# --- detect every N frames, landmark flow in between ------------------------------------------------------
+
+
+def test_landmark_flow_detects_every_nth_frame_follows_motion_and_falls_back_on_a_cut(video_frames):
+    frames = video_frames[:6]
+
+    async def run() -> None:
+        backend = OnnxRuntimeDetector(MODEL_REPOSITORY)
+        await backend.start()
+        detector = FaceDetector(backend)
+        try:
+            flow = LandmarkFlow(detect_every=3)
+            assert [(await flow.detect(detector, f))[2] for f in frames] == [False, True, True, False, True, True]
+
+            flow = LandmarkFlow(detect_every=100)
+            (first,), _, _ = await flow.detect(detector, frames[0])
+            (moved,), times, tracked = await flow.detect(detector, np.roll(frames[0], 40, axis=1))
+            assert tracked and times.flow > 0 and times.infer == 0
+            np.testing.assert_allclose(moved.landmarks - first.landmarks, [[40, 0]] * 5, atol=1.5)
+            np.testing.assert_allclose(moved.box - first.box, [40, 0, 40, 0], atol=1.5)
+            # A jump LK cannot follow (a hard cut) is re-detected, not tracked to a wrong place.
+            (jumped,), _, tracked = await flow.detect(detector, np.roll(frames[0], 190, axis=1))
+            assert not tracked
+            np.testing.assert_allclose(jumped.landmarks - first.landmarks, [[190, 0]] * 5, atol=6)
+            # A frame without faces leaves nothing to track: the next frame is detected though not due.
+            assert (await flow.detect(detector, np.full_like(frames[0], 120)))[0] == []
+            assert (await flow.detect(detector, frames[1]))[2] is False
+        finally:
+            await backend.close()
+
+    asyncio.run(run())
+
+
+def test_detect_every_below_one_is_refused():
+    with pytest.raises(ValueError, match="--detect-every must be >= 1"):
+        detector_server.DetectorServicer(detector=None, detect_every=0)
 
 
 # --- the service on real frames ------------------------------------------------------------------------------

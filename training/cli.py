@@ -27,6 +27,7 @@ def _prepare(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
+    from training.augment import AugmentConfig
     from training.train import TrainConfig, train
 
     cfg = TrainConfig(
@@ -43,6 +44,8 @@ def _train(args: argparse.Namespace) -> None:
         limit=args.limit,
         resume=args.resume,
         refit=args.refit,
+        **({} if args.cew_repeat is None else {"cew_repeat": args.cew_repeat}),
+        augment=AugmentConfig() if args.max_shift is None else AugmentConfig(max_shift=args.max_shift),
     )
     summary = train(cfg)
     print(json.dumps({"best": summary["best"], "parameters": summary["parameters"]}))
@@ -144,6 +147,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--refit", action="store_true", help="train on train+val subjects for exactly --epochs (no selection)"
     )
+    # Defaults live in TrainConfig / AugmentConfig (not imported here: they pull in torch).
+    p.add_argument("--cew-repeat", type=int, help="times each visible-light CEW crop is seen per epoch")
+    p.add_argument("--max-shift", type=float, help="largest random crop shift, as a fraction of the half-side")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("evaluate", help="evaluate an ONNX model on the held-out subjects and CEW hold-out")

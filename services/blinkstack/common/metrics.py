@@ -34,7 +34,8 @@ DETECTOR_FACES = Histogram(
 )
 DETECTOR_STAGE_SECONDS = Histogram(
     "blinkstack_detector_stage_seconds",
-    "Time per detector stage and frame: prepare (colour, resize), infer (face model), decode (maps -> faces)",
+    "Time per detector stage and frame: prepare (colour, resize), infer (face model), decode (maps -> faces); "
+    "flow (landmark optical flow, on frames tracked between detections)",
     ["stage"],
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5),
 )

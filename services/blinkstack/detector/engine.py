@@ -7,7 +7,7 @@ sees exactly the same detections.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -40,7 +40,7 @@ class StageTimes:
     prepare: float = 0.0
     infer: float = 0.0
     decode: float = 0.0
-    extra: dict[str, float] = field(default_factory=dict)
+    flow: float = 0.0  # landmark optical flow, on frames tracked between detections
 
 
 def to_face(raw: centerface.RawFace) -> Face:

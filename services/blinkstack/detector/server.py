@@ -18,6 +18,7 @@ from blinkstack.common.grpc_server import ServiceHost, add_server_options, run_u
 from blinkstack.common.model_repository import FACE_DETECTOR_MODEL
 from blinkstack.detector.backend import FaceDetectorBackend, OnnxRuntimeDetector, TritonDetector
 from blinkstack.detector.engine import DEFAULT_INPUT_WIDTH, DEFAULT_SCORE_THRESHOLD, Face, FaceDetector
+from blinkstack.detector.landmark_flow import LandmarkFlow
 from blinkstack.detector.tracking import Tracker
 from blinkstack.v1 import detector_pb2, detector_pb2_grpc, types_pb2
 
@@ -65,12 +66,18 @@ def face_message(face: Face, track_id: int) -> detector_pb2.FaceDetection:
 
 
 class DetectorServicer(detector_pb2_grpc.DetectorServiceServicer):
-    def __init__(self, detector: FaceDetector, max_streams: int = 1024) -> None:
-        self.detector = detector
+    def __init__(self, detector: FaceDetector, max_streams: int = 1024, detect_every: int = 1) -> None:
+        if detect_every < 1:
+            raise ValueError(f"--detect-every must be >= 1 (got {detect_every})")
+        self.detector, self.detect_every = detector, detect_every
         self.trackers = TrackerPool(max_streams)
 
     async def _detect(
-        self, request: detector_pb2.DetectEyesRequest, tracker: Tracker | None, context: grpc.aio.ServicerContext
+        self,
+        request: detector_pb2.DetectEyesRequest,
+        tracker: Tracker | None,
+        context: grpc.aio.ServicerContext,
+        flow: LandmarkFlow | None = None,
     ) -> detector_pb2.DetectEyesResponse:
         received_us = time.time_ns() // 1000
         frame = request.frame
@@ -84,12 +91,16 @@ class DetectorServicer(detector_pb2_grpc.DetectorServiceServicer):
         except images.InvalidInput as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         try:
-            faces, times = await self.detector.detect(pixels, timeout=context.time_remaining())
+            if flow is None:
+                faces, times = await self.detector.detect(pixels, timeout=context.time_remaining())
+                tracked = False
+            else:
+                faces, times, tracked = await flow.detect(self.detector, pixels, timeout=context.time_remaining())
         except BackendUnavailable as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
-        metrics.DETECTOR_STAGE_SECONDS.labels("prepare").observe(times.prepare)
-        metrics.DETECTOR_STAGE_SECONDS.labels("infer").observe(times.infer)
-        metrics.DETECTOR_STAGE_SECONDS.labels("decode").observe(times.decode)
+        stages = ("flow",) if tracked else ("prepare", "infer", "decode")
+        for stage in stages:
+            metrics.DETECTOR_STAGE_SECONDS.labels(stage).observe(getattr(times, stage))
         metrics.DETECTOR_FACES.observe(len(faces))
         metrics.DETECTOR_FRAMES.inc()
         if tracker is not None:
@@ -105,6 +116,7 @@ class DetectorServicer(detector_pb2_grpc.DetectorServiceServicer):
             frame_width=pixels.shape[1],
             frame_height=pixels.shape[0],
             faces=[face_message(face, track_id) for face, track_id in zip(faces, ids, strict=True)],
+            landmarks_tracked=tracked,
         )
 
     @metrics.instrumented("detector")
@@ -118,8 +130,9 @@ class DetectorServicer(detector_pb2_grpc.DetectorServiceServicer):
         self, request_iterator: AsyncIterator[detector_pb2.DetectEyesRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[detector_pb2.DetectEyesResponse]:
         tracker = Tracker()
+        flow = LandmarkFlow(self.detect_every) if self.detect_every > 1 else None
         async for request in request_iterator:
-            yield await self._detect(request, tracker, context)
+            yield await self._detect(request, tracker, context, flow)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -150,6 +163,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         int,
         help="unary DetectEyes streams whose tracks are kept (least recently used dropped)",
     )
+    env_option(
+        group,
+        "--detect-every",
+        "BLINKSTACK_DETECTOR_DETECT_EVERY",
+        1,
+        int,
+        help="StreamDetectEyes: run the face model every Nth frame, optical flow on the landmarks in between",
+    )
 
 
 def build_backend(args: argparse.Namespace) -> FaceDetectorBackend:
@@ -163,7 +184,7 @@ def build_backend(args: argparse.Namespace) -> FaceDetectorBackend:
 
 def build_host(args: argparse.Namespace, backend: FaceDetectorBackend) -> ServiceHost:
     detector = FaceDetector(backend, args.input_width, args.score_threshold)
-    servicer = DetectorServicer(detector, args.max_streams)
+    servicer = DetectorServicer(detector, args.max_streams, args.detect_every)
     return ServiceHost(
         settings_from_args(args),
         [SERVICE_NAME],

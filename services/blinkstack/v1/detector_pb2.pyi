@@ -40,7 +40,7 @@ class FaceDetection(_message.Message):
     def __init__(self, track_id: _Optional[int] = ..., box: _Optional[_Union[_types_pb2.Box, _Mapping]] = ..., score: _Optional[float] = ..., left_eye: _Optional[_Union[EyeDetection, _Mapping]] = ..., right_eye: _Optional[_Union[EyeDetection, _Mapping]] = ..., landmarks: _Optional[_Iterable[_Union[_types_pb2.Point, _Mapping]]] = ...) -> None: ...
 
 class DetectEyesResponse(_message.Message):
-    __slots__ = ("stream_id", "seq", "timestamp_us", "frame_width", "frame_height", "faces", "timestamp_from_server")
+    __slots__ = ("stream_id", "seq", "timestamp_us", "frame_width", "frame_height", "faces", "timestamp_from_server", "landmarks_tracked")
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_US_FIELD_NUMBER: _ClassVar[int]
@@ -48,6 +48,7 @@ class DetectEyesResponse(_message.Message):
     FRAME_HEIGHT_FIELD_NUMBER: _ClassVar[int]
     FACES_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FROM_SERVER_FIELD_NUMBER: _ClassVar[int]
+    LANDMARKS_TRACKED_FIELD_NUMBER: _ClassVar[int]
     stream_id: str
     seq: int
     timestamp_us: int
@@ -55,4 +56,5 @@ class DetectEyesResponse(_message.Message):
     frame_height: int
     faces: _containers.RepeatedCompositeFieldContainer[FaceDetection]
     timestamp_from_server: bool
-    def __init__(self, stream_id: _Optional[str] = ..., seq: _Optional[int] = ..., timestamp_us: _Optional[int] = ..., frame_width: _Optional[int] = ..., frame_height: _Optional[int] = ..., faces: _Optional[_Iterable[_Union[FaceDetection, _Mapping]]] = ..., timestamp_from_server: _Optional[bool] = ...) -> None: ...
+    landmarks_tracked: bool
+    def __init__(self, stream_id: _Optional[str] = ..., seq: _Optional[int] = ..., timestamp_us: _Optional[int] = ..., frame_width: _Optional[int] = ..., frame_height: _Optional[int] = ..., faces: _Optional[_Iterable[_Union[FaceDetection, _Mapping]]] = ..., timestamp_from_server: _Optional[bool] = ..., landmarks_tracked: _Optional[bool] = ...) -> None: ...

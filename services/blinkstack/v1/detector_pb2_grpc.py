@@ -63,7 +63,9 @@ class DetectorServiceServicer:
     def StreamDetectEyes(self, request_iterator, context):
         """A camera's frames in, one response per frame out, in order; tracking state lives for the stream's duration
         (one HTTP/2 stream stays on one replica, so ids are stable even behind a load balancer). A bad frame ends
-        the stream with INVALID_ARGUMENT; responses already sent stand.
+        the stream with INVALID_ARGUMENT; responses already sent stand. A server started with --detect-every N > 1
+        runs the face model on every Nth frame of a stream and moves the landmarks by optical flow in between
+        (see landmarks_tracked); faces that appear in between are found at the next detection.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
