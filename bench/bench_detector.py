@@ -33,6 +33,7 @@ from blinkstack.common.local import free_port
 from blinkstack.common.preprocess import decode_image, preprocess_batch
 from blinkstack.detector.backend import OnnxRuntimeDetector
 from blinkstack.detector.engine import DEFAULT_INPUT_WIDTH, FaceDetector
+from blinkstack.detector.server import box_message
 from blinkstack.v1 import detector_pb2, detector_pb2_grpc, types_pb2
 from training.data import DEFAULT_DATA_DIR
 
@@ -68,11 +69,7 @@ async def in_process(jpegs: list[bytes], input_width: int) -> dict:
         decoded = time.perf_counter()
         faces, times = await detector.detect(frame)
         detected = time.perf_counter()
-        crops = [
-            crop(frame, types_pb2.Box(x=e.box[0], y=e.box[1], width=e.box[2], height=e.box[3]), "eye")
-            for face in faces
-            for e in (face.left_eye, face.right_eye)
-        ]
+        crops = [crop(frame, box_message(*e.box), "eye") for face in faces for e in (face.left_eye, face.right_eye)]
         if crops:
             preprocess_batch(crops)
         end = time.perf_counter()

@@ -28,7 +28,7 @@ from blinkstack.common.onnx_runtime import create_session, run_prob_open
 from blinkstack.common.preprocess import decode_image, preprocess_batch
 from blinkstack.detector.backend import OnnxRuntimeDetector
 from blinkstack.detector.engine import FaceDetector
-from blinkstack.v1 import types_pb2
+from blinkstack.detector.server import box_message
 from training import data
 
 FRAME_WIDTH, FRAME_HEIGHT = 640, 480
@@ -74,10 +74,6 @@ def paste(face: np.ndarray, face_width: int, rng: np.random.Generator) -> tuple[
     return frame, (x + face_width / 2, y + height / 2)
 
 
-def _box(values: np.ndarray) -> types_pb2.Box:
-    return types_pb2.Box(x=values[0], y=values[1], width=values[2], height=values[3])
-
-
 async def _run(faces: pd.DataFrame, repository: Path, face_widths: tuple[int, ...], seed: int) -> list[Trial]:
     backend = OnnxRuntimeDetector(repository)
     await backend.start()
@@ -97,7 +93,7 @@ async def _run(faces: pd.DataFrame, repository: Path, face_widths: tuple[int, ..
                 trials.append(Trial(i, width, row.eyes, row.split, False))
                 continue
             face = hits[0]
-            crops = [crop(frame, _box(eye.box), "eye") for eye in (face.left_eye, face.right_eye)]
+            crops = [crop(frame, box_message(*eye.box), "eye") for eye in (face.left_eye, face.right_eye)]
             left, right = run_prob_open(eye_session, preprocess_batch(crops))
             trials.append(Trial(i, width, row.eyes, row.split, True, float(left), float(right)))
     finally:
