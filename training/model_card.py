@@ -141,7 +141,15 @@ def _training_text(training: dict) -> str:
 
 def _train_command(model: str, run: str, config: dict) -> str:
     """The `blinkstack-train train` call that reproduces a run, from its recorded config."""
+    from training.augment import AugmentConfig
+    from training.train import TrainConfig
+
     command = f"blinkstack-train train --model {model} --epochs {config['epochs']} --out runs/{run}"
+    if config.get("cew_repeat", TrainConfig.cew_repeat) != TrainConfig.cew_repeat:
+        command += f" --cew-repeat {config['cew_repeat']}"
+    max_shift = config.get("augment", {}).get("max_shift", AugmentConfig.max_shift)
+    if max_shift != AugmentConfig.max_shift:
+        command += f" --max-shift {max_shift}"
     return command + (" --refit" if config.get("refit") else "")
 
 
