@@ -322,3 +322,21 @@ def test_cli_serves_detects_annotates_and_drains(tmp_path, video_frames):
         start = time.monotonic()
         code = server.wait(timeout=30)
     assert code == 0 and time.monotonic() - start < 10
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["detector", "--detect-every", "0"], "--detect-every must be >= 1 (got 0)"),
+        (["detector", "--input-width", "33"], "input width must be a positive multiple of 32 (got 33)"),
+        (["eyestate", "--max-batch", "0"], "--max-batch must be >= 1 (got 0)"),
+        (["eyestate", "--run-batch", "-1"], "--run-batch must be >= 1 (got -1)"),
+    ],
+)
+def test_serve_refuses_a_bad_setting_with_one_error_line(argv, message):
+    result = subprocess.run(
+        [*CLI, "serve", *argv, "--port", "0", "--metrics-port", "0"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == f"error: {message}"
+    assert "Traceback" not in result.stderr

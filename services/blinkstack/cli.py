@@ -8,7 +8,9 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import cv2
 import grpc
@@ -292,6 +294,20 @@ def _stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(server_module: ModuleType) -> Callable[[argparse.Namespace], int]:
+    """`blinkstack serve X`: run the server; a setting it refuses at start-up is one error line and exit 2."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            asyncio.run(server_module.serve(args))
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        return 0
+
+    return run
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="blinkstack", description="Eye state and blink events over gRPC.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -300,15 +316,15 @@ def main(argv: list[str] | None = None) -> None:
     services = serve.add_subparsers(dest="service", required=True)
     eyestate = services.add_parser("eyestate", help="ClassifyEyes over ONNX Runtime (embedded) or Triton")
     eyestate_server.add_arguments(eyestate)
-    eyestate.set_defaults(run=lambda a: asyncio.run(eyestate_server.serve(a)))
+    eyestate.set_defaults(run=_serve(eyestate_server))
 
     detector = services.add_parser("detector", help="DetectEyes: faces, eye boxes and track ids (CenterFace)")
     detector_server.add_arguments(detector)
-    detector.set_defaults(run=lambda a: asyncio.run(detector_server.serve(a)))
+    detector.set_defaults(run=_serve(detector_server))
 
     aggregator = services.add_parser("aggregator", help="blink events per subject, in Redis; TrackFrames etc.")
     aggregator_server.add_arguments(aggregator)
-    aggregator.set_defaults(run=lambda a: asyncio.run(aggregator_server.serve(a)))
+    aggregator.set_defaults(run=_serve(aggregator_server))
 
     classify = sub.add_parser("classify", help="print prob_open and state for eye-crop image files")
     classify.add_argument("images", nargs="+", help="PNG/JPEG eye crops")

@@ -50,6 +50,15 @@ class OnnxRuntimeBackend:
         inline_max_crops: int = 4,
         run_batch: int = 32,
     ) -> None:
+        for flag, value, lowest in (
+            ("--max-batch", max_batch, 1),
+            ("--run-batch", run_batch, 1),
+            ("--inline-max-crops", inline_max_crops, 0),
+            ("--max-delay-ms", max_delay_s * 1000, 0),
+            ("--threads", threads, 0),
+        ):
+            if value < lowest:
+                raise ValueError(f"{flag} must be >= {lowest} (got {value})")
         self._model_dir = Path(repository) / model_name
         self._model_name, self._version, self._threads = model_name, version, threads
         self._max_batch, self._max_delay_s, self._queue_size = max_batch, max_delay_s, queue_size
