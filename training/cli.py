@@ -94,7 +94,8 @@ def _import_face_detector(args: argparse.Namespace) -> None:
 def _evaluate_detector(args: argparse.Namespace) -> None:
     from training.detector_eval import evaluate_faces, write_report
 
-    summary = write_report(evaluate_faces(args.repository, args.data_dir, seed=args.seed), args.out)
+    trials = evaluate_faces(args.repository, args.data_dir, seed=args.seed, eye_model=args.eye_model)
+    summary = write_report(trials, args.out)
     for eyes, rates in summary["by_eyes"].items():
         print(
             f"{eyes}: {rates['frames']} frames, face + both eyes found {rates['found']:.4f}, "
@@ -181,6 +182,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
     p.add_argument("--out", type=Path, default=Path("runs") / "detector_eval")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eye-model", type=Path, help="an eye-state model.onnx to judge instead of the served one")
     p.set_defaults(func=_evaluate_detector)
 
     p = sub.add_parser("measure-eye-geometry", help="where CEW's eye patches sit relative to the eye landmarks")

@@ -74,12 +74,13 @@ def paste(face: np.ndarray, face_width: int, rng: np.random.Generator) -> tuple[
     return frame, (x + face_width / 2, y + height / 2)
 
 
-async def _run(faces: pd.DataFrame, repository: Path, face_widths: tuple[int, ...], seed: int) -> list[Trial]:
+async def _run(
+    faces: pd.DataFrame, repository: Path, face_widths: tuple[int, ...], seed: int, eye_model: Path | None
+) -> list[Trial]:
     backend = OnnxRuntimeDetector(repository)
     await backend.start()
     detector = FaceDetector(backend)
-    eye_model, _ = resolve_model_file(repository / EYE_STATE_MODEL)
-    eye_session = create_session(eye_model)
+    eye_session = create_session(eye_model or resolve_model_file(repository / EYE_STATE_MODEL)[0])
     rng = np.random.default_rng(seed)
     trials = []
     try:
@@ -107,11 +108,13 @@ def evaluate_faces(
     face_widths: tuple[int, ...] = FACE_WIDTHS,
     seed: int = 0,
     limit: int | None = None,
+    eye_model: Path | None = None,
 ) -> list[Trial]:
+    """`eye_model`: an eye-state ONNX file to judge instead of the repository's served one."""
     faces = load_faces(data_dir)
     if limit:
         faces = faces.groupby("eyes", group_keys=False).head(limit)
-    return asyncio.run(_run(faces, Path(repository), face_widths, seed))
+    return asyncio.run(_run(faces, Path(repository), face_widths, seed, eye_model))
 
 
 def summarize(trials: list[Trial]) -> dict:
