@@ -28,12 +28,11 @@ import cv2
 import grpc
 import numpy as np
 
-from blinkstack.common.images import crop
+from blinkstack.common.images import box_message, crop
 from blinkstack.common.local import free_port
 from blinkstack.common.preprocess import decode_image, preprocess_batch
 from blinkstack.detector.backend import OnnxRuntimeDetector
 from blinkstack.detector.engine import DEFAULT_INPUT_WIDTH, FaceDetector
-from blinkstack.detector.server import box_message
 from blinkstack.v1 import detector_pb2, detector_pb2_grpc, types_pb2
 from training.data import DEFAULT_DATA_DIR
 

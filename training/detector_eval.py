@@ -22,13 +22,12 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from blinkstack.common.images import crop
+from blinkstack.common.images import box_message, crop
 from blinkstack.common.model_repository import EYE_STATE_MODEL, resolve_model_file
 from blinkstack.common.onnx_runtime import create_session, run_prob_open
 from blinkstack.common.preprocess import decode_image, preprocess_batch
 from blinkstack.detector.backend import OnnxRuntimeDetector
 from blinkstack.detector.engine import FaceDetector
-from blinkstack.detector.server import box_message
 from training import data
 
 FRAME_WIDTH, FRAME_HEIGHT = 640, 480

@@ -60,6 +60,11 @@ def decode(image: types_pb2.Image, what: str) -> np.ndarray:
     return np.frombuffer(raw.pixels, dtype=np.uint8).reshape(shape)
 
 
+def box_message(x: float, y: float, width: float, height: float) -> types_pb2.Box:
+    """A protobuf Box from (x, y, width, height), e.g. `box_message(*eye.box)`."""
+    return types_pb2.Box(x=float(x), y=float(y), width=float(width), height=float(height))
+
+
 def crop(frame: np.ndarray, box: types_pb2.Box, what: str) -> np.ndarray:
     """The pixels of `box`, rounded to whole pixels.
 

@@ -41,11 +41,6 @@ class TrackerPool:
         return tracker
 
 
-def box_message(x: float, y: float, width: float, height: float) -> types_pb2.Box:
-    """A protobuf Box from (x, y, width, height), e.g. `box_message(*eye.box)`."""
-    return types_pb2.Box(x=float(x), y=float(y), width=float(width), height=float(height))
-
-
 def _point(xy: np.ndarray) -> types_pb2.Point:
     return types_pb2.Point(x=float(xy[0]), y=float(xy[1]))
 
@@ -54,13 +49,13 @@ def face_message(face: Face, track_id: int) -> detector_pb2.FaceDetection:
     x0, y0, x1, y1 = face.box
     return detector_pb2.FaceDetection(
         track_id=track_id,
-        box=box_message(x0, y0, x1 - x0, y1 - y0),
+        box=images.box_message(x0, y0, x1 - x0, y1 - y0),
         score=face.score,
         left_eye=detector_pb2.EyeDetection(
-            eye=types_pb2.EYE_LEFT, center=_point(face.left_eye.centre), box=box_message(*face.left_eye.box)
+            eye=types_pb2.EYE_LEFT, center=_point(face.left_eye.centre), box=images.box_message(*face.left_eye.box)
         ),
         right_eye=detector_pb2.EyeDetection(
-            eye=types_pb2.EYE_RIGHT, center=_point(face.right_eye.centre), box=box_message(*face.right_eye.box)
+            eye=types_pb2.EYE_RIGHT, center=_point(face.right_eye.centre), box=images.box_message(*face.right_eye.box)
         ),
         landmarks=[_point(p) for p in face.landmarks[2:]],
     )
