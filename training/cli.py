@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -27,7 +28,6 @@ def _prepare(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from training.augment import AugmentConfig
     from training.train import TrainConfig, train
 
     cfg = TrainConfig(
@@ -44,9 +44,12 @@ def _train(args: argparse.Namespace) -> None:
         limit=args.limit,
         resume=args.resume,
         refit=args.refit,
-        **({} if args.cew_repeat is None else {"cew_repeat": args.cew_repeat}),
-        augment=AugmentConfig() if args.max_shift is None else AugmentConfig(max_shift=args.max_shift),
     )
+    # Flags left unset keep the defaults of TrainConfig / AugmentConfig.
+    if args.cew_repeat is not None:
+        cfg.cew_repeat = args.cew_repeat
+    if args.max_shift is not None:
+        cfg.augment = dataclasses.replace(cfg.augment, max_shift=args.max_shift)
     summary = train(cfg)
     print(json.dumps({"best": summary["best"], "parameters": summary["parameters"]}))
 
