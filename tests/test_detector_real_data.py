@@ -71,7 +71,9 @@ def test_video_one_track_id_per_window(video_frames, video_responses):
 def test_landmark_flow_tracks_two_of_three_frames_and_stays_on_the_detected_eyes(video_frames, detected_every_frame):
     tracked = stream_video(video_frames, detect_every=3)
     flags = np.array([r.landmarks_tracked for r in tracked])
-    assert not flags[0] and not flags[::3].any()  # every 3rd frame is always detected
+    # Every 3rd frame is detected. Any fallback would shift the later detections off the multiples of 3; on
+    # this steady webcam video none is expected (the fallback has its own test in test_detector.py).
+    assert not flags[::3].any()
     assert flags.mean() >= 0.6, f"tracked {flags.mean():.1%} of frames (fallbacks to detection: too many)"
     errors, size_ratios = [], []
     for flowed, detected in zip(tracked, detected_every_frame, strict=True):
