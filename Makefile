@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 TRITON_STAMP := $(VENV)/triton/.installed
 DEFAULT_MODEL := small
 
-.PHONY: venv triton-env demo up eval test lint format train-family bench protos
+.PHONY: venv triton-env demo up eval test check-service-env lint format train-family bench protos
 
 # torch is installed first and pinned to the CPU build that pip finds on this machine's disk; the
 # `train` extra's range is then already satisfied, so no multi-GB CUDA build is downloaded.
@@ -49,6 +49,10 @@ test: venv triton-env
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest
+
+# The service image's dependency set (`.[cpu]`, non-editable) starts each service until SERVING.
+check-service-env: venv
+	bash deploy/check-service-env
 
 lint: venv
 	$(VENV)/bin/ruff check --fix .

@@ -14,7 +14,6 @@ from types import ModuleType
 
 import cv2
 import grpc
-from tqdm import tqdm
 
 from blinkstack.aggregator import server as aggregator_server
 from blinkstack.common.config import env_option
@@ -169,6 +168,9 @@ def _watch_source(args: argparse.Namespace) -> str:
 
 
 def _run_watch(args: argparse.Namespace, target: str) -> int:
+    # Client-tool imports stay out of `blinkstack serve`: the service image installs only `.[cpu]`, without tqdm.
+    from tqdm import tqdm
+
     from blinkstack.watch import SourceError, default_stream_id, describe_event, watch, write_outputs
 
     source = _watch_source(args)
