@@ -6,8 +6,10 @@ import cv2
 import grpc
 import pytest
 
+from blinkstack.aggregator.server import judgeable_faces
 from blinkstack.eyestate import server as eyestate_server
-from blinkstack.v1 import aggregator_pb2, eyestate_pb2_grpc, types_pb2
+from blinkstack.v1 import aggregator_pb2, detector_pb2, eyestate_pb2_grpc, types_pb2
+from training import data
 from tests.conftest import MODEL_REPOSITORY
 from tests.servers import RunningService, service_args, wait_for_health
 from tests.test_aggregator_service import SERVING, aggregator
@@ -108,3 +110,51 @@ def test_bad_frames_and_a_missing_detector_are_clear_errors(redis_server, stack,
         assert error.value.code() == grpc.StatusCode.UNAVAILABLE and "detector failed" in error.value.details()
     finally:
         nowhere.close()
+
+
+def _detection(*eye_centres: tuple[float, float]) -> detector_pb2.DetectEyesResponse:
+    side = 10.0
+    faces = [
+        detector_pb2.FaceDetection(
+            left_eye=detector_pb2.EyeDetection(box=types_pb2.Box(x=lx - 5, y=ly - 5, width=side, height=side)),
+            right_eye=detector_pb2.EyeDetection(box=types_pb2.Box(x=rx - 5, y=ry - 5, width=side, height=side)),
+        )
+        for (lx, ly), (rx, ry) in zip(eye_centres[::2], eye_centres[1::2], strict=True)
+    ]
+    return detector_pb2.DetectEyesResponse(faces=faces, frame_width=320, frame_height=240)
+
+
+def test_faces_with_an_eye_outside_the_frame_are_dropped_not_fatal():
+    inside = _detection((200, 100), (150, 100))
+    assert len(judgeable_faces(inside)) == 1
+    # The box the issue reported: (-3.99, 12.36, 5.91 x 5.91), centre x = -1.04.
+    edge = _detection((200, 100), (150, 100), (8.0, 15.3), (-1.04, 15.3))
+    assert [f.left_eye.box.x for f in judgeable_faces(edge)] == [195.0]
+    beyond = _detection((200, 100), (150, 100), (330.0, 50.0), (300.0, 50.0), (40.0, 250.0), (20.0, 250.0))
+    assert len(judgeable_faces(beyond)) == 1
+
+
+def test_a_real_clip_with_spurious_edge_faces_streams_to_the_end(redis_server, stack):
+    # s09_FBN (ZJU dev) used to end its TrackFrames stream with INVALID_ARGUMENT on a face at the frame edge.
+    from training.video_crops import JPEG_QUALITY
+
+    capture = cv2.VideoCapture(str(data.DEFAULT_DATA_DIR / "video" / "zju_dev" / "videos" / "s09_FBN.mp4"))
+    clip = []
+    while (frame := capture.read())[0]:
+        clip.append(cv2.imencode(".jpg", frame[1], [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])[1].tobytes())
+    capture.release()
+    running = aggregator(redis_server, **stack)
+    try:
+        wait_for_health(running.address, SERVING)
+        results = list(running.stub.TrackFrames(frames("zju-s09-FBN", clip), timeout=120))
+    finally:
+        running.close()
+    assert [r.seq for r in results] == list(range(len(clip))) and len(clip) == 136
+    assert {r.status for r in results} == {aggregator_pb2.FRAME_STATUS_PROCESSED}
+    for result in results:
+        for face in result.faces:
+            for eye in (face.left_eye, face.right_eye):
+                assert 0 <= eye.box.x + eye.box.width / 2 < result.frame_width
+                assert 0 <= eye.box.y + eye.box.height / 2 < result.frame_height
+    subject = {r.faces[0].track_id for r in results if r.faces}
+    assert len(subject) == 1 and sum(bool(r.faces) for r in results) >= 130

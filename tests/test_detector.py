@@ -118,6 +118,23 @@ def shift(dx: float) -> np.ndarray:
     return np.array([dx, 0.0, dx, 0.0])
 
 
+def test_spurious_detections_are_named_and_real_faces_pass():
+    # Landmarks in model order: right eye (image left), left eye, nose, mouth corners.
+    face = np.array([100.0, 80.0, 210.0, 220.0])
+    landmarks = np.array([[130.0, 130.0], [180.0, 130.0], [155, 160], [135, 185], [175, 185]])
+    assert geometry.implausible(landmarks, face, 320, 240, 32) is None
+    assert "tiny" in geometry.implausible(landmarks * 0.2, face * 0.2, 320, 240, 32)
+    # The edge face: an eye landmark left of the frame.
+    edge = np.array([[-1.0, 15.3], [8.0, 15.3], [3, 20], [0, 25], [6, 25]])
+    assert "edge-clipped" in geometry.implausible(edge, np.array([-6.0, 5.0, 28.0, 40.0]), 320, 240, 0)
+    squeezed = landmarks.copy()
+    squeezed[1, 0] = 135.0  # eyes 5 px apart in a 110 px face
+    assert "eye geometry" in geometry.implausible(squeezed, face, 320, 240, 32)
+    low = landmarks.copy()
+    low[:2, 1] = 200.0  # "eyes" at the chin
+    assert "lower face" in geometry.implausible(low, face, 320, 240, 32)
+
+
 def test_tracks_keep_their_ids_while_faces_move():
     tracker = Tracker()
     a, b = np.array([10.0, 10, 60, 70]), np.array([300.0, 20, 360, 90])

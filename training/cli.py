@@ -50,8 +50,63 @@ def _train(args: argparse.Namespace) -> None:
         cfg.cew_repeat = args.cew_repeat
     if args.max_shift is not None:
         cfg.augment = dataclasses.replace(cfg.augment, max_shift=args.max_shift)
+    if args.video_crops is not None:
+        cfg.video_crops = args.video_crops
+    if args.video_holdout:
+        cfg.video_holdout = tuple(int(s) for s in args.video_holdout.split(","))
+    if args.video_repeat is not None:
+        cfg.video_repeat = args.video_repeat
+    if args.mrl_per_epoch is not None:
+        cfg.mrl_per_epoch = args.mrl_per_epoch
     summary = train(cfg)
     print(json.dumps({"best": summary["best"], "parameters": summary["parameters"]}))
+
+
+def _cut_video_crops(args: argparse.Namespace) -> None:
+    from training import video_crops, zju
+
+    clips = zju.load_clips(args.videos)
+    crops = video_crops.cut_clip_crops(clips, args.repository)
+    video_crops.save(crops, args.out)
+    labels = [c.labels for c in crops]
+    closed = sum(int((lab == 0).sum()) for lab in labels)
+    opened = sum(int((lab == 1).sum()) for lab in labels)
+    found = sum(int(c.found.sum()) for c in crops)
+    frames = sum(len(c.found) for c in crops)
+    print(f"{len(clips)} clips, {frames} frames ({found} with a face): {opened} open and {closed} closed eye crops")
+    print(f"wrote {args.out}")
+
+
+def _evaluate_video(args: argparse.Namespace) -> None:
+    from training.video_eval import evaluate_video
+
+    subjects = {int(s) for s in args.subjects.split(",")} if args.subjects else None
+    eyeblink8 = None if args.no_eyeblink8 else args.eyeblink8
+    report = evaluate_video(args.videos, args.repository, args.out, args.cv_models, subjects, args.target, eyeblink8)
+    people = report["people"]
+    how = f"cross-validated by person, folds {people['folds']}" if people["cross_validated"] else "one model"
+    print(f"subjects {people['subjects']} ({how})")
+    b = report["blink"]
+    print(
+        f"BLINK: P {b['precision']:.3f}  R {b['recall']:.3f}  F1 {b['f1']:.3f}  ({b['matched']}/{b['truth']} found, "
+        f"{b['detected']} detected)"
+    )
+    for condition, r in report["blink_by_condition"].items():
+        print(f"  {condition:<20} P {r['precision']:.3f}  R {r['recall']:.3f}  F1 {r['f1']:.3f}")
+    print(f"false WINK {report['false_winks']}, false LONG_CLOSURE {report['false_long_closures']}")
+    print(
+        f"frames: both closed agree {report['both_closed_agreement']:.3f}, "
+        f"both open agree {report['both_open_agreement']:.3f}"
+    )
+    print(f"failed streams: {len(report['failed_streams'])} {report['failed_streams'] or ''}")
+    if "eyeblink8" in report:
+        e = report["eyeblink8"]
+        print(
+            f"eyeblink8: {e['frames_with_one_face']}/{e['frames']} frames with one face, certain blinks found "
+            f"{e['certain_blinks_found']}/2, BLINKs at {e['blinks_s']} s, WINK {e['winks']}, "
+            f"LONG_CLOSURE {e['long_closures']}" + (f", error {e['error']}" if e["error"] else "")
+        )
+    print(f"wrote {args.out}/video_eval.json, video_runs.json, timelines.png")
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -154,7 +209,28 @@ def main(argv: list[str] | None = None) -> None:
     # Defaults live in TrainConfig / AugmentConfig (not imported here: they pull in torch).
     p.add_argument("--cew-repeat", type=int, help="times each visible-light CEW crop is seen per epoch")
     p.add_argument("--max-shift", type=float, help="largest random crop shift, as a fraction of the half-side")
+    p.add_argument("--video-crops", type=Path, help="detector eye crops of real clips (from cut-video-crops)")
+    p.add_argument("--video-holdout", help="subjects of --video-crops kept out of training, e.g. 1,5,9")
+    p.add_argument("--video-repeat", type=int, help="times each video crop is seen per epoch")
+    p.add_argument("--mrl-per-epoch", type=int, help="MRL crops sampled per epoch (0: all)")
     p.set_defaults(func=_train)
+
+    p = sub.add_parser("cut-video-crops", help="eye crops cut by the product's detector from ZJU-format clips")
+    p.add_argument("--videos", type=Path, default=data.DEFAULT_DATA_DIR / "video" / "zju_dev")
+    p.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
+    p.add_argument("--out", type=Path, default=Path("runs") / "zju_crops.npz")
+    p.set_defaults(func=_cut_video_crops)
+
+    p = sub.add_parser("evaluate-video", help="blink P/R/F1 on ZJU-format clips through the real stack (TrackFrames)")
+    p.add_argument("--videos", type=Path, default=data.DEFAULT_DATA_DIR / "video" / "zju_dev")
+    p.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY, help="model repository the stack serves")
+    p.add_argument("--cv-models", type=Path, nargs="+", help="eye-state models, model i served to fold i's people")
+    p.add_argument("--subjects", help="only these subjects, e.g. 1,3,5")
+    p.add_argument("--target", help="a running aggregator (host:port) instead of a stack started here")
+    p.add_argument("--eyeblink8", type=Path, default=data.DEFAULT_DATA_DIR / "video" / "eyeblink8_v8_windows.mp4")
+    p.add_argument("--no-eyeblink8", action="store_true", help="skip the Eyeblink8 windows video")
+    p.add_argument("--out", type=Path, default=Path("runs") / "video_eval")
+    p.set_defaults(func=_evaluate_video)
 
     p = sub.add_parser("evaluate", help="evaluate an ONNX model on the held-out subjects and CEW hold-out")
     p.add_argument("--model", default=str(DEFAULT_REPOSITORY / "eye_state"), help="model.onnx or a model folder")

@@ -97,10 +97,12 @@ def watch(
     max_frames: int | None = None,
     annotated: Path | None = None,
     on_event: Callable[[aggregator_pb2.BlinkEvent], None] | None = None,
+    on_result: Callable[[aggregator_pb2.FrameResult], None] | None = None,
     progress: bool = True,
     timeout_s: float = 3600.0,
 ) -> WatchResult:
-    """Stream the source through TrackFrames; with `annotated`, also write the annotated video there.
+    """Stream the source through TrackFrames; with `annotated`, also write the annotated video there;
+    `on_result` sees every FrameResult (all faces), `on_event` every event.
 
     Only the frames in flight are kept in memory: each is drawn and written as soon as its result is back.
     """
@@ -180,6 +182,8 @@ def watch(
                     latency_s=time.perf_counter() - sent.pop(response.seq, time.perf_counter()),
                 )
             )
+            if on_result is not None:
+                on_result(response)
             for event in response.events:
                 result.events.append(event)
                 if on_event is not None:

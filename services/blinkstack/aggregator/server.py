@@ -76,6 +76,20 @@ def event_message(event_id: str, fields: dict[str, str]) -> aggregator_pb2.Blink
     )
 
 
+def judgeable_faces(detection: detector_pb2.DetectEyesResponse) -> list[detector_pb2.FaceDetection]:
+    """The faces whose both eye boxes are centred inside the frame: only those can be cropped and judged.
+
+    The detector already leaves out edge-clipped faces; this guard holds whatever a detector (or a future
+    tracker) returns, so one odd detection costs that face one frame and never the camera's whole stream.
+    """
+
+    def inside(box: types_pb2.Box) -> bool:
+        cx, cy = box.x + box.width / 2, box.y + box.height / 2
+        return box.width > 0 and box.height > 0 and 0 <= cx < detection.frame_width and 0 <= cy < detection.frame_height
+
+    return [face for face in detection.faces if inside(face.left_eye.box) and inside(face.right_eye.box)]
+
+
 def _event_id_key(event_id: str) -> tuple[int, int]:
     ms, _, n = event_id.partition("-")
     return int(ms), int(n or 0)
@@ -350,7 +364,8 @@ class _CameraStream:
             self.servicer.detector.DetectEyes, detector_pb2.DetectEyesRequest(frame=untracked), "detector"
         )
         detected = time.perf_counter()
-        faces = list(detection.faces)
+        faces = judgeable_faces(detection)
+        result.faces_dropped = len(detection.faces) - len(faces)
         probs = np.empty((0, 2))
         if faces:
             boxes = [eye.box for face in faces for eye in (face.left_eye, face.right_eye)]

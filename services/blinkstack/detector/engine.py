@@ -55,11 +55,14 @@ class FaceDetector:
         input_width: int = DEFAULT_INPUT_WIDTH,
         score_threshold: float = DEFAULT_SCORE_THRESHOLD,
         nms_iou: float = 0.3,
+        min_face_px: float = geometry.DEFAULT_MIN_FACE_PX,
     ) -> None:
         if input_width < centerface.ALIGN or input_width % centerface.ALIGN:
             raise ValueError(f"input width must be a positive multiple of {centerface.ALIGN} (got {input_width})")
+        if min_face_px < 0:
+            raise ValueError(f"min face size must be >= 0 px (got {min_face_px})")
         self.backend, self.input_width = backend, input_width
-        self.score_threshold, self.nms_iou = score_threshold, nms_iou
+        self.score_threshold, self.nms_iou, self.min_face_px = score_threshold, nms_iou, min_face_px
 
     async def detect(self, frame: np.ndarray, timeout: float | None = None) -> tuple[list[Face], StageTimes]:
         """Faces in `frame` (HxW gray or HxWx3 BGR uint8), best score first."""
@@ -70,6 +73,10 @@ class FaceDetector:
         outputs = await self.backend.infer(blob, timeout)
         inferred = time.perf_counter()
         raw = centerface.decode(outputs, letterbox, self.score_threshold, self.nms_iou)
-        faces = [to_face(r) for r in raw]
+        height, width = frame.shape[:2]
+        # Spurious detections (background fragments, faces too small to judge an eye) never leave the detector.
+        faces = [
+            to_face(r) for r in raw if geometry.implausible(r.landmarks, r.box, width, height, self.min_face_px) is None
+        ]
         times.prepare, times.infer, times.decode = prepared - start, inferred - prepared, time.perf_counter() - inferred
         return faces, times

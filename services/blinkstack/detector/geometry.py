@@ -34,3 +34,35 @@ def eye_boxes(landmarks: np.ndarray, face_box: np.ndarray) -> dict[str, tuple[np
         name: (centre, np.array([centre[0] - side / 2, centre[1] - side / 2, side, side]))
         for name, centre in (("left", left), ("right", right))
     }
+
+
+# A frontal face's inter-ocular distance is ~0.45 of its box width; a turned head shortens it. Outside this
+# range the "eyes" are not a face's eyes (a fragment at the frame edge, a pattern in the background).
+IOD_OF_FACE_WIDTH = (0.18, 0.8)
+DEFAULT_MIN_FACE_PX = 32.0
+
+
+def implausible(
+    landmarks: np.ndarray, face_box: np.ndarray, frame_width: int, frame_height: int, min_face_px: float
+) -> str | None:
+    """Why a detection is no face whose eyes can be judged, or None when it is one.
+
+    - tiny: narrower than `min_face_px` (at 32 px an eye box is ~9 px: nothing left of an eyelid to judge);
+    - edge-clipped: an eye landmark outside the frame (the eye is not in the picture);
+    - implausible eye geometry: eye distance outside `IOD_OF_FACE_WIDTH` of the face width, or an eye below
+      the face box's middle.
+    """
+    x0, y0, x1, y1 = (float(v) for v in face_box)
+    width = x1 - x0
+    if width < min_face_px:
+        return f"tiny ({width:.0f} px wide < {min_face_px:g})"
+    eyes = landmarks[[RIGHT_EYE_LANDMARK, LEFT_EYE_LANDMARK]]
+    if not ((eyes[:, 0] >= 0) & (eyes[:, 0] < frame_width) & (eyes[:, 1] >= 0) & (eyes[:, 1] < frame_height)).all():
+        return "edge-clipped (an eye lies outside the frame)"
+    iod = float(np.hypot(*(eyes[0] - eyes[1])))
+    low, high = IOD_OF_FACE_WIDTH
+    if not low * width <= iod <= high * width:
+        return f"implausible eye geometry (eye distance {iod / width:.2f} of the face width)"
+    if (eyes[:, 1] > y0 + 0.6 * (y1 - y0)).any():
+        return "implausible eye geometry (an eye in the lower face)"
+    return None

@@ -16,6 +16,7 @@ from blinkstack.common.backend_options import add_backend_options, backend_optio
 from blinkstack.common.config import env_option
 from blinkstack.common.grpc_server import ServiceHost, add_server_options, run_until_signal, settings_from_args
 from blinkstack.common.model_repository import FACE_DETECTOR_MODEL
+from blinkstack.detector import geometry
 from blinkstack.detector.backend import FaceDetectorBackend, OnnxRuntimeDetector, TritonDetector
 from blinkstack.detector.engine import DEFAULT_INPUT_WIDTH, DEFAULT_SCORE_THRESHOLD, Face, FaceDetector
 from blinkstack.detector.landmark_flow import LandmarkFlow
@@ -153,6 +154,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     env_option(
         group,
+        "--min-face-px",
+        "BLINKSTACK_DETECTOR_MIN_FACE_PX",
+        geometry.DEFAULT_MIN_FACE_PX,
+        float,
+        help="narrower faces are not reported (their eyes are too small to judge)",
+    )
+    env_option(
+        group,
         "--max-streams",
         "BLINKSTACK_DETECTOR_MAX_STREAMS",
         1024,
@@ -179,7 +188,7 @@ def build_backend(args: argparse.Namespace) -> FaceDetectorBackend:
 
 
 def build_host(args: argparse.Namespace, backend: FaceDetectorBackend) -> ServiceHost:
-    detector = FaceDetector(backend, args.input_width, args.score_threshold)
+    detector = FaceDetector(backend, args.input_width, args.score_threshold, min_face_px=args.min_face_px)
     servicer = DetectorServicer(detector, args.max_streams, args.detect_every)
     return ServiceHost(
         settings_from_args(args),

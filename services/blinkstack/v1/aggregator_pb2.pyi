@@ -105,7 +105,7 @@ class StageTimings(_message.Message):
     def __init__(self, detect_us: _Optional[int] = ..., classify_us: _Optional[int] = ..., aggregate_us: _Optional[int] = ...) -> None: ...
 
 class FrameResult(_message.Message):
-    __slots__ = ("stream_id", "seq", "timestamp_us", "status", "frame_width", "frame_height", "faces", "events", "timings", "model", "timestamp_from_server")
+    __slots__ = ("stream_id", "seq", "timestamp_us", "status", "frame_width", "frame_height", "faces", "events", "timings", "model", "timestamp_from_server", "faces_dropped")
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_US_FIELD_NUMBER: _ClassVar[int]
@@ -117,6 +117,7 @@ class FrameResult(_message.Message):
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FROM_SERVER_FIELD_NUMBER: _ClassVar[int]
+    FACES_DROPPED_FIELD_NUMBER: _ClassVar[int]
     stream_id: str
     seq: int
     timestamp_us: int
@@ -128,7 +129,8 @@ class FrameResult(_message.Message):
     timings: StageTimings
     model: _eyestate_pb2.ModelRef
     timestamp_from_server: bool
-    def __init__(self, stream_id: _Optional[str] = ..., seq: _Optional[int] = ..., timestamp_us: _Optional[int] = ..., status: _Optional[_Union[FrameStatus, str]] = ..., frame_width: _Optional[int] = ..., frame_height: _Optional[int] = ..., faces: _Optional[_Iterable[_Union[TrackedFace, _Mapping]]] = ..., events: _Optional[_Iterable[_Union[BlinkEvent, _Mapping]]] = ..., timings: _Optional[_Union[StageTimings, _Mapping]] = ..., model: _Optional[_Union[_eyestate_pb2.ModelRef, _Mapping]] = ..., timestamp_from_server: _Optional[bool] = ...) -> None: ...
+    faces_dropped: int
+    def __init__(self, stream_id: _Optional[str] = ..., seq: _Optional[int] = ..., timestamp_us: _Optional[int] = ..., status: _Optional[_Union[FrameStatus, str]] = ..., frame_width: _Optional[int] = ..., frame_height: _Optional[int] = ..., faces: _Optional[_Iterable[_Union[TrackedFace, _Mapping]]] = ..., events: _Optional[_Iterable[_Union[BlinkEvent, _Mapping]]] = ..., timings: _Optional[_Union[StageTimings, _Mapping]] = ..., model: _Optional[_Union[_eyestate_pb2.ModelRef, _Mapping]] = ..., timestamp_from_server: _Optional[bool] = ..., faces_dropped: _Optional[int] = ...) -> None: ...
 
 class EyeObservation(_message.Message):
     __slots__ = ("stream_id", "track_id", "seq", "timestamp_us", "left_prob_open", "right_prob_open", "track_lost")
