@@ -9,11 +9,11 @@ import pytest
 from blinkstack.aggregator.server import judgeable_faces
 from blinkstack.eyestate import server as eyestate_server
 from blinkstack.v1 import aggregator_pb2, detector_pb2, eyestate_pb2_grpc, types_pb2
-from training import data
 from tests.conftest import MODEL_REPOSITORY
 from tests.servers import RunningService, service_args, wait_for_health
 from tests.test_aggregator_service import SERVING, aggregator
 from tests.test_detector import detector_service
+from training import data
 
 
 @pytest.fixture(scope="module")

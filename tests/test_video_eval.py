@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pytest
 
+from tests.conftest import MODEL_REPOSITORY
 from training import data, zju
 from training.video_crops import eye_labels
 from training.video_eval import evaluate_video
-from tests.conftest import MODEL_REPOSITORY
 
 ZJU_DEV = data.DEFAULT_DATA_DIR / "video" / "zju_dev"
 
