@@ -19,8 +19,9 @@ from blinkstack.aggregator.engine import (
     step,
 )
 
-# The properties generate readings on either side of 0.3 / 0.6 and test the state machine itself: no smoothing.
-CONFIG = EngineConfig(closed_below=0.3, open_above=0.6, smooth_ms=0)
+# The properties generate readings on either side of 0.3 / 0.6 and test the state machine itself: no smoothing,
+# absolute prob_open (no per-eye open level).
+CONFIG = EngineConfig(closed_below=0.3, open_above=0.6, smooth_ms=0, open_level_ref=0)
 OPEN_P, CLOSED_P = 0.9375, 0.0625  # exact in float32, as the proto carries them
 
 
@@ -65,7 +66,7 @@ def test_a_long_closure_starts_at_the_limit_and_ends_when_the_eyes_open():
     _, events = run(timeline([(5, OPEN_P, OPEN_P), (45, CLOSED_P, CLOSED_P), (5, OPEN_P, OPEN_P)]))
     started, ended = events
     assert (started.type, started.phase) == (EventType.LONG_CLOSURE, Phase.STARTED)
-    assert started.duration_ms == pytest.approx(500, abs=34)
+    assert started.duration_ms == pytest.approx(CONFIG.long_closure_ms, abs=34)
     assert (ended.type, ended.phase) == (EventType.LONG_CLOSURE, Phase.ENDED)
     assert ended.start_us == started.start_us and ended.duration_ms == pytest.approx(1500, abs=0.1)
 
@@ -92,7 +93,7 @@ def test_nothing_is_invented_when_a_track_starts_closed_or_is_lost():
 
 
 def test_a_lost_track_ends_a_started_long_closure_as_truncated():
-    obs = timeline([(5, OPEN_P, OPEN_P), (30, CLOSED_P, CLOSED_P)])
+    obs = timeline([(5, OPEN_P, OPEN_P), (40, CLOSED_P, CLOSED_P)])
     _, events = run([*obs, Observation(obs[-1].timestamp_us + 33_000, track_lost=True)])
     assert [(e.type, e.phase, e.truncated) for e in events] == [
         (EventType.LONG_CLOSURE, Phase.STARTED, False),
@@ -127,7 +128,7 @@ def test_statistics_over_the_window():
 
 
 def test_smoothing_removes_single_frame_flips_but_keeps_real_blinks():
-    smoothing = EngineConfig()  # defaults: 50 ms window, 0.2 / 0.5
+    smoothing = EngineConfig(smooth_ms=50, closed_below=0.2, open_above=0.5, open_level_ref=0)
     flips = [(10, OPEN_P, OPEN_P), (1, CLOSED_P, CLOSED_P)] * 20 + [(10, OPEN_P, OPEN_P)]
     assert run(timeline(flips), smoothing)[1] == []
     assert len(run(timeline(flips), CONFIG)[1]) == 0  # one frame (33 ms) is below blink_min without smoothing too
@@ -137,9 +138,63 @@ def test_smoothing_removes_single_frame_flips_but_keeps_real_blinks():
     assert [e.type for e in events] == [EventType.BLINK]  # ...while a 200 ms blink survives smoothing
 
 
+# Realistic model outputs on webcam eyes: a confident open eye, a less confident one (glasses), closed eyes.
+CONFIDENT, UNSURE, SHUT = 0.9999, 0.95, 0.005
+
+
+def test_defaults_judge_each_eye_against_its_own_open_level():
+    defaults = EngineConfig()
+    # An eye the model sees open at only 0.95 still blinks when it drops to 0.005...
+    _, events = run(timeline([(30, UNSURE, CONFIDENT), (4, SHUT, SHUT), (10, UNSURE, CONFIDENT)]), defaults)
+    assert [e.type for e in events] == [EventType.BLINK]
+    # ...while a 0.95 reading from an eye whose open level is 0.9999 is no closure (a mild dip: looking down).
+    _, events = run(timeline([(30, CONFIDENT, CONFIDENT), (20, UNSURE, UNSURE), (10, CONFIDENT, CONFIDENT)]), defaults)
+    assert events == []
+    # A confident eye dipping to 0.35 counts as closed relative to its level (an absolute 0.3 would miss it).
+    _, events = run(timeline([(30, CONFIDENT, CONFIDENT), (4, 0.35, 0.35), (10, CONFIDENT, CONFIDENT)]), defaults)
+    assert [e.type for e in events] == [EventType.BLINK]
+    _, events = run(timeline([(30, CONFIDENT, CONFIDENT), (4, 0.35, 0.35), (10, CONFIDENT, CONFIDENT)]), CONFIG)
+    assert events == []
+    # The level survives a restart from stored state.
+    state, _ = run(timeline([(30, UNSURE, CONFIDENT)]), defaults)
+    assert TrackState.from_json(state.to_json()).open_level == state.open_level
+
+
+def test_ordinary_slow_blinks_are_blinks_and_only_a_second_of_closure_is_long():
+    defaults = EngineConfig()
+    _, events = run(timeline([(30, CONFIDENT, CONFIDENT), (21, SHUT, SHUT), (10, CONFIDENT, CONFIDENT)]), defaults)
+    assert [e.type for e in events] == [EventType.BLINK]  # 700 ms closed: the longest blink of the ZJU dev half
+    _, events = run(timeline([(30, CONFIDENT, CONFIDENT), (40, SHUT, SHUT), (10, CONFIDENT, CONFIDENT)]), defaults)
+    assert [(e.type, e.phase) for e in events] == [
+        (EventType.LONG_CLOSURE, Phase.STARTED),
+        (EventType.LONG_CLOSURE, Phase.ENDED),
+    ]
+
+
+def test_a_half_closing_partner_eye_makes_a_blink_and_winks_need_clear_evidence():
+    defaults = EngineConfig()
+    # One eye shut, the other half-closed with it (0.6 against a level of 0.9999): a blink, not a wink.
+    _, events = run(timeline([(30, CONFIDENT, CONFIDENT), (5, SHUT, 0.6), (10, CONFIDENT, CONFIDENT)]), defaults)
+    assert [e.type for e in events] == [EventType.BLINK]
+    # A clear wink: the other eye stays at its open level throughout.
+    _, events = run(timeline([(30, CONFIDENT, CONFIDENT), (8, SHUT, CONFIDENT), (10, CONFIDENT, CONFIDENT)]), defaults)
+    assert [e.type for e in events] == [EventType.WINK_LEFT]
+    # The other eye not seen during the episode, or the closed one only half down: nothing is guessed.
+    unseen = timeline([(30, CONFIDENT, CONFIDENT), (4, SHUT, CONFIDENT), (4, SHUT, None), (10, CONFIDENT, CONFIDENT)])
+    assert run(unseen, defaults)[1] == []
+    half = timeline([(30, CONFIDENT, CONFIDENT), (8, 0.6, CONFIDENT), (10, CONFIDENT, CONFIDENT)])
+    assert run(half, defaults)[1] == []
+
+
 def test_config_is_validated():
     with pytest.raises(ValueError, match="closed_below < open_above"):
         EngineConfig(closed_below=0.7, open_above=0.6)
+    with pytest.raises(ValueError, match="wink_open_min must be in"):
+        EngineConfig(wink_open_min=1.5)
+    with pytest.raises(ValueError, match="open_level_min <= open_level_max"):
+        EngineConfig(open_level_min=8, open_level_max=7)
+    with pytest.raises(ValueError, match="must be > 0"):
+        EngineConfig(open_level_fall_ms=0)
 
 
 # --- properties over random timelines ------------------------------------------------------------------------

@@ -6,32 +6,45 @@ is what the aggregator keeps in Redis, so a restarted aggregator or another repl
 
 Semantics (all limits in `EngineConfig`; times are the observations' own timestamps, never frame counts):
 
-- Per eye, prob_open is first smoothed over the last `smooth_ms` (mean of the readings in that window; at
-  30 frames/s the default 50 ms averages each frame with the previous one), which removes most single-frame
-  misclassifications; then hysteresis: an eye becomes CLOSED at or below `closed_below` and OPEN again at or
-  above `open_above`; readings in between keep its state. The defaults (50 ms, 0.2, 0.5) were chosen on the
-  MRL validation subjects' timelines (`blinkstack-train evaluate-events --split val`), never on test subjects.
-  An eye starts UNKNOWN and must be seen open once
-  before a closure can count, so a track that starts with closed eyes never invents an event.
+- Per eye, a reading is first made relative to that eye's own open level (`open_level_*`): a running upper
+  envelope of its logit, so each person's (and each camera's) typical open-eye confidence is the reference.
+  The logit is shifted so that the open level sits at `open_level_ref`, then turned back into a probability:
+  an eye the model sees open at 0.95 and an eye it sees open at 0.9999 both close when they drop well below
+  their own level. The level is bounded (`open_level_min`/`_max`), which bounds the shift: a confident eye
+  cannot make a mild dip (looking down) count as closed. With `open_level_ref` 0 readings stay absolute.
+- Optionally smoothed over `smooth_ms` (mean of the readings in that window); then hysteresis: an eye becomes
+  CLOSED at or below `closed_below` and OPEN again at or above `open_above`; readings in between keep its
+  state. An eye starts UNKNOWN and must be seen open once before a closure can count, so a track that starts
+  with closed eyes never invents an event. `blink_min_ms` (an episode must last two frames at 30 frames/s)
+  rather than smoothing rejects single-frame flips, so that a short real blink is not averaged away.
 - An episode is the time during which at least one eye is CLOSED: from the first observation with a closed
   eye to the first observation with both eyes open again. At its end it is classified:
   - both eyes closed together at a moment at least `long_closure_ms` after the episode began: LONG_CLOSURE
     (already reported STARTED at that moment);
-  - otherwise, both eyes were closed at some moment: BLINK when `blink_min_ms` <= duration <= `blink_max_ms`
+  - otherwise, both eyes were closed at some moment, or one was and the other dipped to `partner_dip_below`
+    (it half-closed with it: glasses, a small eye): BLINK when `blink_min_ms` <= duration <= `blink_max_ms`
     (and below `long_closure_ms`); otherwise nothing (e.g. a long episode in which the eyes closed in turns);
-  - one eye closed while the other was open throughout: WINK_LEFT / WINK_RIGHT (the subject's own eye) when
-    `blink_min_ms` <= duration <= `wink_max_ms`; otherwise nothing.
+  - one eye closed while the other was seen, open, in every observation and never below `wink_open_min`,
+    with the closed eye at or below `wink_closed_max`: WINK_LEFT / WINK_RIGHT (the subject's own eye) when
+    `blink_min_ms` <= duration <= `wink_max_ms`; anything less clear is nothing, never a guessed wink.
 - A LONG_CLOSURE is reported while it happens: phase STARTED at the first observation, `long_closure_ms` or
   more into the episode, with both eyes closed; then phase ENDED with the final times when the eyes open.
 - A lost track (or a gap longer than `max_gap_ms` between observations) ends the open episode without an event;
   only a LONG_CLOSURE that was already STARTED is ENDED, marked `truncated`, at the last observation.
 - Statistics cover a sliding window of `window_s`: time with both eyes open, time with the eyes at least 80 %
-  closed (PERCLOS P80, taken as mean prob_open <= `perclos_prob_open`), blinks and their durations.
+  closed (PERCLOS P80, taken as mean relative prob_open <= `perclos_prob_open`), blinks and their durations.
+
+The defaults were chosen on real webcam video, on people the deciding eye-state model had not seen
+(`blinkstack-train evaluate-video --cv-models`, ZJU dev half, one person fold chosen on and the other
+checked): relative readings, closed at 0.5 / open at 0.8, no smoothing. Blinks there last up to 930 ms with up
+to 700 ms fully closed, so a BLINK may last 1 s and a LONG_CLOSURE starts at 1 s (500 ms called ordinary slow
+blinks microsleeps); a long blink's duration is in its event for clients that want a stricter rule.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
 
@@ -52,16 +65,32 @@ class Phase(IntEnum):  # values as in blinkstack.v1.EventPhase
 
 @dataclass(frozen=True)
 class EngineConfig:
-    closed_below: float = 0.2
-    open_above: float = 0.5
-    smooth_ms: float = 50.0
+    closed_below: float = 0.5
+    open_above: float = 0.8
+    smooth_ms: float = 0.0
     blink_min_ms: float = 50.0
-    blink_max_ms: float = 500.0
+    blink_max_ms: float = 1000.0
     wink_max_ms: float = 1000.0
-    long_closure_ms: float = 500.0
+    long_closure_ms: float = 1000.0
     max_gap_ms: float = 1000.0
     window_s: float = 60.0
     perclos_prob_open: float = 0.2
+    # A one-eyed episode is a BLINK when the other eye's prob_open also dipped to this (it half-closed with
+    # it: glasses, a low-resolution eye), and a WINK only on clear evidence: the other eye stayed at or above
+    # `wink_open_min` in every observation and the closed one fell to `wink_closed_max` or below.
+    partner_dip_below: float = 0.9
+    wink_open_min: float = 0.9
+    wink_closed_max: float = 0.1
+    # Per-person baseline: each eye's own open level, a running upper envelope of its logit (rising with
+    # time constant `open_level_rise_ms`, falling with `open_level_fall_ms`, so blinks barely move it),
+    # bounded to [open_level_min, open_level_max]. Every reading is judged relative to it: its logit is
+    # shifted so that the eye's open level sits at `open_level_ref` before the thresholds above apply.
+    # 0 turns this off (absolute prob_open).
+    open_level_ref: float = 6.0
+    open_level_rise_ms: float = 100.0
+    open_level_fall_ms: float = 5000.0
+    open_level_min: float = 2.0
+    open_level_max: float = 7.5
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.closed_below < self.open_above <= 1.0:
@@ -72,6 +101,13 @@ class EngineConfig:
             raise ValueError("smooth_ms must be >= 0 (0: no smoothing)")
         if self.long_closure_ms <= 0 or self.max_gap_ms <= 0 or self.window_s <= 0:
             raise ValueError("long_closure_ms, max_gap_ms and window_s must be > 0")
+        if self.open_level_rise_ms <= 0 or self.open_level_fall_ms <= 0:
+            raise ValueError("open_level_rise_ms and open_level_fall_ms must be > 0")
+        if not self.open_level_min <= self.open_level_max:
+            raise ValueError("need open_level_min <= open_level_max")
+        for name in ("partner_dip_below", "wink_open_min", "wink_closed_max"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1] (got {getattr(self, name)})")
 
 
 @dataclass(frozen=True)
@@ -109,6 +145,9 @@ class Episode:
     both_ever: bool
     min_prob_open: float
     long_started: bool = False
+    # Per eye, the lowest raw prob_open of the episode, and whether some observation lacked an eye.
+    min_probs: tuple[float, float] = (1.0, 1.0)
+    eye_missing: bool = False
 
 
 @dataclass(frozen=True)
@@ -123,6 +162,7 @@ class TrackState:
     last_event: Event | None = None
     observations: int = 0
     events: int = field(default=0)
+    open_level: tuple[float | None, float | None] = (None, None)  # per eye, logit (see EngineConfig)
 
     def to_json(self) -> str:
         episode = self.episode.__dict__ if self.episode else None
@@ -132,7 +172,12 @@ class TrackState:
     @staticmethod
     def from_json(text: str) -> TrackState:
         raw = json.loads(text)
-        episode = Episode(**{**raw["episode"], "closed": tuple(raw["episode"]["closed"])}) if raw["episode"] else None
+        episode = None
+        if raw["episode"]:
+            saved = raw["episode"]
+            episode = Episode(
+                **{**saved, "closed": tuple(saved["closed"]), "min_probs": tuple(saved.get("min_probs", (1, 1)))}
+            )
         last_event = raw["last_event"]
         if last_event:
             last_event = Event(
@@ -149,6 +194,7 @@ class TrackState:
             last_event=last_event,
             observations=raw["observations"],
             events=raw["events"],
+            open_level=tuple(raw.get("open_level", (None, None))),
         )
 
 
@@ -160,6 +206,51 @@ def _eye_state(current: str, prob: float | None, config: EngineConfig) -> str:
     if prob <= config.closed_below and current != UNKNOWN:
         return CLOSED
     return current
+
+
+LOGIT_LIMIT = 1e-4  # prob_open is clipped to [1e-4, 1 - 1e-4] (logit +-9.2) before it is made relative
+
+
+def _relative(
+    levels: tuple[float | None, float | None], obs: Observation, dt_ms: float | None, config: EngineConfig
+) -> tuple[tuple[float | None, float | None], Observation]:
+    """Update each eye's open level with this reading; the observation with readings relative to it."""
+    if not config.open_level_ref:
+        return levels, obs
+    new_levels = []
+    for level, prob in zip(levels, (obs.left, obs.right), strict=True):
+        if prob is not None:
+            z = _logit(prob)
+            if level is None or dt_ms is None:
+                level = z
+            else:
+                tau = config.open_level_rise_ms if z > level else config.open_level_fall_ms
+                level += (1.0 - math.exp(-dt_ms / tau)) * (z - level)
+        new_levels.append(level)
+    levels = (new_levels[0], new_levels[1])
+    left, right = relative_probs(levels, obs.left, obs.right, config)
+    return levels, replace(obs, left=left, right=right)
+
+
+def _logit(prob: float) -> float:
+    p = min(max(prob, LOGIT_LIMIT), 1.0 - LOGIT_LIMIT)
+    return math.log(p / (1.0 - p))
+
+
+def relative_probs(
+    levels: tuple[float | None, float | None], left: float | None, right: float | None, config: EngineConfig
+) -> tuple[float | None, float | None]:
+    """prob_open per eye relative to that eye's open level (what the thresholds judge); as given when off."""
+    if not config.open_level_ref:
+        return left, right
+    result = []
+    for level, prob in zip(levels, (left, right), strict=True):
+        if prob is None or level is None:
+            result.append(prob)
+            continue
+        bounded = min(max(level, config.open_level_min), config.open_level_max)
+        result.append(1.0 / (1.0 + math.exp(-(_logit(prob) - bounded + config.open_level_ref))))
+    return result[0], result[1]
 
 
 def _smooth(
@@ -189,14 +280,25 @@ def _classify(episode: Episode, end_us: int, config: EngineConfig) -> Event | No
     event_type: EventType | None = None
     if episode.long_started:
         event_type = EventType.LONG_CLOSURE  # every ENDED long closure was STARTED first
-    elif episode.both_ever:
+    elif episode.both_ever or max(episode.min_probs) <= config.partner_dip_below:
         if config.blink_min_ms <= duration <= config.blink_max_ms and duration < config.long_closure_ms:
             event_type = EventType.BLINK
-    elif episode.other_open_at_start and config.blink_min_ms <= duration <= config.wink_max_ms:
+    elif _clear_wink(episode, config) and config.blink_min_ms <= duration <= config.wink_max_ms:
         event_type = EventType.WINK_LEFT if episode.closed[0] else EventType.WINK_RIGHT
     if event_type is None:
         return None
     return Event(event_type, Phase.ENDED, episode.start_us, end_us, episode.min_prob_open)
+
+
+def _clear_wink(episode: Episode, config: EngineConfig) -> bool:
+    """One eye closed, the other seen open throughout: open when it began and never near closing since."""
+    closed_eye = 0 if episode.closed[0] else 1
+    return (
+        episode.other_open_at_start
+        and not episode.eye_missing
+        and episode.min_probs[1 - closed_eye] >= config.wink_open_min
+        and episode.min_probs[closed_eye] <= config.wink_closed_max
+    )
 
 
 def _end_abruptly(state: TrackState) -> tuple[TrackState, list[Event]]:
@@ -208,6 +310,11 @@ def _end_abruptly(state: TrackState) -> tuple[TrackState, list[Event]]:
             Event(EventType.LONG_CLOSURE, Phase.ENDED, episode.start_us, state.last_us, episode.min_prob_open, True)
         )
     return replace(state, eyes=(UNKNOWN, UNKNOWN), recent=((), ()), episode=None, last_kind=""), events
+
+
+def _lower(mins: tuple[float, float], obs: Observation) -> tuple[float, float]:
+    left, right = (mins[0] if obs.left is None else min(mins[0], obs.left)), mins[1]
+    return left, (right if obs.right is None else min(right, obs.right))
 
 
 def _trim(items: tuple, horizon: int, end_field: int) -> tuple:
@@ -239,12 +346,14 @@ def step(state: TrackState, obs: Observation, config: EngineConfig) -> tuple[Tra
     elif state.last_us is not None and state.last_kind:
         segments = _add_segment(segments, state.last_us, obs.timestamp_us, state.last_kind)
 
+    probs = [p for p in (obs.left, obs.right) if p is not None]
+    lowest = min(probs) if probs else 1.0  # events report the raw prob_open
+    dt_ms = (obs.timestamp_us - state.last_us) / 1000.0 if state.last_us is not None else None
+    open_level, obs = _relative(state.open_level, obs, dt_ms, config)
     recent, smoothed = _smooth(state.recent, obs, config)
     before = state.eyes
     eyes = (_eye_state(before[0], smoothed[0], config), _eye_state(before[1], smoothed[1], config))
     closed_now = (eyes[0] == CLOSED, eyes[1] == CLOSED)
-    probs = [p for p in (obs.left, obs.right) if p is not None]
-    lowest = min(probs) if probs else 1.0
     now = obs.timestamp_us
     episode = state.episode
 
@@ -258,6 +367,8 @@ def step(state: TrackState, obs: Observation, config: EngineConfig) -> tuple[Tra
             both_since_us=now if all(closed_now) else None,
             both_ever=all(closed_now),
             min_prob_open=lowest,
+            min_probs=_lower((1.0, 1.0), obs),
+            eye_missing=obs.left is None or obs.right is None,
         )
     elif episode is not None:
         both = all(closed_now)
@@ -269,6 +380,8 @@ def step(state: TrackState, obs: Observation, config: EngineConfig) -> tuple[Tra
             both_ever=episode.both_ever or both,
             min_prob_open=min(episode.min_prob_open, lowest),
             long_started=episode.long_started,
+            min_probs=_lower(episode.min_probs, obs),
+            eye_missing=episode.eye_missing or obs.left is None or obs.right is None,
         )
         if not any(closed_now):
             event = _classify(episode, now, config)
@@ -297,6 +410,7 @@ def step(state: TrackState, obs: Observation, config: EngineConfig) -> tuple[Tra
         last_event=state.last_event,
         observations=state.observations + 1,
         events=state.events,
+        open_level=open_level,
     )
     return _record(state, events), events
 

@@ -378,21 +378,22 @@ class _CameraStream:
         classified = time.perf_counter()
 
         result.frame_width, result.frame_height = detection.frame_width, detection.frame_height
+        judged = probs  # the readings the OPEN/CLOSED states are decided on
         if late:
             ids = [0] * len(faces)  # late frames leave the tracker and the engine alone
             result.status = aggregator_pb2.FRAME_STATUS_LATE
         else:
-            ids, events = await self._advance(frame.seq, timestamp, faces, probs)
+            ids, events, judged = await self._advance(frame.seq, timestamp, faces, probs)
             result.status = aggregator_pb2.FRAME_STATUS_PROCESSED
             result.events.extend(events)
-        for face, track_id, (left, right) in zip(faces, ids, probs, strict=True):
+        for face, track_id, (left, right), (left_judged, right_judged) in zip(faces, ids, probs, judged, strict=True):
             result.faces.append(
                 aggregator_pb2.TrackedFace(
                     track_id=track_id,
                     box=face.box,
                     score=face.score,
-                    left_eye=self._reading(face.left_eye, left),
-                    right_eye=self._reading(face.right_eye, right),
+                    left_eye=self._reading(face.left_eye, left, left_judged),
+                    right_eye=self._reading(face.right_eye, right, right_judged),
                 )
             )
         done = time.perf_counter()
@@ -401,19 +402,24 @@ class _CameraStream:
         result.timings.aggregate_us = round((done - classified) * 1e6)
         return result
 
-    def _reading(self, eye: detector_pb2.EyeDetection, prob: float) -> aggregator_pb2.EyeReading:
-        state = types_pb2.EYE_STATE_OPEN if prob >= self.servicer.threshold else types_pb2.EYE_STATE_CLOSED
+    def _reading(self, eye: detector_pb2.EyeDetection, prob: float, judged: float) -> aggregator_pb2.EyeReading:
+        state = types_pb2.EYE_STATE_OPEN if judged >= self.servicer.threshold else types_pb2.EYE_STATE_CLOSED
         return aggregator_pb2.EyeReading(eye=eye.eye, box=eye.box, prob_open=float(prob), state=state)
 
     async def _advance(
         self, seq: int, timestamp: int, faces: list, probs: np.ndarray
-    ) -> tuple[list[int], list[aggregator_pb2.BlinkEvent]]:
+    ) -> tuple[list[int], list[aggregator_pb2.BlinkEvent], list[tuple[float, float]]]:
+        """Track ids, the events completed, and each face's readings relative to its eyes' open levels."""
         before = self.tracker.track_ids
         boxes = np.array([[f.box.x, f.box.y, f.box.x + f.box.width, f.box.y + f.box.height] for f in faces])
         ids = self.tracker.update(boxes.reshape(-1, 4))
+        config = self.servicer.config
+        judged = []
         for track_id, (left, right) in zip(ids, probs, strict=True):
             observation = engine.Observation(timestamp, float(left), float(right))
             await self.book.observe(self.stream_id, track_id, seq, observation)
+            levels = (await self.book.entry(self.stream_id, track_id)).state.open_level
+            judged.append(engine.relative_probs(levels, float(left), float(right), config))
         for lost in sorted(before - self.tracker.track_ids):
             await self.book.observe(self.stream_id, lost, seq, engine.Observation(timestamp, track_lost=True))
         writes, _ = self.book.writes()
@@ -432,7 +438,7 @@ class _CameraStream:
         ]
         messages.sort(key=lambda m: _event_id_key(m.id) if m.id else (0, 0))
         metrics.AGGREGATOR_OBSERVATIONS.inc(len(ids))
-        return ids, messages
+        return ids, messages, judged
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -481,6 +487,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         ("max_gap_ms", "longer gaps between observations end an episode without an event"),
         ("window_s", "statistics window"),
         ("perclos_prob_open", "mean prob_open at or below which eyes count as >= 80 % closed (PERCLOS)"),
+        ("partner_dip_below", "one eye closed while the other dipped this low is a BLINK"),
+        ("wink_open_min", "a WINK's open eye never reads below this"),
+        ("wink_closed_max", "a WINK's closed eye reads this or lower"),
+        ("open_level_ref", "logit each eye's own open level is mapped to (0: absolute prob_open)"),
+        ("open_level_rise_ms", "time constant of the open level rising"),
+        ("open_level_fall_ms", "time constant of the open level falling"),
+        ("open_level_min", "lowest open level (logit)"),
+        ("open_level_max", "highest open level (logit)"),
     ):
         flag = "--" + name.replace("_", "-")
         env_option(group, flag, f"BLINKSTACK_{name.upper()}", getattr(defaults, name), float, help=help_text)
