@@ -150,11 +150,11 @@ def test_defaults_judge_each_eye_against_its_own_open_level():
     # ...while a 0.95 reading from an eye whose open level is 0.9999 is no closure (a mild dip: looking down).
     _, events = run(timeline([(30, CONFIDENT, CONFIDENT), (20, UNSURE, UNSURE), (10, CONFIDENT, CONFIDENT)]), defaults)
     assert events == []
-    # A confident eye dipping to 0.35 counts as closed relative to its level (an absolute 0.3 would miss it).
-    _, events = run(timeline([(30, CONFIDENT, CONFIDENT), (4, 0.35, 0.35), (10, CONFIDENT, CONFIDENT)]), defaults)
-    assert [e.type for e in events] == [EventType.BLINK]
-    _, events = run(timeline([(30, CONFIDENT, CONFIDENT), (4, 0.35, 0.35), (10, CONFIDENT, CONFIDENT)]), CONFIG)
-    assert events == []
+    # An unsure eye (open at 0.9) wavering to 0.15 is no closure relative to its own level, where an absolute
+    # threshold of 0.3 calls it one.
+    waver = timeline([(30, 0.9, 0.9), (4, 0.15, 0.15), (10, 0.9, 0.9)])
+    assert run(waver, defaults)[1] == []
+    assert [e.type for e in run(waver, CONFIG)[1]] == [EventType.BLINK]
     # The level survives a restart from stored state.
     state, _ = run(timeline([(30, UNSURE, CONFIDENT)]), defaults)
     assert TrackState.from_json(state.to_json()).open_level == state.open_level
@@ -173,17 +173,22 @@ def test_ordinary_slow_blinks_are_blinks_and_only_a_second_of_closure_is_long():
 
 def test_a_half_closing_partner_eye_makes_a_blink_and_winks_need_clear_evidence():
     defaults = EngineConfig()
-    # One eye shut, the other half-closed with it (0.6 against a level of 0.9999): a blink, not a wink.
-    _, events = run(timeline([(30, CONFIDENT, CONFIDENT), (5, SHUT, 0.6), (10, CONFIDENT, CONFIDENT)]), defaults)
-    assert [e.type for e in events] == [EventType.BLINK]
+    # With the partner rule on, one eye shut and the other half-closed with it (0.6 against a level of 0.9999)
+    # is a blink; by default (off) it is neither a blink nor a wink.
+    partner = timeline([(30, CONFIDENT, CONFIDENT), (5, SHUT, 0.6), (10, CONFIDENT, CONFIDENT)])
+    assert [e.type for e in run(partner, EngineConfig(partner_dip_below=0.9))[1]] == [EventType.BLINK]
+    assert run(partner, defaults)[1] == []
     # A clear wink: the other eye stays at its open level throughout.
     _, events = run(timeline([(30, CONFIDENT, CONFIDENT), (8, SHUT, CONFIDENT), (10, CONFIDENT, CONFIDENT)]), defaults)
     assert [e.type for e in events] == [EventType.WINK_LEFT]
     # The other eye not seen during the episode, or the closed one only half down: nothing is guessed.
     unseen = timeline([(30, CONFIDENT, CONFIDENT), (4, SHUT, CONFIDENT), (4, SHUT, None), (10, CONFIDENT, CONFIDENT)])
     assert run(unseen, defaults)[1] == []
-    half = timeline([(30, CONFIDENT, CONFIDENT), (8, 0.6, CONFIDENT), (10, CONFIDENT, CONFIDENT)])
+    half = timeline([(30, CONFIDENT, CONFIDENT), (8, 0.2, CONFIDENT), (10, CONFIDENT, CONFIDENT)])
     assert run(half, defaults)[1] == []
+    assert [e.type for e in run(half, EngineConfig(wink_closed_max=0.2))[1]] == [
+        EventType.WINK_LEFT
+    ]  # closed, not deep
 
 
 def test_config_is_validated():

@@ -12,18 +12,18 @@ Semantics (all limits in `EngineConfig`; times are the observations' own timesta
   an eye the model sees open at 0.95 and an eye it sees open at 0.9999 both close when they drop well below
   their own level. The level is bounded (`open_level_min`/`_max`), which bounds the shift: a confident eye
   cannot make a mild dip (looking down) count as closed. With `open_level_ref` 0 readings stay absolute.
-- Optionally smoothed over `smooth_ms` (mean of the readings in that window); then hysteresis: an eye becomes
-  CLOSED at or below `closed_below` and OPEN again at or above `open_above`; readings in between keep its
-  state. An eye starts UNKNOWN and must be seen open once before a closure can count, so a track that starts
-  with closed eyes never invents an event. `blink_min_ms` (an episode must last two frames at 30 frames/s)
-  rather than smoothing rejects single-frame flips, so that a short real blink is not averaged away.
+- Then smoothed over `smooth_ms` (mean of the readings in that window; at 30 frames/s the default 50 ms
+  averages each frame with the previous one), which removes most single-frame misclassifications; then
+  hysteresis: an eye becomes CLOSED at or below `closed_below` and OPEN again at or above `open_above`;
+  readings in between keep its state. An eye starts UNKNOWN and must be seen open once before a closure can
+  count, so a track that starts with closed eyes never invents an event.
 - An episode is the time during which at least one eye is CLOSED: from the first observation with a closed
   eye to the first observation with both eyes open again. At its end it is classified:
   - both eyes closed together at a moment at least `long_closure_ms` after the episode began: LONG_CLOSURE
     (already reported STARTED at that moment);
   - otherwise, both eyes were closed at some moment, or one was and the other dipped to `partner_dip_below`
-    (it half-closed with it: glasses, a small eye): BLINK when `blink_min_ms` <= duration <= `blink_max_ms`
-    (and below `long_closure_ms`); otherwise nothing (e.g. a long episode in which the eyes closed in turns);
+    (it half-closed with it; 0, the default, turns this off): BLINK when `blink_min_ms` <= duration <=
+    `blink_max_ms` (and below `long_closure_ms`); otherwise nothing (e.g. eyes closing in turns for long);
   - one eye closed while the other was seen, open, in every observation and never below `wink_open_min`,
     with the closed eye at or below `wink_closed_max`: WINK_LEFT / WINK_RIGHT (the subject's own eye) when
     `blink_min_ms` <= duration <= `wink_max_ms`; anything less clear is nothing, never a guessed wink.
@@ -35,10 +35,14 @@ Semantics (all limits in `EngineConfig`; times are the observations' own timesta
   closed (PERCLOS P80, taken as mean relative prob_open <= `perclos_prob_open`), blinks and their durations.
 
 The defaults were chosen on real webcam video, on people the deciding eye-state model had not seen
-(`blinkstack-train evaluate-video --cv-models`, ZJU dev half, one person fold chosen on and the other
-checked): relative readings, closed at 0.5 / open at 0.8, no smoothing. Blinks there last up to 930 ms with up
-to 700 ms fully closed, so a BLINK may last 1 s and a LONG_CLOSURE starts at 1 s (500 ms called ordinary slow
-blinks microsleeps); a long blink's duration is in its event for clients that want a stricter rule.
+(`blinkstack-train evaluate-video --cv-models`, ZJU dev half: chosen on one person fold, checked on the
+other), among those that also keep precision on timelines of independent per-frame crops
+(`blinkstack-train evaluate-events`, where every frame's error is fresh): the open level bounded to
+[2, 6.5] around a reference of 6 (a confident eye closes at most half a logit earlier; an unsure one needs a
+deeper drop), 50 ms smoothing, 0.2 / 0.5, no partner rule (it cost half the precision on those timelines).
+ZJU blinks last up to 930 ms with up to 700 ms fully closed, so a BLINK may last 1 s and a LONG_CLOSURE starts
+at 1 s (500 ms called ordinary slow blinks microsleeps); a blink's duration is in its event for clients that
+want a stricter rule.
 """
 
 from __future__ import annotations
@@ -65,9 +69,9 @@ class Phase(IntEnum):  # values as in blinkstack.v1.EventPhase
 
 @dataclass(frozen=True)
 class EngineConfig:
-    closed_below: float = 0.5
-    open_above: float = 0.8
-    smooth_ms: float = 0.0
+    closed_below: float = 0.2
+    open_above: float = 0.5
+    smooth_ms: float = 50.0
     blink_min_ms: float = 50.0
     blink_max_ms: float = 1000.0
     wink_max_ms: float = 1000.0
@@ -78,7 +82,7 @@ class EngineConfig:
     # A one-eyed episode is a BLINK when the other eye's prob_open also dipped to this (it half-closed with
     # it: glasses, a low-resolution eye), and a WINK only on clear evidence: the other eye stayed at or above
     # `wink_open_min` in every observation and the closed one fell to `wink_closed_max` or below.
-    partner_dip_below: float = 0.9
+    partner_dip_below: float = 0.0
     wink_open_min: float = 0.9
     wink_closed_max: float = 0.1
     # Per-person baseline: each eye's own open level, a running upper envelope of its logit (rising with
@@ -90,7 +94,7 @@ class EngineConfig:
     open_level_rise_ms: float = 100.0
     open_level_fall_ms: float = 5000.0
     open_level_min: float = 2.0
-    open_level_max: float = 7.5
+    open_level_max: float = 6.5
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.closed_below < self.open_above <= 1.0:
