@@ -173,9 +173,9 @@ def test_ordinary_slow_blinks_are_blinks_and_only_a_second_of_closure_is_long():
 
 def test_a_half_closing_partner_eye_makes_a_blink_and_winks_need_clear_evidence():
     defaults = EngineConfig()
-    # With the partner rule on, one eye shut and the other half-closed with it (0.6 against a level of 0.9999)
-    # is a blink; by default (off) it is neither a blink nor a wink.
-    partner = timeline([(30, CONFIDENT, CONFIDENT), (5, SHUT, 0.6), (10, CONFIDENT, CONFIDENT)])
+    # With the partner rule on, one eye shut and the other dipping with it (0.9 against a level of 0.9999) is a
+    # blink; by default (off) it is neither a blink nor a wink.
+    partner = timeline([(30, CONFIDENT, CONFIDENT), (5, SHUT, 0.9), (10, CONFIDENT, CONFIDENT)])
     assert [e.type for e in run(partner, EngineConfig(partner_dip_below=0.9))[1]] == [EventType.BLINK]
     assert run(partner, defaults)[1] == []
     # A clear wink: the other eye stays at its open level throughout.
@@ -184,7 +184,7 @@ def test_a_half_closing_partner_eye_makes_a_blink_and_winks_need_clear_evidence(
     # The other eye not seen during the episode, or the closed one only half down: nothing is guessed.
     unseen = timeline([(30, CONFIDENT, CONFIDENT), (4, SHUT, CONFIDENT), (4, SHUT, None), (10, CONFIDENT, CONFIDENT)])
     assert run(unseen, defaults)[1] == []
-    half = timeline([(30, CONFIDENT, CONFIDENT), (8, 0.2, CONFIDENT), (10, CONFIDENT, CONFIDENT)])
+    half = timeline([(30, CONFIDENT, CONFIDENT), (8, 0.5, CONFIDENT), (10, CONFIDENT, CONFIDENT)])
     assert run(half, defaults)[1] == []
     assert [e.type for e in run(half, EngineConfig(wink_closed_max=0.2))[1]] == [
         EventType.WINK_LEFT

