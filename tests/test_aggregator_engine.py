@@ -22,7 +22,7 @@ from blinkstack.aggregator.engine import (
 # The properties generate readings on either side of 0.3 / 0.6 and test the state machine itself: no smoothing,
 # absolute prob_open (no per-eye open level).
 CONFIG = EngineConfig(closed_below=0.3, open_above=0.6, smooth_ms=0, open_level_ref=0)
-OPEN_P, CLOSED_P = 0.9375, 0.0625  # exact in float32, as the proto carries them
+OPEN_P, CLOSED_P = 1 - 2**-10, 2**-10  # confident readings as a webcam model gives them, exact in float32
 
 
 def run(observations: list[Observation], config: EngineConfig = CONFIG, state: TrackState | None = None):

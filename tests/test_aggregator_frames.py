@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import cv2
 import grpc
+import numpy as np
 import pytest
 
 from blinkstack.aggregator.server import judgeable_faces
@@ -158,3 +159,22 @@ def test_a_real_clip_with_spurious_edge_faces_streams_to_the_end(redis_server, s
                 assert 0 <= eye.box.y + eye.box.height / 2 < result.frame_height
     subject = {r.faces[0].track_id for r in results if r.faces}
     assert len(subject) == 1 and sum(bool(r.faces) for r in results) >= 130
+
+
+def test_eyes_too_small_to_judge_have_no_state_and_invent_nothing(redis_server, stack, video_frames):
+    # The webcam subject shrunk to a ~50 px face on a grey frame: tracked and reported, eyes not judged.
+    small = cv2.resize(video_frames[0], (0, 0), fx=0.25, fy=0.25, interpolation=cv2.INTER_AREA)
+    canvas = np.full((480, 640, 3), 120, np.uint8)
+    canvas[200 : 200 + small.shape[0], 250 : 250 + small.shape[1]] = small
+    jpeg = cv2.imencode(".jpg", canvas)[1].tobytes()
+    running = aggregator(redis_server, **stack)
+    try:
+        wait_for_health(running.address, SERVING)
+        results = list(running.stub.TrackFrames(frames("cam-small", [jpeg] * 10), timeout=60))
+    finally:
+        running.close()
+    assert all(len(r.faces) == 1 and r.faces[0].track_id == 1 for r in results)
+    for result in results:
+        for eye in (result.faces[0].left_eye, result.faces[0].right_eye):
+            assert eye.box.width < 16 and eye.state == types_pb2.EYE_STATE_UNSPECIFIED and eye.prob_open == 0
+        assert not result.events

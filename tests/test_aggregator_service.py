@@ -95,8 +95,8 @@ def test_published_observations_become_events_subscriptions_and_stats(service):
     assert {(e.stream_id, e.track_id, e.type) for e in events} == {("pub-a", 1, aggregator_pb2.EVENT_TYPE_BLINK)}
     assert all(e.id and e.key.startswith("pub-a/1/BLINK/ENDED/") for e in events)
     stats = service.stub.GetStats(aggregator_pb2.GetStatsRequest(stream_id="pub-a", track_id=1), timeout=5)
-    # 6 closed frames at 30 fps; the default 50 ms smoothing sees the closure one frame late: 5 frames.
-    assert stats.blink_count == 5 and stats.mean_blink_duration_ms == pytest.approx(5000 / 30, abs=1)
+    # 6 closed frames at 30 fps, seen as they come (no smoothing by default): 200 ms each.
+    assert stats.blink_count == 5 and stats.mean_blink_duration_ms == pytest.approx(6000 / 30, abs=1)
     assert stats.last_event.type == aggregator_pb2.EVENT_TYPE_BLINK
     assert stats.last_timestamp_us == observations[-1].timestamp_us
 

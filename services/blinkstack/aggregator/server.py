@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import re
 import time
 from collections.abc import AsyncIterator
@@ -104,9 +105,11 @@ class AggregatorServicer(aggregator_pb2_grpc.AggregatorServiceServicer):
         eyestate: eyestate_pb2_grpc.EyeStateServiceStub | None = None,
         threshold: float = 0.5,
         subscribe_block_ms: int = 1000,
+        min_eye_px: float = 16.0,
     ) -> None:
         self.store, self.config = store, config
         self.detector, self.eyestate, self.threshold = detector, eyestate, threshold
+        self.min_eye_px = min_eye_px
         self.subscribe_block_ms = subscribe_block_ms
 
     async def _commit(self, writes: list[Write], context: grpc.aio.ServicerContext) -> list[list[str] | None]:
@@ -366,15 +369,7 @@ class _CameraStream:
         detected = time.perf_counter()
         faces = judgeable_faces(detection)
         result.faces_dropped = len(detection.faces) - len(faces)
-        probs = np.empty((0, 2))
-        if faces:
-            boxes = [eye.box for face in faces for eye in (face.left_eye, face.right_eye)]
-            classify = eyestate_pb2.ClassifyEyesRequest(
-                frame=eyestate_pb2.FrameWithBoxes(frame=frame.image, eye_boxes=boxes)
-            )
-            reply = await self._call(self.servicer.eyestate.ClassifyEyes, classify, "eye-state")
-            probs = np.array([r.prob_open for r in reply.results]).reshape(-1, 2)
-            result.model.CopyFrom(reply.model)
+        probs = await self._classify(frame.image, faces, result)
         classified = time.perf_counter()
 
         result.frame_width, result.frame_height = detection.frame_width, detection.frame_height
@@ -402,7 +397,26 @@ class _CameraStream:
         result.timings.aggregate_us = round((done - classified) * 1e6)
         return result
 
-    def _reading(self, eye: detector_pb2.EyeDetection, prob: float, judged: float) -> aggregator_pb2.EyeReading:
+    async def _classify(self, image: types_pb2.Image, faces: list, result: aggregator_pb2.FrameResult) -> np.ndarray:
+        """prob_open [faces, 2] in one ClassifyEyes call; NaN for faces whose eye boxes are under `min_eye_px`.
+
+        Such eyes are not judged (a few pixels of eyelid: any answer would be a guess): the face is reported and
+        tracked, its eyes have no state, and the engine sees them as not visible.
+        """
+        probs = np.full((len(faces), 2), np.nan)
+        min_px = self.servicer.min_eye_px
+        judged = [i for i, f in enumerate(faces) if min(f.left_eye.box.width, f.right_eye.box.width) >= min_px]
+        if judged:
+            boxes = [eye.box for i in judged for eye in (faces[i].left_eye, faces[i].right_eye)]
+            classify = eyestate_pb2.ClassifyEyesRequest(frame=eyestate_pb2.FrameWithBoxes(frame=image, eye_boxes=boxes))
+            reply = await self._call(self.servicer.eyestate.ClassifyEyes, classify, "eye-state")
+            probs[judged] = np.array([r.prob_open for r in reply.results]).reshape(-1, 2)
+            result.model.CopyFrom(reply.model)
+        return probs
+
+    def _reading(self, eye: detector_pb2.EyeDetection, prob: float, judged: float | None) -> aggregator_pb2.EyeReading:
+        if judged is None or math.isnan(judged):  # not judged: no state, no prob_open
+            return aggregator_pb2.EyeReading(eye=eye.eye, box=eye.box)
         state = types_pb2.EYE_STATE_OPEN if judged >= self.servicer.threshold else types_pb2.EYE_STATE_CLOSED
         return aggregator_pb2.EyeReading(eye=eye.eye, box=eye.box, prob_open=float(prob), state=state)
 
@@ -415,11 +429,11 @@ class _CameraStream:
         ids = self.tracker.update(boxes.reshape(-1, 4))
         config = self.servicer.config
         judged = []
-        for track_id, (left, right) in zip(ids, probs, strict=True):
-            observation = engine.Observation(timestamp, float(left), float(right))
-            await self.book.observe(self.stream_id, track_id, seq, observation)
+        for track_id, pair in zip(ids, probs, strict=True):
+            left, right = (None if math.isnan(p) else float(p) for p in pair)
+            await self.book.observe(self.stream_id, track_id, seq, engine.Observation(timestamp, left, right))
             levels = (await self.book.entry(self.stream_id, track_id)).state.open_level
-            judged.append(engine.relative_probs(levels, float(left), float(right), config))
+            judged.append(engine.relative_probs(levels, left, right, config))
         for lost in sorted(before - self.tracker.track_ids):
             await self.book.observe(self.stream_id, lost, seq, engine.Observation(timestamp, track_lost=True))
         writes, _ = self.book.writes()
@@ -474,6 +488,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     env_option(
         group, "--threshold", "BLINKSTACK_AGGREGATOR_THRESHOLD", 0.5, float, help="prob_open for a reported OPEN"
+    )
+    env_option(
+        group,
+        "--min-eye-px",
+        "BLINKSTACK_AGGREGATOR_MIN_EYE_PX",
+        16.0,
+        float,
+        help="eye boxes narrower than this are not judged (half the model's 32 px input)",
     )
     defaults = engine.EngineConfig()
     for name, help_text in (
@@ -538,13 +560,17 @@ class _Backend:
 
 def build_backend(args: argparse.Namespace) -> _Backend:
     engine_config(args)  # validates the limits before anything starts
+    if args.min_eye_px < 0:
+        raise ValueError(f"--min-eye-px must be >= 0 (got {args.min_eye_px})")
     return _Backend(args)
 
 
 def build_host(args: argparse.Namespace, backend: _Backend) -> ServiceHost:
     detector = detector_pb2_grpc.DetectorServiceStub(backend.channels[0]) if backend.channels else None
     eyestate = eyestate_pb2_grpc.EyeStateServiceStub(backend.channels[1]) if backend.channels else None
-    servicer = AggregatorServicer(backend.store, engine_config(args), detector, eyestate, args.threshold)
+    servicer = AggregatorServicer(
+        backend.store, engine_config(args), detector, eyestate, args.threshold, min_eye_px=args.min_eye_px
+    )
     return ServiceHost(
         settings_from_args(args),
         [SERVICE_NAME],
