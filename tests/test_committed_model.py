@@ -12,7 +12,7 @@ from training.evaluate import evaluate, predict_rows, report, resolve_model
 
 # Floors a little under the numbers in the model card, so a broken or swapped model fails CI.
 MRL_TEST_F1_FLOOR = 0.975
-CEW_TEST_F1_FLOOR = 0.95
+CEW_TEST_F1_FLOOR = 0.97  # the served model: 0.9753; the issue 13 bar for the hidden-style cross-dataset check
 
 
 @pytest.fixture(scope="module")
