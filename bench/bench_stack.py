@@ -16,7 +16,6 @@ import os
 import tempfile
 from pathlib import Path
 
-from blinkstack.common.local import free_port
 from blinkstack.stack import Stack, StackConfig
 from blinkstack.watch import summarize, watch
 from training.data import DEFAULT_DATA_DIR
@@ -30,14 +29,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        config = StackConfig(
-            detector_port=free_port(),
-            eyestate_port=free_port(),
-            aggregator_port=free_port(),
-            redis_port=free_port(),
-            metrics=False,
-            data_dir=Path(tmp),
-        )
+        config = StackConfig.on_free_ports(Path(tmp))
         with Stack(config) as stack:
             target = stack.config.address(config.aggregator_port)
             results = {}

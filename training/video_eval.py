@@ -24,7 +24,6 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from blinkstack.common.local import free_port
 from blinkstack.stack import Stack, StackConfig
 from blinkstack.v1 import aggregator_pb2, types_pb2
 from blinkstack.watch import EVENT_NAMES, watch, write_outputs
@@ -150,16 +149,8 @@ def model_repository_with(eye_model: Path, base: Path, into: Path) -> Path:
 
 def local_stack(repository: Path, data_dir: Path) -> Stack:
     """A stack on free loopback ports, serving `repository`, configured as `blinkstack up` does."""
-    config = StackConfig(
-        detector_port=free_port(),
-        eyestate_port=free_port(),
-        aggregator_port=free_port(),
-        redis_port=free_port(),
-        metrics=False,
-        data_dir=data_dir,
-        extra_env={"BLINKSTACK_MODEL_REPOSITORY": str(Path(repository).resolve())},
-    )
-    return Stack(config)
+    repository_env = {"BLINKSTACK_MODEL_REPOSITORY": str(Path(repository).resolve())}
+    return Stack(StackConfig.on_free_ports(data_dir, extra_env=repository_env))
 
 
 def run_clips(clips: list[zju.Clip], target: str, tag: str, progress) -> list[ClipRun]:

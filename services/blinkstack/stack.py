@@ -19,7 +19,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from blinkstack.common.local import port_in_use, stop_process
+from blinkstack.common.local import free_port, port_in_use, stop_process
 from blinkstack.redis_launcher import RedisError, RedisServer
 
 DEFAULT_DATA_DIR = Path(".blinkstack")
@@ -46,6 +46,12 @@ class StackConfig:
 
     def address(self, port: int) -> str:
         return f"{self.host}:{port}"
+
+    @classmethod
+    def on_free_ports(cls, data_dir: Path, **overrides: object) -> StackConfig:
+        """Free loopback ports and no metrics ports: a tool's or benchmark's own stack beside a running `up`."""
+        ports = {f"{name}_port": free_port() for name in ("detector", "eyestate", "aggregator", "redis")}
+        return cls(**{**ports, "metrics": False, "data_dir": Path(data_dir), **overrides})
 
 
 def health(address: str) -> int | None:

@@ -160,7 +160,8 @@ class Episode:
     both_ever: bool
     min_prob_open: float
     long_started: bool = False
-    # Per eye, the lowest raw prob_open of the episode, and whether some observation lacked an eye.
+    # Per eye, the lowest reading of the episode as judged (relative to its open level), and whether some
+    # observation lacked an eye.
     min_probs: tuple[float, float] = (1.0, 1.0)
     eye_missing: bool = False
 
@@ -328,8 +329,10 @@ def _end_abruptly(state: TrackState) -> tuple[TrackState, list[Event]]:
 
 
 def _lower(mins: tuple[float, float], obs: Observation) -> tuple[float, float]:
-    left, right = (mins[0] if obs.left is None else min(mins[0], obs.left)), mins[1]
-    return left, (right if obs.right is None else min(right, obs.right))
+    """Each eye's lowest reading so far, this observation included (an eye not seen keeps its minimum)."""
+    left = mins[0] if obs.left is None else min(mins[0], obs.left)
+    right = mins[1] if obs.right is None else min(mins[1], obs.right)
+    return left, right
 
 
 def _trim(items: tuple, horizon: int, end_field: int) -> tuple:
