@@ -70,3 +70,14 @@ def test_evaluate_video_runs_real_clips_through_the_stack(tmp_path):
     assert (tmp_path / "timelines.png").stat().st_size > 10_000
     runs = json.loads((tmp_path / "video_runs.json").read_text())
     assert sorted(r["clip"] for r in runs) == ["s09_FBN", "s09_FNN", "s09_FTN", "s09_UNN"]
+
+
+def test_evaluate_video_refuses_what_it_cannot_run(tmp_path):
+    with pytest.raises(ValueError, match="at least two models"):
+        evaluate_video(ZJU_DEV, MODEL_REPOSITORY, tmp_path, cv_models=[tmp_path / "a.onnx"])
+    with pytest.raises(ValueError, match="no such model file"):
+        evaluate_video(ZJU_DEV, MODEL_REPOSITORY, tmp_path, cv_models=[tmp_path / "a.onnx", tmp_path / "b.onnx"])
+    with pytest.raises(ValueError, match="no clips"):
+        evaluate_video(ZJU_DEV, MODEL_REPOSITORY, tmp_path, subjects={2})
+    with pytest.raises(FileNotFoundError, match="not a ZJU-format folder"):
+        evaluate_video(tmp_path, MODEL_REPOSITORY, tmp_path)

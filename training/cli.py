@@ -82,7 +82,12 @@ def _evaluate_video(args: argparse.Namespace) -> None:
 
     subjects = {int(s) for s in args.subjects.split(",")} if args.subjects else None
     eyeblink8 = None if args.no_eyeblink8 else args.eyeblink8
-    report = evaluate_video(args.videos, args.repository, args.out, args.cv_models, subjects, args.target, eyeblink8)
+    try:
+        report = evaluate_video(
+            args.videos, args.repository, args.out, args.cv_models, subjects, args.target, eyeblink8
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        raise SystemExit(f"error: {exc}") from None
     people = report["people"]
     how = f"cross-validated by person, folds {people['folds']}" if people["cross_validated"] else "one model"
     print(f"subjects {people['subjects']} ({how})")

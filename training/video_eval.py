@@ -220,6 +220,14 @@ def evaluate_video(
     from tqdm import tqdm
 
     progress = progress or tqdm
+    if cv_models is not None:
+        if len(cv_models) < 2:
+            raise ValueError("--cv-models needs at least two models: one per person fold")
+        missing = [str(m) for m in cv_models if not Path(m).is_file()]
+        if missing:
+            raise ValueError(f"no such model file: {', '.join(missing)}")
+    if eyeblink8 is not None and not Path(eyeblink8).is_file():
+        raise ValueError(f"no such video: {eyeblink8} (--no-eyeblink8 skips it)")
     clips = zju.load_clips(videos, subjects)
     if not clips:
         raise ValueError(f"no clips in {videos} for subjects {sorted(subjects or [])}")
