@@ -21,6 +21,7 @@ import json
 import shutil
 import tempfile
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from blinkstack.watch import EVENT_NAMES, watch, write_outputs
 from training import zju
 
 EYEBLINK8_BLINKS_S = (18.4, 37.2)
+Progress = Callable[..., Iterable]  # tqdm, or anything that wraps an iterable the same way
 EYEBLINK8_TOLERANCE_S = 0.5
 CLOSED = types_pb2.EYE_STATE_CLOSED
 OPEN = types_pb2.EYE_STATE_OPEN
@@ -153,7 +155,7 @@ def local_stack(repository: Path, data_dir: Path) -> Stack:
     return Stack(StackConfig.on_free_ports(data_dir, extra_env=repository_env))
 
 
-def run_clips(clips: list[zju.Clip], target: str, tag: str, progress) -> list[ClipRun]:
+def run_clips(clips: list[zju.Clip], target: str, tag: str, progress: Progress) -> list[ClipRun]:
     runs = []
     for clip in progress(clips, desc=f"clips ({tag})", unit="clip"):
         runs.append(run_clip(clip, target, f"{tag}-{clip.name}"))
@@ -214,7 +216,7 @@ def evaluate_video(
     subjects: set[int] | None = None,
     target: str | None = None,
     eyeblink8: Path | None = None,
-    progress=None,
+    progress: Progress | None = None,
 ) -> dict:
     """Run the clips (and the Eyeblink8 video) through TrackFrames and write `video_eval.json` and plots."""
     from tqdm import tqdm
