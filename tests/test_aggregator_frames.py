@@ -137,7 +137,7 @@ def test_faces_with_an_eye_outside_the_frame_are_dropped_not_fatal():
 
 def test_a_real_clip_with_spurious_edge_faces_streams_to_the_end(redis_server, stack):
     # s09_FBN (ZJU dev) used to end its TrackFrames stream with INVALID_ARGUMENT on a face at the frame edge.
-    from training.video_crops import JPEG_QUALITY
+    from blinkstack.watch import JPEG_QUALITY
 
     capture = cv2.VideoCapture(str(data.DEFAULT_DATA_DIR / "video" / "zju_dev" / "videos" / "s09_FBN.mp4"))
     clip = []

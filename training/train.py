@@ -74,6 +74,9 @@ def load_split(frame: pd.DataFrame, name: str | tuple[str, ...], limit: int | No
     return Split(data.decode_crops(rows["image_png"], desc=f"decoding {name}"), labels, rows)
 
 
+DATASETS = ("mrl", "cew", "zju")  # infrared close-ups, visible-light patches, detector crops of webcam video
+
+
 def load_video_split(path: Path, holdout: tuple[int, ...], held_out: bool) -> Split:
     """The labelled (open/closed) eye crops of `path`: those of the `holdout` subjects, or of everyone else."""
     video = np.load(path)
@@ -126,7 +129,7 @@ def validate(model: torch.nn.Module, val: Split) -> dict[str, float]:
     probs_t = torch.from_numpy(probs).clamp(1e-7, 1 - 1e-7)
     loss = F.binary_cross_entropy(probs_t, torch.from_numpy(val.labels).float(), weight=weights)
     result: dict[str, float] = {"val_loss": float(loss)}
-    for dataset in ("mrl", "cew", "zju"):
+    for dataset in DATASETS:
         mask = (val.frame["dataset"] == dataset).to_numpy()
         if not mask.any():
             continue
@@ -284,14 +287,14 @@ def train(cfg: TrainConfig) -> dict:
     val_probs = predict(model, val_split.crops)
     val_dataset = val_split.frame["dataset"].to_numpy()
     val_curves = {
-        f"{name.upper()} val": (val_split.labels[val_dataset == name], val_probs[val_dataset == name])
-        for name in ("mrl", "cew", "zju")
+        name: (val_split.labels[val_dataset == name], val_probs[val_dataset == name])
+        for name in DATASETS
         if (val_dataset == name).any()
     }
-    val_reports = {name.split()[0].lower(): classification_report(*curve) for name, curve in val_curves.items()}
+    val_reports = {name: classification_report(*curve) for name, curve in val_curves.items()}
     plots.training_curves(history, out / "curves.png")
     plots.confusion_matrix(val_reports["mrl"]["confusion"], "MRL val (best epoch)", out / "confusion_val.png")
-    plots.roc(val_curves, out / "roc_val.png")
+    plots.roc({f"{name.upper()} val": curve for name, curve in val_curves.items()}, out / "roc_val.png")
     plots.image_grid(augmentation_grid(train_split.crops[:8], seed=cfg.seed), out / "augmentations.png")
     summary = {
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},

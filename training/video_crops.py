@@ -25,9 +25,9 @@ from blinkstack.common.images import box_message, crop
 from blinkstack.common.preprocess import INPUT_HEIGHT, INPUT_WIDTH, crop_to_gray_input, decode_image
 from blinkstack.detector.backend import OnnxRuntimeDetector
 from blinkstack.detector.engine import FaceDetector
+from blinkstack.watch import JPEG_QUALITY
 from training.zju import Clip
 
-JPEG_QUALITY = 90  # what `blinkstack watch` sends
 SUBJECT_EYE_TO_IMAGE_SIDE = {"left": "re", "right": "le"}
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -98,7 +98,9 @@ def frame_agreement(clip: zju.Clip, run: ClipRun) -> dict[str, int]:
 
 def score_runs(clips: list[zju.Clip], runs: list[ClipRun]) -> dict:
     by_name = {c.name: c for c in clips}
-    total, by_condition, by_subject = zju.Match(0, 0, 0), {}, {}
+    total = zju.Match()
+    by_condition: defaultdict[str, zju.Match] = defaultdict(zju.Match)
+    by_subject: defaultdict[int, zju.Match] = defaultdict(zju.Match)
     agreement: Counter = Counter()
     false_events: Counter = Counter()
     per_clip = {}
@@ -107,8 +109,8 @@ def score_runs(clips: list[zju.Clip], runs: list[ClipRun]) -> dict:
         detected = [(a, b) for name, phase, _, a, b in run.events if name == "BLINK" and phase == "ENDED"]
         match = zju.match_blinks(detected, clip.blinks, clip.annotated_frames)
         total = total + match
-        by_condition[clip.condition] = by_condition.get(clip.condition, zju.Match(0, 0, 0)) + match
-        by_subject[clip.subject] = by_subject.get(clip.subject, zju.Match(0, 0, 0)) + match
+        by_condition[clip.condition] += match
+        by_subject[clip.subject] += match
         counts = frame_agreement(clip, run)
         agreement.update(counts)
         # Every WINK and LONG_CLOSURE is false here; a long closure counts once, at its STARTED event.

@@ -88,9 +88,9 @@ def subject_folds(clips: list[Clip], folds: int) -> list[set[int]]:
 
 @dataclass(frozen=True)
 class Match:
-    truth: int  # true blinks
-    detected: int  # detections that count (not wholly after the annotation)
-    matched: int  # true blinks matched one-to-one
+    truth: int = 0  # true blinks
+    detected: int = 0  # detections that count (not wholly after the annotation)
+    matched: int = 0  # true blinks matched one-to-one
 
     @property
     def precision(self) -> float:

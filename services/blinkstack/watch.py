@@ -30,6 +30,7 @@ EVENT_NAMES = {
     aggregator_pb2.EVENT_TYPE_WINK_RIGHT: "WINK_RIGHT",
     aggregator_pb2.EVENT_TYPE_LONG_CLOSURE: "LONG_CLOSURE",
 }
+JPEG_QUALITY = 90  # frames are sent to TrackFrames as JPEG at this quality
 EVENT_EYES = {"BLINK": "both", "WINK_LEFT": "left", "WINK_RIGHT": "right", "LONG_CLOSURE": "both"}
 
 
@@ -127,7 +128,7 @@ def watch(
         timestamp_us = time.time_ns() // 1000 if is_camera else round(seq * 1e6 / fps)
         if realtime and not is_camera:
             time.sleep(max(0.0, start + seq / fps - time.perf_counter()))
-        jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+        jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])[1].tobytes()
         while not slots.acquire(timeout=0.5):
             if stop.is_set():
                 return None

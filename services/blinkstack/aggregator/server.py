@@ -83,12 +83,12 @@ def judgeable_faces(detection: detector_pb2.DetectEyesResponse) -> list[detector
     The detector already leaves out edge-clipped faces; this guard holds whatever a detector (or a future
     tracker) returns, so one odd detection costs that face one frame and never the camera's whole stream.
     """
-
-    def inside(box: types_pb2.Box) -> bool:
-        cx, cy = box.x + box.width / 2, box.y + box.height / 2
-        return box.width > 0 and box.height > 0 and 0 <= cx < detection.frame_width and 0 <= cy < detection.frame_height
-
-    return [face for face in detection.faces if inside(face.left_eye.box) and inside(face.right_eye.box)]
+    size = (detection.frame_width, detection.frame_height)
+    return [
+        face
+        for face in detection.faces
+        if images.centre_inside(face.left_eye.box, *size) and images.centre_inside(face.right_eye.box, *size)
+    ]
 
 
 def _event_id_key(event_id: str) -> tuple[int, int]:

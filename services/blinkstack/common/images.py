@@ -65,6 +65,12 @@ def box_message(x: float, y: float, width: float, height: float) -> types_pb2.Bo
     return types_pb2.Box(x=float(x), y=float(y), width=float(width), height=float(height))
 
 
+def centre_inside(box: types_pb2.Box, width: int, height: int) -> bool:
+    """The box has a positive size and its centre lies inside a `width` x `height` frame (NaN never does)."""
+    centre_x, centre_y = box.x + box.width / 2, box.y + box.height / 2
+    return box.width > 0 and box.height > 0 and 0 <= centre_x < width and 0 <= centre_y < height
+
+
 def crop(frame: np.ndarray, box: types_pb2.Box, what: str) -> np.ndarray:
     """The pixels of `box`, rounded to whole pixels.
 
@@ -78,8 +84,7 @@ def crop(frame: np.ndarray, box: types_pb2.Box, what: str) -> np.ndarray:
     if box.width <= 0 or box.height <= 0:
         raise InvalidInput(f"{what}: box width and height must be > 0 (got {box.width} x {box.height})")
     height, width = frame.shape[:2]
-    centre_x, centre_y = box.x + box.width / 2, box.y + box.height / 2
-    if not (0 <= centre_x < width and 0 <= centre_y < height):
+    if not centre_inside(box, width, height):
         raise InvalidInput(
             f"{what}: box ({box.x:g}, {box.y:g}, {box.width:g} x {box.height:g}) has its centre outside the "
             f"{width}x{height} frame"
