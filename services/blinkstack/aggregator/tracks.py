@@ -15,9 +15,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from blinkstack.aggregator import events
 from blinkstack.aggregator.engine import EngineConfig, Event, Observation, TrackState, step
 from blinkstack.aggregator.store import RedisStore, Write
-from blinkstack.common.images import InvalidInput, check_stream_id
+from blinkstack.common.errors import InvalidInput
+from blinkstack.common.images import check_stream_id
 
 ACCEPTED, DUPLICATE, LATE = "accepted", "duplicate", "late"
 
@@ -25,21 +27,6 @@ ACCEPTED, DUPLICATE, LATE = "accepted", "duplicate", "late"
 def check_probability(value: float, what: str) -> None:
     if not math.isfinite(value) or not 0.0 <= value <= 1.0:
         raise InvalidInput(f"{what}: prob_open must be a finite number in [0, 1] (got {value})")
-
-
-def event_fields(event: Event, stream_id: str, track_id: int) -> dict[str, str]:
-    return {
-        "stream_id": stream_id,
-        "track_id": str(track_id),
-        "type": event.type.name,
-        "phase": event.phase.name,
-        "start_us": str(event.start_us),
-        "end_us": str(event.end_us),
-        "duration_ms": str(round(event.duration_ms)),
-        "min_prob_open": repr(float(event.min_prob_open)),
-        "truncated": "1" if event.truncated else "0",
-        "key": event.key(stream_id, track_id),
-    }
 
 
 @dataclass
@@ -76,17 +63,17 @@ class TrackBook:
         entry.seq, entry.dirty = seq, True
         if entry.state.last_us is not None and obs.timestamp_us <= entry.state.last_us:
             return Outcome(LATE, [])
-        entry.state, events = step(entry.state, obs, self.config)
-        entry.events.extend(events)
-        return Outcome(ACCEPTED, events)
+        entry.state, emitted = step(entry.state, obs, self.config)
+        entry.events.extend(emitted)
+        return Outcome(ACCEPTED, emitted)
 
     def state(self, stream_id: str, track_id: int) -> TrackState | None:
         entry = self._entries.get((stream_id, track_id))
         return entry.state if entry else None
 
-    def writes(self) -> tuple[list[Write], list[list[Event]]]:
-        """Pending writes (and, aligned, the events each carries); marks everything clean."""
-        writes, events = [], []
+    def writes(self) -> list[Write]:
+        """Pending writes, each with its track's events in order; marks everything clean."""
+        writes = []
         for (stream_id, track_id), entry in self._entries.items():
             if not entry.dirty:
                 continue
@@ -96,12 +83,11 @@ class TrackBook:
                     stream_id,
                     entry.seq,
                     {"state": entry.state.to_json()},
-                    [event_fields(e, stream_id, track_id) for e in entry.events],
+                    [events.to_fields(e, stream_id, track_id) for e in entry.events],
                 )
             )
-            events.append(entry.events)
             entry.dirty, entry.events = False, []
-        return writes, events
+        return writes
 
 
 def observation_from_request(request, what: str = "observation") -> Observation:

@@ -6,10 +6,12 @@ import logging
 from dataclasses import dataclass
 from typing import Protocol
 
+from blinkstack.common.errors import Unavailable
+
 log = logging.getLogger(__name__)
 
 
-class BackendUnavailable(RuntimeError):
+class BackendUnavailable(Unavailable):
     """The backend cannot answer now (not ready, down, or out of time); the caller may retry later."""
 
 

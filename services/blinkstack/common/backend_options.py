@@ -6,18 +6,27 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
+from blinkstack.common import paths
 from blinkstack.common.config import env_option
 
-DEFAULT_REPOSITORY = Path(__file__).resolve().parents[3] / "model_repository"
+
+@dataclass(frozen=True)
+class BackendEnv:
+    """The environment names of one service's backend settings (literal, see `blinkstack.services`)."""
+
+    backend: str
+    model: str
+    model_version: str
+    threads: str
 
 
-def add_backend_options(parser: argparse.ArgumentParser, prefix: str, default_model: str) -> None:
+def add_backend_options(parser: argparse.ArgumentParser, env: BackendEnv, default_model: str) -> None:
     """--backend, --model-*, --threads, --providers, --triton-* with BLINKSTACK_* environment defaults."""
     group = parser.add_argument_group("model backend")
     env_option(
         group,
         "--backend",
-        f"BLINKSTACK_{prefix}_BACKEND",
+        env.backend,
         "onnxruntime",
         help="onnxruntime (embedded) | triton",
         choices=["onnxruntime", "triton"],
@@ -26,17 +35,15 @@ def add_backend_options(parser: argparse.ArgumentParser, prefix: str, default_mo
         group,
         "--model-repository",
         "BLINKSTACK_MODEL_REPOSITORY",
-        str(DEFAULT_REPOSITORY),
+        paths.DEFAULT_MODEL_REPOSITORY,
         help="Triton model repository (onnxruntime backend)",
     )
-    env_option(group, "--model-name", f"BLINKSTACK_{prefix}_MODEL", default_model, help="model name in the repository")
-    env_option(
-        group, "--model-version", f"BLINKSTACK_{prefix}_MODEL_VERSION", "", help="pinned version (empty: newest)"
-    )
+    env_option(group, "--model-name", env.model, default_model, help="model name in the repository")
+    env_option(group, "--model-version", env.model_version, "", help="pinned version (empty: newest)")
     env_option(
         group,
         "--threads",
-        f"BLINKSTACK_{prefix}_THREADS",
+        env.threads,
         0,
         int,
         help="ONNX Runtime intra-op threads (0: one per core)",
@@ -81,9 +88,13 @@ class BackendOptions:
 
 
 def backend_options(args: argparse.Namespace) -> BackendOptions:
+    """The parsed settings; the embedded backend's model repository must exist (a ValueError says how)."""
+    repository = Path(args.model_repository)
+    if args.backend == "onnxruntime":
+        paths.require(repository, "model repository", "pass --model-repository or set BLINKSTACK_MODEL_REPOSITORY")
     return BackendOptions(
         args.backend,
-        Path(args.model_repository),
+        repository,
         args.model_name,
         args.model_version,
         args.threads,

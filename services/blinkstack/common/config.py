@@ -26,11 +26,25 @@ def env_option(
     help: str = "",
     **kwargs: Any,
 ) -> None:
-    """Add `flag`, defaulting to $`env` when set (parsed with `kind`), else to `default`."""
+    """Add `flag`, defaulting to $`env` when set (parsed with `kind`), else to `default`.
+
+    Pass `env` as a literal string: every name stays findable with grep and listed by `env_table`.
+    """
     raw = os.environ.get(env)
     try:
         value = kind(raw) if raw is not None else default
     except (ValueError, argparse.ArgumentTypeError) as exc:
         raise SystemExit(f"invalid ${env}={raw!r}: {exc}") from None
     text = f"{help} [env {env}, default {default!r}]".replace("%", "%%")  # argparse formats help with %
-    parser.add_argument(flag, type=kind, default=value, help=text, **kwargs)
+    action = parser.add_argument(flag, type=kind, default=value, help=text, **kwargs)
+    action.env, action.env_default = env, default  # for the configuration table (`env_table`)
+
+
+def env_table(parser: argparse.ArgumentParser) -> list[tuple[str, str, Any, str]]:
+    """(env name, flag, built-in default, help) of every `env_option` of `parser`, in order."""
+    rows = []
+    for action in parser._actions:
+        if hasattr(action, "env"):
+            help_text = (action.help or "").split(" [env ")[0].replace("%%", "%")
+            rows.append((action.env, action.option_strings[-1], action.env_default, help_text))
+    return rows

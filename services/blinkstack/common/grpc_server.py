@@ -1,5 +1,5 @@
-"""What every blinkstack gRPC server has: grpc.health.v1, server reflection, Prometheus metrics, message size
-limits, readiness polling, and a graceful drain on SIGTERM/SIGINT."""
+"""What every blinkstack gRPC server has: grpc.health.v1, server reflection, Prometheus metrics, the error and
+metrics boundary, message size limits, readiness polling, and a graceful drain on SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from blinkstack.common.config import env_option
+from blinkstack.common.rpc_boundary import RpcBoundary
+from blinkstack.services import ServiceSpec
 
 log = logging.getLogger(__name__)
 # The health "service" a liveness probe asks for: SERVING while the process runs, whatever its dependencies do.
@@ -33,14 +35,12 @@ class ServerSettings:
     health_poll_s: float = 1.0
 
 
-def add_server_options(parser: argparse.ArgumentParser, prefix: str, port: int, metrics_port: int) -> None:
-    """--host/--port/--metrics-port/... with defaults from BLINKSTACK_<PREFIX>_* environment variables."""
+def add_server_options(parser: argparse.ArgumentParser, spec: ServiceSpec) -> None:
+    """--host/--port/--metrics-port/... with defaults from the service's environment names."""
     group = parser.add_argument_group("server")
-    env_option(group, "--host", f"BLINKSTACK_{prefix}_HOST", "127.0.0.1", help="address to listen on")
-    env_option(group, "--port", f"BLINKSTACK_{prefix}_PORT", port, int, help="gRPC port")
-    env_option(
-        group, "--metrics-port", f"BLINKSTACK_{prefix}_METRICS_PORT", metrics_port, int, help="Prometheus port (0: off)"
-    )
+    env_option(group, "--host", spec.host_env, "127.0.0.1", help="address to listen on")
+    env_option(group, "--port", spec.port_env, spec.port, int, help="gRPC port")
+    env_option(group, "--metrics-port", spec.metrics_port_env, spec.metrics_port, int, help="Prometheus port (0: off)")
     env_option(
         group,
         "--max-message-bytes",
@@ -62,11 +62,12 @@ class ServiceHost:
     def __init__(
         self,
         settings: ServerSettings,
-        service_names: list[str],
+        spec: ServiceSpec,
         register: Callable[[grpc.aio.Server], None],
         ready: Callable[[], Awaitable[bool]],
     ) -> None:
-        self.settings, self.service_names, self._register, self._ready = settings, service_names, register, ready
+        self.settings, self.spec, self._register, self._ready = settings, spec, register, ready
+        self.service_names = [spec.grpc_service]
         self.health = health.aio.HealthServicer()
         self.port = 0
         self._server: grpc.aio.Server | None = None
@@ -75,11 +76,12 @@ class ServiceHost:
     async def start(self) -> int:
         s = self.settings
         server = grpc.aio.server(
+            interceptors=[RpcBoundary(self.spec.name)],
             options=[
                 ("grpc.max_receive_message_length", s.max_message_bytes),
                 ("grpc.max_send_message_length", s.max_message_bytes),
                 ("grpc.so_reuseport", 0),  # a second server on the same port must fail, not share it
-            ]
+            ],
         )
         self._register(server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)

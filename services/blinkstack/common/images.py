@@ -12,16 +12,13 @@ import re
 import cv2
 import numpy as np
 
+from blinkstack.common.errors import InvalidInput
 from blinkstack.common.preprocess import ImageDecodeError, decode_image
 from blinkstack.v1 import types_pb2
 
 MAX_ENCODED_BYTES = 4 * 1024 * 1024
 MAX_SIDE = 4096
 _CHANNELS = {types_pb2.PIXEL_FORMAT_GRAY8: 1, types_pb2.PIXEL_FORMAT_BGR8: 3}
-
-
-class InvalidInput(ValueError):
-    """A request field is missing, malformed or out of bounds."""
 
 
 def _check_side(width: int, height: int, what: str) -> None:

@@ -2,13 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import functools
-import time
-from collections.abc import Awaitable, Callable
-from typing import Any
-
-import grpc
 from prometheus_client import Counter, Histogram
 
 RPC_REQUESTS = Counter(
@@ -49,35 +42,3 @@ AGGREGATOR_COMMIT_SECONDS = Histogram(
     "Time to write one batch of state and events to Redis",
     buckets=(0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0, 5.0),
 )
-
-
-def instrumented(service: str) -> Callable:
-    """Decorator for unary async servicer methods: counts calls by status code and records latency."""
-
-    def wrap(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-        # Labelled children resolved once, not per call: `labels()` costs microseconds on every request.
-        latency = RPC_LATENCY.labels(service, method.__name__)
-        requests_by_code: dict[str, Any] = {}
-
-        @functools.wraps(method)
-        async def handler(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
-            start, code = time.perf_counter(), "OK"
-            try:
-                return await method(self, request, context)
-            except asyncio.CancelledError:
-                code = "CANCELLED"
-                raise
-            except Exception:
-                status = context.code()
-                code = status.name if isinstance(status, grpc.StatusCode) else "UNKNOWN"
-                raise
-            finally:
-                counter = requests_by_code.get(code)
-                if counter is None:
-                    counter = requests_by_code[code] = RPC_REQUESTS.labels(service, method.__name__, code)
-                counter.inc()
-                latency.observe(time.perf_counter() - start)
-
-        return handler
-
-    return wrap

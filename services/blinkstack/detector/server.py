@@ -1,4 +1,7 @@
-"""The detector gRPC service: `DetectEyes` (one frame) and `StreamDetectEyes` (a camera), with tracking."""
+"""The detector gRPC service: `DetectEyes` (one frame) and `StreamDetectEyes` (a camera), with tracking.
+
+The servicer, the builders that wire it to a backend, and `serve`; the flags are in `options.py`.
+"""
 
 from __future__ import annotations
 
@@ -11,20 +14,16 @@ import grpc
 import numpy as np
 
 from blinkstack.common import images, metrics
-from blinkstack.common.backend import BackendUnavailable, start_or_await_ready
-from blinkstack.common.backend_options import add_backend_options, backend_options
-from blinkstack.common.config import env_option
-from blinkstack.common.grpc_server import ServiceHost, add_server_options, run_until_signal, settings_from_args
-from blinkstack.common.model_repository import FACE_DETECTOR_MODEL
-from blinkstack.detector import geometry
+from blinkstack.common.backend import start_or_await_ready
+from blinkstack.common.backend_options import backend_options
+from blinkstack.common.errors import InvalidInput
+from blinkstack.common.grpc_server import ServiceHost, run_until_signal, settings_from_args
+from blinkstack.common.tracking import Tracker
 from blinkstack.detector.backend import FaceDetectorBackend, OnnxRuntimeDetector, TritonDetector
-from blinkstack.detector.engine import DEFAULT_INPUT_WIDTH, DEFAULT_SCORE_THRESHOLD, Face, FaceDetector
+from blinkstack.detector.engine import Face, FaceDetector
 from blinkstack.detector.landmark_flow import LandmarkFlow
-from blinkstack.detector.tracking import Tracker
+from blinkstack.services import DETECTOR
 from blinkstack.v1 import detector_pb2, detector_pb2_grpc, types_pb2
-
-SERVICE_NAME = detector_pb2.DESCRIPTOR.services_by_name["DetectorService"].full_name
-DEFAULT_PORT, DEFAULT_METRICS_PORT = 50051, 9101
 
 
 class TrackerPool:
@@ -78,23 +77,17 @@ class DetectorServicer(detector_pb2_grpc.DetectorServiceServicer):
     ) -> detector_pb2.DetectEyesResponse:
         received_us = time.time_ns() // 1000
         frame = request.frame
-        try:
-            if not request.HasField("frame"):
-                raise images.InvalidInput("request has no frame")
-            images.check_stream_id(frame.stream_id, "frame.stream_id", required=False)
-            if not frame.HasField("image"):
-                raise images.InvalidInput("frame.image is missing")
-            pixels = images.decode(frame.image, "frame.image")
-        except images.InvalidInput as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        try:
-            if flow is None:
-                faces, times = await self.detector.detect(pixels, timeout=context.time_remaining())
-                tracked = False
-            else:
-                faces, times, tracked = await flow.detect(self.detector, pixels, timeout=context.time_remaining())
-        except BackendUnavailable as exc:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        if not request.HasField("frame"):
+            raise InvalidInput("request has no frame")
+        images.check_stream_id(frame.stream_id, "frame.stream_id", required=False)
+        if not frame.HasField("image"):
+            raise InvalidInput("frame.image is missing")
+        pixels = images.decode(frame.image, "frame.image")
+        if flow is None:
+            faces, times = await self.detector.detect(pixels, timeout=context.time_remaining())
+            tracked = False
+        else:
+            faces, times, tracked = await flow.detect(self.detector, pixels, timeout=context.time_remaining())
         stages = ("flow",) if tracked else ("prepare", "infer", "decode")
         for stage in stages:
             metrics.DETECTOR_STAGE_SECONDS.labels(stage).observe(getattr(times, stage))
@@ -116,7 +109,6 @@ class DetectorServicer(detector_pb2_grpc.DetectorServiceServicer):
             landmarks_tracked=tracked,
         )
 
-    @metrics.instrumented("detector")
     async def DetectEyes(
         self, request: detector_pb2.DetectEyesRequest, context: grpc.aio.ServicerContext
     ) -> detector_pb2.DetectEyesResponse:
@@ -130,52 +122,6 @@ class DetectorServicer(detector_pb2_grpc.DetectorServiceServicer):
         flow = LandmarkFlow(self.detect_every) if self.detect_every > 1 else None
         async for request in request_iterator:
             yield await self._detect(request, tracker, context, flow)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_server_options(parser, "DETECTOR", DEFAULT_PORT, DEFAULT_METRICS_PORT)
-    add_backend_options(parser, "DETECTOR", FACE_DETECTOR_MODEL)
-    group = parser.add_argument_group("detector")
-    env_option(
-        group,
-        "--input-width",
-        "BLINKSTACK_DETECTOR_INPUT_WIDTH",
-        DEFAULT_INPUT_WIDTH,
-        int,
-        help="frames are scaled down to this width for the face model (multiple of 32)",
-    )
-    env_option(
-        group,
-        "--score-threshold",
-        "BLINKSTACK_DETECTOR_SCORE_THRESHOLD",
-        DEFAULT_SCORE_THRESHOLD,
-        float,
-        help="lowest face score reported",
-    )
-    env_option(
-        group,
-        "--min-face-px",
-        "BLINKSTACK_DETECTOR_MIN_FACE_PX",
-        geometry.DEFAULT_MIN_FACE_PX,
-        float,
-        help="narrower faces are not reported (their eyes are too small to judge)",
-    )
-    env_option(
-        group,
-        "--max-streams",
-        "BLINKSTACK_DETECTOR_MAX_STREAMS",
-        1024,
-        int,
-        help="unary DetectEyes streams whose tracks are kept (least recently used dropped)",
-    )
-    env_option(
-        group,
-        "--detect-every",
-        "BLINKSTACK_DETECTOR_DETECT_EVERY",
-        1,
-        int,
-        help="StreamDetectEyes: run the face model every Nth frame, optical flow on the landmarks in between",
-    )
 
 
 def build_backend(args: argparse.Namespace) -> FaceDetectorBackend:
@@ -192,7 +138,7 @@ def build_host(args: argparse.Namespace, backend: FaceDetectorBackend) -> Servic
     servicer = DetectorServicer(detector, args.max_streams, args.detect_every)
     return ServiceHost(
         settings_from_args(args),
-        [SERVICE_NAME],
+        DETECTOR,
         lambda server: detector_pb2_grpc.add_DetectorServiceServicer_to_server(servicer, server),
         backend.ready,
     )

@@ -12,7 +12,7 @@ import json
 import os
 
 # The Python backend's stub embeds the base interpreter in isolated mode: PYTHONPATH is ignored, and its
-# working directory comes first on sys.path. The launcher (blinkstack.triton_launcher) therefore starts Triton
+# working directory comes first on sys.path. The launcher (blinkstack.local.triton_server) therefore starts Triton
 # inside the Triton environment's site-packages, so numpy < 2 (the stub's ABI) and onnxruntime load from there.
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils

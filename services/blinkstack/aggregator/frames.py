@@ -1,0 +1,209 @@
+"""The frame pipeline behind `TrackFrames`: one camera stream's frames, in order, through the detector, the
+eye-state service and the blink engine.
+
+Each frame goes to the detector (`DetectEyes`, untracked) and all its judgeable eyes to the eye-state service
+in one `ClassifyEyes` (frame + eye boxes). The aggregator tracks faces itself, with the tracker's state kept in
+Redis beside the tracks, so a restarted aggregator (or another replica) keeps the track ids.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import grpc
+import numpy as np
+
+from blinkstack.aggregator import engine, events, ingest
+from blinkstack.aggregator.store import RedisStore, StoreUnavailable, Write
+from blinkstack.aggregator.tracks import TrackBook
+from blinkstack.common import images, metrics
+from blinkstack.common.errors import InvalidInput, Unavailable
+from blinkstack.common.tracking import Tracker
+from blinkstack.v1 import aggregator_pb2, detector_pb2, detector_pb2_grpc, eyestate_pb2, eyestate_pb2_grpc, types_pb2
+
+
+@dataclass(frozen=True)
+class FrameServices:
+    """What every camera stream of one aggregator uses."""
+
+    store: RedisStore
+    config: engine.EngineConfig
+    detector: detector_pb2_grpc.DetectorServiceStub
+    eyestate: eyestate_pb2_grpc.EyeStateServiceStub
+    threshold: float = 0.5  # prob_open (relative to the eye's open level) reported as OPEN
+    min_eye_px: float = 16.0  # narrower eye boxes are not judged
+
+
+def judgeable_faces(detection: detector_pb2.DetectEyesResponse) -> list[detector_pb2.FaceDetection]:
+    """The faces whose both eye boxes are centred inside the frame: only those can be cropped and judged.
+
+    The detector already leaves out edge-clipped faces; this guard holds whatever a detector (or a future
+    tracker) returns, so one odd detection costs that face one frame and never the camera's whole stream.
+    """
+    size = (detection.frame_width, detection.frame_height)
+    return [
+        face
+        for face in detection.faces
+        if images.centre_inside(face.left_eye.box, *size) and images.centre_inside(face.right_eye.box, *size)
+    ]
+
+
+def check_frame(frame: types_pb2.Frame, stream_id: str) -> None:
+    """A frame of the call's stream (`stream_id`, empty before the first frame), with an image."""
+    images.check_stream_id(frame.stream_id, "frame.stream_id")
+    if stream_id and frame.stream_id != stream_id:
+        raise InvalidInput(f"frame.stream_id {frame.stream_id!r} differs from this call's stream {stream_id!r}")
+    if not frame.HasField("image"):
+        raise InvalidInput("frame.image is missing")
+
+
+async def call_downstream(method: Callable, request: object, what: str, timeout: float | None) -> object:
+    """Call the detector or eye-state service; its refusal of the frame is the client's INVALID_ARGUMENT, any
+    other failure is UNAVAILABLE."""
+    try:
+        return await method(request, timeout=timeout or 10.0)
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
+            raise InvalidInput(f"{what}: {exc.details()}") from None
+        raise Unavailable(f"{what} failed: {exc.code().name}: {exc.details()}") from None
+
+
+class CameraStream:
+    """One TrackFrames call: frames of one stream, in order, with the tracker and tracks restored from Redis."""
+
+    def __init__(self, services: FrameServices, time_remaining: Callable[[], float | None]) -> None:
+        self.services, self.time_remaining = services, time_remaining
+        self.book = TrackBook(services.store, services.config)
+        self.stream_id = ""
+        self.tracker = Tracker()
+        self.last_seq, self.last_us = -1, -1  # nothing seen: any seq and timestamp (0 included) is new
+
+    async def _start(self, stream_id: str) -> None:
+        store = self.services.store
+        stored = await store.read_hash(store.stream_key(stream_id))
+        self.stream_id = stream_id
+        self.last_seq = int(stored.get("seq", -1))
+        self.last_us = int(stored.get("timestamp_us", -1))
+        if "tracker" in stored:
+            self.tracker.restore(stored["tracker"])
+
+    async def process(self, frame: types_pb2.Frame) -> aggregator_pb2.FrameResult:
+        received_us = time.time_ns() // 1000
+        check_frame(frame, self.stream_id)
+        if not self.stream_id:
+            await self._start(frame.stream_id)
+        timestamp = frame.timestamp_us if frame.HasField("timestamp_us") else received_us
+        result = aggregator_pb2.FrameResult(
+            stream_id=frame.stream_id,
+            seq=frame.seq,
+            timestamp_us=timestamp,
+            timestamp_from_server=not frame.HasField("timestamp_us"),
+        )
+        if frame.seq <= self.last_seq:
+            result.status = aggregator_pb2.FRAME_STATUS_DUPLICATE
+            return result
+        try:
+            await self._judge(frame, timestamp, result)
+        except StoreUnavailable as exc:
+            raise ingest.not_accepted(exc) from None
+        return result
+
+    async def _judge(self, frame: types_pb2.Frame, timestamp: int, result: aggregator_pb2.FrameResult) -> None:
+        """Detect, classify, track and advance the engine; fills `result` with faces, events and timings."""
+        late = timestamp <= self.last_us
+        start = time.perf_counter()
+        untracked = types_pb2.Frame(image=frame.image, seq=frame.seq, timestamp_us=timestamp)
+        detection = await call_downstream(
+            self.services.detector.DetectEyes,
+            detector_pb2.DetectEyesRequest(frame=untracked),
+            "detector",
+            self.time_remaining(),
+        )
+        detected = time.perf_counter()
+        faces = judgeable_faces(detection)
+        result.faces_dropped = len(detection.faces) - len(faces)
+        probs = await self._classify(frame.image, faces, result)
+        classified = time.perf_counter()
+
+        result.frame_width, result.frame_height = detection.frame_width, detection.frame_height
+        judged = probs  # the readings the OPEN/CLOSED states are decided on
+        if late:
+            ids = [0] * len(faces)  # late frames leave the tracker and the engine alone
+            result.status = aggregator_pb2.FRAME_STATUS_LATE
+        else:
+            ids, emitted, judged = await self._advance(frame.seq, timestamp, faces, probs)
+            result.status = aggregator_pb2.FRAME_STATUS_PROCESSED
+            result.events.extend(emitted)
+        for face, track_id, (left, right), (left_judged, right_judged) in zip(faces, ids, probs, judged, strict=True):
+            result.faces.append(
+                aggregator_pb2.TrackedFace(
+                    track_id=track_id,
+                    box=face.box,
+                    score=face.score,
+                    left_eye=self._reading(face.left_eye, left, left_judged),
+                    right_eye=self._reading(face.right_eye, right, right_judged),
+                )
+            )
+        done = time.perf_counter()
+        result.timings.detect_us = round((detected - start) * 1e6)
+        result.timings.classify_us = round((classified - detected) * 1e6)
+        result.timings.aggregate_us = round((done - classified) * 1e6)
+
+    async def _classify(self, image: types_pb2.Image, faces: list, result: aggregator_pb2.FrameResult) -> np.ndarray:
+        """prob_open [faces, 2] in one ClassifyEyes call; NaN for faces whose eye boxes are under `min_eye_px`.
+
+        Such eyes are not judged (a few pixels of eyelid: any answer would be a guess): the face is reported and
+        tracked, its eyes have no state, and the engine sees them as not visible.
+        """
+        probs = np.full((len(faces), 2), np.nan)
+        min_px = self.services.min_eye_px
+        judged = [i for i, f in enumerate(faces) if min(f.left_eye.box.width, f.right_eye.box.width) >= min_px]
+        if judged:
+            boxes = [eye.box for i in judged for eye in (faces[i].left_eye, faces[i].right_eye)]
+            classify = eyestate_pb2.ClassifyEyesRequest(frame=eyestate_pb2.FrameWithBoxes(frame=image, eye_boxes=boxes))
+            reply = await call_downstream(
+                self.services.eyestate.ClassifyEyes, classify, "eye-state", self.time_remaining()
+            )
+            probs[judged] = np.array([r.prob_open for r in reply.results]).reshape(-1, 2)
+            result.model.CopyFrom(reply.model)
+        return probs
+
+    def _reading(self, eye: detector_pb2.EyeDetection, prob: float, judged: float | None) -> aggregator_pb2.EyeReading:
+        if judged is None or math.isnan(judged):  # not judged: no state, no prob_open
+            return aggregator_pb2.EyeReading(eye=eye.eye, box=eye.box)
+        state = types_pb2.EYE_STATE_OPEN if judged >= self.services.threshold else types_pb2.EYE_STATE_CLOSED
+        return aggregator_pb2.EyeReading(eye=eye.eye, box=eye.box, prob_open=float(prob), state=state)
+
+    async def _advance(
+        self, seq: int, timestamp: int, faces: list, probs: np.ndarray
+    ) -> tuple[list[int], list[aggregator_pb2.BlinkEvent], list[tuple[float, float]]]:
+        """Track ids, the events completed, and each face's readings relative to its eyes' open levels."""
+        before = self.tracker.track_ids
+        boxes = np.array([[f.box.x, f.box.y, f.box.x + f.box.width, f.box.y + f.box.height] for f in faces])
+        ids = self.tracker.update(boxes.reshape(-1, 4))
+        config = self.services.config
+        judged = []
+        for track_id, pair in zip(ids, probs, strict=True):
+            left, right = (None if math.isnan(p) else float(p) for p in pair)
+            await self.book.observe(self.stream_id, track_id, seq, engine.Observation(timestamp, left, right))
+            levels = (await self.book.entry(self.stream_id, track_id)).state.open_level
+            judged.append(engine.relative_probs(levels, left, right, config))
+        for lost in sorted(before - self.tracker.track_ids):
+            await self.book.observe(self.stream_id, lost, seq, engine.Observation(timestamp, track_lost=True))
+        writes = self.book.writes()
+        store = self.services.store
+        tracker_state = {"timestamp_us": str(timestamp), "tracker": self.tracker.to_json()}
+        stream_write = Write(store.stream_key(self.stream_id), self.stream_id, seq, tracker_state)
+        event_ids = await ingest.commit(store, [stream_write, *writes])
+        self.last_seq, self.last_us = seq, timestamp
+        messages = [
+            events.to_message(event_id, fields)
+            for write, ids_of_write in zip(writes, event_ids[1:], strict=True)
+            for event_id, fields in zip(ids_of_write or [""] * len(write.events), write.events, strict=True)
+        ]
+        messages.sort(key=lambda m: events.id_order(m.id))
+        metrics.AGGREGATOR_OBSERVATIONS.inc(len(ids))
+        return ids, messages, judged

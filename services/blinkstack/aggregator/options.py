@@ -1,0 +1,100 @@
+"""The aggregator's flags, each with its literal BLINKSTACK_* environment name, and the engine settings."""
+
+from __future__ import annotations
+
+import argparse
+
+from blinkstack.aggregator import engine
+from blinkstack.common.config import env_option
+from blinkstack.common.grpc_server import add_server_options
+from blinkstack.services import AGGREGATOR, DETECTOR, EYESTATE
+
+# The blink engine's settings: EngineConfig field, environment name, help. Defaults are EngineConfig's.
+ENGINE_OPTIONS = (
+    ("closed_below", "BLINKSTACK_CLOSED_BELOW", "an eye turns CLOSED at or below this prob_open"),
+    ("open_above", "BLINKSTACK_OPEN_ABOVE", "and OPEN again at or above this one"),
+    ("smooth_ms", "BLINKSTACK_SMOOTH_MS", "prob_open is averaged over this window before the thresholds (0: off)"),
+    ("blink_min_ms", "BLINKSTACK_BLINK_MIN_MS", "shortest blink/wink"),
+    ("blink_max_ms", "BLINKSTACK_BLINK_MAX_MS", "longest blink"),
+    ("wink_max_ms", "BLINKSTACK_WINK_MAX_MS", "longest wink"),
+    ("long_closure_ms", "BLINKSTACK_LONG_CLOSURE_MS", "closure length that makes a LONG_CLOSURE"),
+    ("max_gap_ms", "BLINKSTACK_MAX_GAP_MS", "longer gaps between observations end an episode without an event"),
+    ("window_s", "BLINKSTACK_WINDOW_S", "statistics window"),
+    (
+        "perclos_prob_open",
+        "BLINKSTACK_PERCLOS_PROB_OPEN",
+        "mean prob_open at or below which eyes count as >= 80 % closed (PERCLOS)",
+    ),
+    ("partner_dip_below", "BLINKSTACK_PARTNER_DIP_BELOW", "one eye closed while the other dipped this low is a BLINK"),
+    ("wink_open_min", "BLINKSTACK_WINK_OPEN_MIN", "a WINK's open eye never reads below this"),
+    ("wink_closed_max", "BLINKSTACK_WINK_CLOSED_MAX", "a WINK's closed eye reads this or lower"),
+    (
+        "open_level_ref",
+        "BLINKSTACK_OPEN_LEVEL_REF",
+        "logit each eye's own open level is mapped to (0: absolute prob_open)",
+    ),
+    ("open_level_rise_ms", "BLINKSTACK_OPEN_LEVEL_RISE_MS", "time constant of the open level rising"),
+    ("open_level_fall_ms", "BLINKSTACK_OPEN_LEVEL_FALL_MS", "time constant of the open level falling"),
+    ("open_level_min", "BLINKSTACK_OPEN_LEVEL_MIN", "lowest open level (logit)"),
+    ("open_level_max", "BLINKSTACK_OPEN_LEVEL_MAX", "highest open level (logit)"),
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_server_options(parser, AGGREGATOR)
+    group = parser.add_argument_group("aggregator")
+    env_option(group, "--redis-url", "BLINKSTACK_REDIS_URL", "redis://127.0.0.1:6379/0", help="Redis server")
+    env_option(group, "--redis-prefix", "BLINKSTACK_REDIS_PREFIX", "blinkstack", help="prefix of every Redis key")
+    env_option(group, "--redis-retry-s", "BLINKSTACK_REDIS_RETRY_S", 30.0, float, help="how long writes wait for Redis")
+    env_option(
+        group, "--events-maxlen", "BLINKSTACK_EVENTS_MAXLEN", 100_000, int, help="events kept in the global stream"
+    )
+    env_option(
+        group,
+        "--stream-events-maxlen",
+        "BLINKSTACK_STREAM_EVENTS_MAXLEN",
+        10_000,
+        int,
+        help="events kept per camera stream",
+    )
+    env_option(
+        group,
+        "--events-max-age-s",
+        "BLINKSTACK_EVENTS_MAX_AGE_S",
+        0.0,
+        float,
+        help="also drop events older than this (MINID; 0: keep by count only)",
+    )
+    env_option(
+        group,
+        "--detector-addr",
+        DETECTOR.address_env,
+        DETECTOR.default_address(),
+        help="detector service (TrackFrames)",
+    )
+    env_option(
+        group,
+        "--eyestate-addr",
+        EYESTATE.address_env,
+        EYESTATE.default_address(),
+        help="eye-state service (TrackFrames)",
+    )
+    env_option(
+        group, "--threshold", "BLINKSTACK_AGGREGATOR_THRESHOLD", 0.5, float, help="prob_open for a reported OPEN"
+    )
+    env_option(
+        group,
+        "--min-eye-px",
+        "BLINKSTACK_AGGREGATOR_MIN_EYE_PX",
+        16.0,
+        float,
+        help="eye boxes narrower than this are not judged (half the model's 32 px input)",
+    )
+    defaults = engine.EngineConfig()
+    for name, env, help_text in ENGINE_OPTIONS:
+        env_option(group, "--" + name.replace("_", "-"), env, getattr(defaults, name), float, help=help_text)
+
+
+def engine_config(args: argparse.Namespace) -> engine.EngineConfig:
+    """The engine settings from parsed flags; EngineConfig checks the limits."""
+    return engine.EngineConfig(**{name: getattr(args, name) for name, _, _ in ENGINE_OPTIONS})

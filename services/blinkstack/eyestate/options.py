@@ -1,0 +1,62 @@
+"""The eye-state service's flags, each with its literal BLINKSTACK_* environment name."""
+
+from __future__ import annotations
+
+import argparse
+
+from blinkstack.common.backend_options import BackendEnv, add_backend_options
+from blinkstack.common.config import env_option
+from blinkstack.common.grpc_server import add_server_options
+from blinkstack.common.model_repository import EYE_STATE_MODEL
+from blinkstack.services import EYESTATE
+
+BACKEND_ENV = BackendEnv(
+    backend="BLINKSTACK_EYESTATE_BACKEND",
+    model="BLINKSTACK_EYESTATE_MODEL",
+    model_version="BLINKSTACK_EYESTATE_MODEL_VERSION",
+    threads="BLINKSTACK_EYESTATE_THREADS",
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_server_options(parser, EYESTATE)
+    add_backend_options(parser, BACKEND_ENV, EYE_STATE_MODEL)
+    group = parser.add_argument_group("eye-state")
+    env_option(
+        group,
+        "--threshold",
+        "BLINKSTACK_EYESTATE_THRESHOLD",
+        0.5,
+        float,
+        help="prob_open at or above which an eye is OPEN",
+    )
+    env_option(group, "--max-crops", "BLINKSTACK_EYESTATE_MAX_CROPS", 256, int, help="most crops per request")
+    env_option(
+        group, "--max-batch", "BLINKSTACK_EYESTATE_MAX_BATCH", 256, int, help="largest micro-batch (onnxruntime)"
+    )
+    env_option(
+        group,
+        "--max-delay-ms",
+        "BLINKSTACK_EYESTATE_MAX_DELAY_MS",
+        0.0,
+        float,
+        help="wait this long to fill a micro-batch (onnxruntime)",
+    )
+    env_option(
+        group,
+        "--run-batch",
+        "BLINKSTACK_EYESTATE_RUN_BATCH",
+        32,
+        int,
+        help="crops per ONNX Runtime run; micro-batches run in chunks of this size (32 suits CPU caches; "
+        "raise it to --max-batch on GPU providers)",
+    )
+    env_option(
+        group,
+        "--inline-max-crops",
+        "BLINKSTACK_EYESTATE_INLINE_MAX_CROPS",
+        4,
+        int,
+        help="a request of at most this many crops on an otherwise idle server runs at once on the event loop, "
+        "single-threaded (onnxruntime on CPU; 0: always batch on the worker thread)",
+    )

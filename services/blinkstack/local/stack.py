@@ -1,0 +1,201 @@
+"""The whole stack on one machine: Redis, eye-state, detector and aggregator as real processes (`blinkstack up`).
+
+Each service runs as its own `blinkstack serve <service>` process (so they use every core), configured through
+the same environment variables a deployment would set, with its log in `<data dir>/logs/`. Startup checks every
+port first and names the one that is taken; then starts Redis, optionally Triton, the eye-state service, the
+detector and the aggregator, waiting until each health check says SERVING. Shutdown goes the other way round:
+SIGTERM (the services drain), SIGKILL only after a grace period, and no process is left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from blinkstack.common import paths
+from blinkstack.local.processes import free_port, port_in_use, stop_process
+from blinkstack.local.redis_server import RedisError, RedisServer
+from blinkstack.services import AGGREGATOR, DETECTOR, EYESTATE, ServiceSpec
+
+DEFAULT_DATA_DIR = Path(".blinkstack")
+
+
+class StackError(RuntimeError):
+    """A component could not start; the message says which and why."""
+
+
+@dataclass
+class StackConfig:
+    host: str = "127.0.0.1"
+    detector_port: int = DETECTOR.port
+    eyestate_port: int = EYESTATE.port
+    aggregator_port: int = AGGREGATOR.port
+    redis_port: int = 6379
+    metrics: bool = True  # Prometheus on each service's default metrics port
+    data_dir: Path = DEFAULT_DATA_DIR
+    triton_url: str = ""  # use an existing Triton for the eye-state service
+    with_triton: bool = False  # start a local Triton (the tests' launcher) and use it
+    triton_ports: tuple[int, int, int] = (8001, 8000, 8002)
+    extra_env: dict[str, str] = field(default_factory=dict)
+    start_timeout_s: float = 90.0
+
+    def address(self, port: int) -> str:
+        return f"{self.host}:{port}"
+
+    @classmethod
+    def on_free_ports(cls, data_dir: Path, **overrides: object) -> StackConfig:
+        """Free loopback ports and no metrics ports: a tool's or benchmark's own stack beside a running `up`."""
+        ports = {f"{name}_port": free_port() for name in ("detector", "eyestate", "aggregator", "redis")}
+        return cls(**{**ports, "metrics": False, "data_dir": Path(data_dir), **overrides})
+
+
+def health(address: str) -> int | None:
+    try:
+        with grpc.insecure_channel(address) as channel:
+            request = health_pb2.HealthCheckRequest(service="")
+            return health_pb2_grpc.HealthStub(channel).Check(request, timeout=1).status
+    except grpc.RpcError:
+        return None
+
+
+@dataclass
+class _Service:
+    name: str
+    port: int
+    process: subprocess.Popen
+    log: Path
+
+
+class Stack:
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.redis: RedisServer | None = None
+        self.triton = None
+        self.services: list[_Service] = []
+
+    # --- start ---
+    def _check_ports(self) -> None:
+        c = self.config
+        wanted = {
+            "redis": c.redis_port,
+            "eye-state": c.eyestate_port,
+            "detector": c.detector_port,
+            "aggregator": c.aggregator_port,
+        }
+        if c.metrics:
+            wanted.update({f"{spec.name} metrics": spec.metrics_port for spec in (DETECTOR, EYESTATE, AGGREGATOR)})
+        if c.with_triton:
+            wanted.update(dict(zip(("triton grpc", "triton http", "triton metrics"), c.triton_ports, strict=True)))
+        taken = [f"{name} port {port}" for name, port in wanted.items() if port_in_use(c.host, port)]
+        if taken:
+            raise StackError(
+                f"cannot start: {', '.join(taken)} already in use on {c.host} (another `blinkstack up`?); "
+                "stop it or choose other ports (--*-port)"
+            )
+
+    def _spawn(self, name: str, spec: ServiceSpec, port: int, env: dict[str, str]) -> None:
+        logs = self.config.data_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        log_path = logs / f"{name}.log"
+        full_env = {
+            **os.environ,
+            **self.config.extra_env,
+            **env,
+            spec.host_env: self.config.host,
+            spec.port_env: str(port),
+            spec.metrics_port_env: str(spec.metrics_port if self.config.metrics else 0),
+        }
+        with open(log_path, "ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "blinkstack.cli", "serve", spec.name],
+                env=full_env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C in the terminal reaches `up`, which stops the services in order
+            )
+        self.services.append(_Service(name, port, process, log_path))
+
+    def _wait_serving(self, service: _Service) -> None:
+        deadline = time.monotonic() + self.config.start_timeout_s
+        address = self.config.address(service.port)
+        while time.monotonic() < deadline:
+            if service.process.poll() is not None:
+                tail = service.log.read_text(errors="replace")[-1500:]
+                raise StackError(f"{service.name} exited with code {service.process.returncode}:\n{tail}")
+            if health(address) == health_pb2.HealthCheckResponse.SERVING:
+                return
+            time.sleep(0.1)
+        raise StackError(f"{service.name} on {address} was not SERVING after {self.config.start_timeout_s:.0f} s")
+
+    def start(self) -> None:
+        c = self.config
+        self._check_ports()
+        try:
+            self.redis = RedisServer(c.redis_port, c.data_dir / "redis", c.host, c.data_dir / "logs" / "redis.log")
+            (c.data_dir / "logs").mkdir(parents=True, exist_ok=True)
+            self.redis.start()
+            triton_url = c.triton_url
+            if c.with_triton:
+                from blinkstack.local.triton_server import TritonServer
+
+                self.triton = TritonServer(
+                    paths.model_repository(), *c.triton_ports, log_path=c.data_dir / "logs" / "triton.log"
+                )
+                self.triton.start()
+                triton_url = self.triton.grpc_url
+            eyestate_env = (
+                {"BLINKSTACK_EYESTATE_BACKEND": "triton", "BLINKSTACK_TRITON_URL": triton_url} if triton_url else {}
+            )
+            self._spawn("eye-state", EYESTATE, c.eyestate_port, eyestate_env)
+            self._spawn("detector", DETECTOR, c.detector_port, {})
+            for service in self.services:
+                self._wait_serving(service)
+            aggregator_env = {
+                "BLINKSTACK_REDIS_URL": self.redis.url,
+                DETECTOR.address_env: c.address(c.detector_port),
+                EYESTATE.address_env: c.address(c.eyestate_port),
+            }
+            self._spawn("aggregator", AGGREGATOR, c.aggregator_port, aggregator_env)
+            self._wait_serving(self.services[-1])
+        except (StackError, RedisError, OSError) as exc:
+            self.stop()
+            raise StackError(str(exc)) from None
+        except Exception:
+            self.stop()
+            raise
+
+    def endpoints(self) -> dict[str, str]:
+        c = self.config
+        found = {s.name: c.address(s.port) for s in self.services}
+        if self.redis is not None:
+            found["redis"] = self.redis.url
+        if self.triton is not None:
+            found["triton"] = self.triton.grpc_url
+        return found
+
+    # --- stop ---
+    def stop(self, grace_s: float = 10.0) -> None:
+        """Aggregator first (it uses the others), then detector and eye-state, then Triton and Redis."""
+        for service in reversed(self.services):
+            stop_process(service.process, grace_s, group=True)
+        self.services = []
+        if self.triton is not None:
+            self.triton.stop()
+            self.triton = None
+        if self.redis is not None:
+            self.redis.stop()
+            self.redis = None
+
+    def __enter__(self) -> Stack:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

