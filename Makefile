@@ -105,8 +105,9 @@ eval-video: runs/cv_a/model.onnx runs/cv_b/model.onnx | venv
 train-family: runs/tiny/eval/eval.json runs/small/eval/eval.json runs/medium/eval/eval.json runs/$(DEFAULT_MODEL)_refit/eval/eval.json runs/zju_refit/eval/eval.json
 	$(VENV)/bin/blinkstack-train prepare --json runs/split.json
 	$(MAKE) bench eval-video
-	$(VENV)/bin/blinkstack-train card --video-eval "cross-validated=runs/video_eval_cv/video_eval.json" \
-	  --video-eval "served model=runs/video_eval_served/video_eval.json"
+	$(VENV)/bin/blinkstack-train card \
+	  --video-eval "cross-validated (ZJU dev, fold models)=runs/video_eval_cv/video_eval.json" \
+	  --video-eval "served model (ZJU dev seen in training; Eyeblink8 unseen)=runs/video_eval_served/video_eval.json"
 
 bench: venv
 	$(PY) bench/bench_eye_state_models.py runs/tiny/model.onnx runs/small/model.onnx runs/small_refit/model.onnx \

@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -29,11 +27,12 @@ import grpc
 import numpy as np
 
 from blinkstack.aggregator.engine import EngineConfig, Observation, TrackState, step
-from blinkstack.local.processes import free_port
+from blinkstack.local.processes import free_port, service_process
 from blinkstack.local.redis_server import RedisServer
+from blinkstack.services import AGGREGATOR
 from blinkstack.v1 import aggregator_pb2, aggregator_pb2_grpc
 
-OPEN_P, CLOSED_P = 0.9375, 0.0625
+OPEN_P, CLOSED_P = 1 - 2**-10, 2**-10  # confident readings as the webcam model gives them (as in the tests)
 FRAME_US = 33_333
 
 
@@ -120,15 +119,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, RedisServer(free_port(), Path(tmp)) as redis:
-        port = free_port()
-        env = {**os.environ, "BLINKSTACK_AGGREGATOR_PORT": str(port), "BLINKSTACK_AGGREGATOR_METRICS_PORT": "0"}
-        env["BLINKSTACK_REDIS_URL"] = redis.url
-        server = subprocess.Popen(
-            [sys.executable, "-m", "blinkstack.cli", "serve", "aggregator"], env=env, stdout=subprocess.DEVNULL
-        )
-        try:
-            channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-            grpc.channel_ready_future(channel).result(timeout=30)
+        env = {"BLINKSTACK_REDIS_URL": redis.url}
+        with service_process(AGGREGATOR, env) as address, grpc.insecure_channel(address) as channel:
             stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
             result = {
                 "cores": len(os.sched_getaffinity(0)),
@@ -136,10 +128,6 @@ def main() -> None:
                 "ingestion": ingestion(stub, args.tracks, args.per_track),
                 "event_latency": event_latency(stub, args.blinks),
             }
-            channel.close()
-        finally:
-            server.terminate()
-            server.wait(30)
     ingest, latency = result["ingestion"], result["event_latency"]
     print(f"engine only (no Redis): {result['engine_only_per_s']:,.0f} observations/s")
     print(

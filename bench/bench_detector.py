@@ -19,8 +19,6 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -32,7 +30,8 @@ from blinkstack.common.images import box_message, crop
 from blinkstack.common.preprocess import decode_image, preprocess_batch
 from blinkstack.detector.backend import OnnxRuntimeDetector
 from blinkstack.detector.engine import DEFAULT_INPUT_WIDTH, FaceDetector
-from blinkstack.local.processes import free_port
+from blinkstack.local.processes import service_process
+from blinkstack.services import DETECTOR
 from blinkstack.v1 import detector_pb2, detector_pb2_grpc, types_pb2
 from blinkstack_train.data import DEFAULT_DATA_DIR
 
@@ -104,16 +103,8 @@ def stream(stub: detector_pb2_grpc.DetectorServiceStub, requests: list, fps: flo
 
 def through_service(jpegs: list[bytes], input_width: int, detect_every: int = 1) -> dict:
     """Unary (only with detect_every 1: it has no effect there) and the two streams, against a fresh server."""
-    port = free_port()
-    env = {**os.environ, "BLINKSTACK_DETECTOR_PORT": str(port), "BLINKSTACK_DETECTOR_METRICS_PORT": "0"}
-    env["BLINKSTACK_DETECTOR_INPUT_WIDTH"] = str(input_width)
-    env["BLINKSTACK_DETECTOR_DETECT_EVERY"] = str(detect_every)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "blinkstack.cli", "serve", "detector"], env=env, stdout=subprocess.DEVNULL
-    )
-    try:
-        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-        grpc.channel_ready_future(channel).result(timeout=30)
+    env = {"BLINKSTACK_DETECTOR_INPUT_WIDTH": str(input_width), "BLINKSTACK_DETECTOR_DETECT_EVERY": str(detect_every)}
+    with service_process(DETECTOR, env) as address, grpc.insecure_channel(address) as channel:
         stub = detector_pb2_grpc.DetectorServiceStub(channel)
         requests = [
             detector_pb2.DetectEyesRequest(
@@ -131,10 +122,6 @@ def through_service(jpegs: list[bytes], input_width: int, detect_every: int = 1)
         streams = {
             name: stream(stub, requests, fps) for name, fps in (("stream_back_to_back", 0.0), ("stream_at_30fps", 30.0))
         }
-        channel.close()
-    finally:
-        server.terminate()
-        server.wait(30)
     if not unary:
         return streams
     return {"unary_one_at_a_time": {"frames_per_s": len(unary) / sum(unary), **stats(unary)}, **streams}

@@ -17,7 +17,12 @@ def main(argv: list[str] | None = None) -> None:
     try:
         from blinkstack.tools import cli as tools
     except ModuleNotFoundError as exc:
-        sys.exit(TOOLS_MISSING.format(command=(argv or ["--help"])[0], missing=exc))
+        if argv[:1] in ([], ["-h"], ["--help"]):  # the image: its one command is `serve`
+            from blinkstack import serve
+
+            print(TOOLS_MISSING.format(command="<tool>", missing=exc), file=sys.stderr)
+            sys.exit(serve.main(["--help"]))
+        sys.exit(TOOLS_MISSING.format(command=argv[0], missing=exc))
     sys.exit(tools.main(argv))
 
 

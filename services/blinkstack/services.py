@@ -14,6 +14,16 @@ from types import ModuleType
 
 
 @dataclass(frozen=True)
+class BackendEnv:
+    """The environment names of a model-serving service's backend settings."""
+
+    backend: str
+    model: str
+    model_version: str
+    threads: str
+
+
+@dataclass(frozen=True)
 class ServiceSpec:
     name: str  # `blinkstack serve <name>`, the metrics label, the Kubernetes Deployment
     grpc_service: str  # the full protobuf service name
@@ -25,6 +35,7 @@ class ServiceSpec:
     address_env: str  # where clients (and the aggregator) find it
     package: str
     summary: str
+    backend_env: BackendEnv | None = None  # the services that run a model
 
     def options(self) -> ModuleType:
         """The service's flags (`add_arguments`); imported only when needed."""
@@ -49,6 +60,12 @@ DETECTOR = ServiceSpec(
     address_env="BLINKSTACK_DETECTOR_ADDR",
     package="blinkstack.detector",
     summary="DetectEyes: faces, eye boxes and track ids (CenterFace)",
+    backend_env=BackendEnv(
+        backend="BLINKSTACK_DETECTOR_BACKEND",
+        model="BLINKSTACK_DETECTOR_MODEL",
+        model_version="BLINKSTACK_DETECTOR_MODEL_VERSION",
+        threads="BLINKSTACK_DETECTOR_THREADS",
+    ),
 )
 EYESTATE = ServiceSpec(
     name="eyestate",
@@ -61,6 +78,12 @@ EYESTATE = ServiceSpec(
     address_env="BLINKSTACK_EYESTATE_ADDR",
     package="blinkstack.eyestate",
     summary="ClassifyEyes over ONNX Runtime (embedded) or Triton",
+    backend_env=BackendEnv(
+        backend="BLINKSTACK_EYESTATE_BACKEND",
+        model="BLINKSTACK_EYESTATE_MODEL",
+        model_version="BLINKSTACK_EYESTATE_MODEL_VERSION",
+        threads="BLINKSTACK_EYESTATE_THREADS",
+    ),
 )
 AGGREGATOR = ServiceSpec(
     name="aggregator",

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from blinkstack.services import SERVICES
+from blinkstack.tools import config_table
 from tests.helpers import REPO_ROOT
 
 OVERLAYS = ("cpu", "gpu")
@@ -206,8 +208,32 @@ def test_service_image_entrypoint_is_the_blinkstack_command():
     assert entrypoint == ["blinkstack", "serve"]
     scripts = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["blinkstack"] == "blinkstack.cli:main"
-    for service in ("detector", "eyestate", "aggregator"):
+    for service in SERVICES:
         out = subprocess.run(
             [sys.executable, "-m", "blinkstack.cli", "serve", service, "--help"], capture_output=True, text=True
         )
         assert out.returncode == 0 and "--port" in out.stdout, service
+
+
+def test_manifests_follow_the_service_contract(rendered):
+    """Each service's Deployment serves it on the contract's ports, and every BLINKSTACK_* name the manifests set
+    is one the configuration table lists (a typo would be silently ignored by the service)."""
+    _, _, objects = rendered
+    deployments = {w["metadata"]["name"]: w for w in of_kind(objects, "Deployment")}
+    for spec in SERVICES.values():
+        container = next(c for c in containers(deployments[spec.name]) if c["name"] == spec.name)
+        assert container["args"] == [spec.name]
+        assert {p["name"]: p["containerPort"] for p in container["ports"]} == {
+            "grpc": spec.port,
+            "metrics": spec.metrics_port,
+        }
+    known = {row[0] for row in config_table.rows()}
+    set_names = {k for cm in of_kind(objects, "ConfigMap") for k in cm["data"] if k.startswith("BLINKSTACK_")}
+    set_names |= {
+        e["name"]
+        for w in workloads(objects)
+        for c in containers(w)
+        for e in c.get("env", [])
+        if "BLINKSTACK_" in e["name"]
+    }
+    assert set_names and set_names <= known, f"not read by any service: {sorted(set_names - known)}"

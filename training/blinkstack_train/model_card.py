@@ -113,7 +113,7 @@ def build_card(repository: Path, runs: Path, bench_path: Path, video_evals: dict
         "file": str(model_file.relative_to(repository)),
         "sha256": digest,
         "bytes": model_file.stat().st_size,
-        "architecture": f"{summary['config']['model']} (inverted-residual CNN, training/models.py)",
+        "architecture": f"{summary['config']['model']} (inverted-residual CNN, training/blinkstack_train/models.py)",
         "parameters": served["parameters"],
         "input": {
             "name": "images",
@@ -141,26 +141,26 @@ def build_card(repository: Path, runs: Path, bench_path: Path, video_evals: dict
         },
         "benchmark_machine": bench.get("machine"),
         "caveats": CAVEATS,
-        "commands": [
-            "make train-family   # prepare, train tiny/small/medium, export, evaluate, benchmark, card",
-            *(
-                ["blinkstack-train cut-video-crops --out runs/zju_crops.npz"]
-                if summary["config"].get("video_crops")
-                else []
-            ),
-            _train_command(summary["config"]["model"], served["run"], summary["config"]),
-            f"blinkstack-train export --checkpoint runs/{served['run']}/best.pt --repository model_repository --version {version} --int8",
-            f"blinkstack-train evaluate --model runs/{served['run']}/model.onnx --out runs/{served['run']}/eval",
-            "python bench/bench_eye_state_models.py runs/*/model.onnx --json runs/bench_family.json",
-            *(
-                ["make eval-video   # the fold models on unseen people, the served model on ZJU and Eyeblink8"]
-                if video_evals
-                else []
-            ),
-            "blinkstack-train card"
-            + "".join(f' --video-eval "{name}={path}"' for name, path in (video_evals or {}).items()),
-        ],
+        "commands": _commands(summary["config"], served["run"], version, video_evals or {}),
     }
+
+
+def _commands(config: dict, run: str, version: int, video_evals: dict[str, Path]) -> list[str]:
+    """The commands that produced the served model, in order."""
+    return [
+        "make train-family   # prepare, train tiny/small/medium, export, evaluate, benchmark, card",
+        *(["blinkstack-train cut-video-crops --out runs/zju_crops.npz"] if config.get("video_crops") else []),
+        _train_command(config["model"], run, config),
+        f"blinkstack-train export --checkpoint runs/{run}/best.pt --repository model_repository --version {version} --int8",
+        f"blinkstack-train evaluate --model runs/{run}/model.onnx --out runs/{run}/eval",
+        "python bench/bench_eye_state_models.py runs/*/model.onnx --json runs/bench_family.json",
+        *(
+            ["make eval-video   # the fold models on unseen people, the served model on ZJU and Eyeblink8"]
+            if video_evals
+            else []
+        ),
+        "blinkstack-train card" + "".join(f' --video-eval "{name}={path}"' for name, path in video_evals.items()),
+    ]
 
 
 def _training_text(training: dict) -> str:
@@ -206,7 +206,6 @@ def _fmt(value: float | None, pattern: str) -> str:
 
 
 def render_markdown(card: dict) -> str:
-    m = card["metrics"]
     lines = [
         f"# Model card: `{card['name']}` version {card['version']}",
         "",
@@ -220,61 +219,9 @@ def render_markdown(card: dict) -> str:
         "",
         "## Data",
     ]
-    lines += [
-        f"- **{d['name']}**: {d['full_name']}. Used: {d['used']}. Licence: {d['licence']}."
-        for d in card["data"]["datasets"]
-    ]
-    dedup = card["data"]["dedup"]
-    lines += [
-        f"- De-duplication (byte-identical images): {dedup['duplicate_groups']} groups; {dedup['duplicate_rows_removed']} extra copies removed, "
-        f"{dedup['conflicting_rows_dropped']} rows of {dedup['conflicting_groups']} groups with contradicting labels dropped.",
-        f"- MRL test subjects: {', '.join(card['data']['mrl_test_subjects'])}; validation subjects: {', '.join(card['data']['mrl_val_subjects'])}; every other subject trains.",
-        f"- CEW split by face: {card['data']['cew_rule']}.",
-        "",
-        "| split | dataset | rows | open | closed | persons | sensors |",
-        "|---|---|---:|---:|---:|---:|---|",
-    ]
-    lines += [
-        f"| {r['split']} | {r['dataset']} | {r['rows']} | {r['open']} | {r['closed']} | {r['persons']} | {r['sensors']} |"
-        for r in card["data"]["summary"]
-    ]
-    lines += [
-        "",
-        f"## Metrics (threshold {card['threshold']}, open = positive class)",
-        "",
-        "| set | n | F1 | macro F1 | accuracy | precision | recall | ROC-AUC | ECE |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-
-    def row(name: str, r: dict) -> str:
-        return (
-            f"| {name} | {r['n']} | {r['f1']:.4f} | {r['macro_f1']:.4f} | {r['accuracy']:.4f} | {r['precision']:.4f} | "
-            f"{r['recall']:.4f} | {r['roc_auc']:.4f} | {r['ece']:.4f} |"
-        )
-
-    lines.append(row("MRL test subjects", m["mrl_test"]))
-    lines.append(row("CEW hold-out (cross-domain)", m["cew_test"]))
-    for group in ("mrl_per_sensor", "mrl_per_glasses", "mrl_per_subject"):
-        lines += [row(f"MRL {group.removeprefix('mrl_per_')} {key}", r) for key, r in m[group].items()]
-    lines += [
-        "",
-        "## Family (same data and recipe; schedule per row)",
-        "",
-        "| model | parameters | epochs (best) | file KB | MRL-test F1 | CEW F1 | batch-1 p50 ms (1 thread) | batch-1 p99 ms | crops/s at batch 32 | crops/s at batch 256 | INT8 MRL F1 / CEW F1 / KB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
-    ]
-    for r in card["family"]:
-        int8 = r["int8"]
-        int8_text = (
-            f"{int8['mrl_test_f1']:.4f} / {int8['cew_test_f1']:.4f} / {int8['bytes'] / 1024:.0f}" if int8 else "n/a"
-        )
-        lines.append(
-            f"| {r['model']}{'*' if r.get('carried') else ''} | {r['parameters']:,} | {r['epochs']} ({r['best_epoch']}) | {r['bytes'] / 1024:.0f} | {r['mrl_test_f1']:.4f} | {r['cew_test_f1']:.4f} | "
-            f"{_fmt(r['batch1_single_thread_p50_ms'], '.3f')} | {_fmt(r['batch1_single_thread_p99_ms'], '.3f')} | "
-            f"{_fmt(r['batch32_crops_per_s'], ',.0f')} | {_fmt(r['batch256_crops_per_s'], ',.0f')} |  {int8_text} |"
-        )
-    if any(r.get("carried") for r in card["family"]):
-        lines.append("\nRows marked * were measured for an earlier card; their runs are not in this build's `runs/`.")
+    lines += _data_lines(card["data"])
+    lines += _metric_lines(card["metrics"], card["threshold"])
+    lines += _family_lines(card["family"])
     lines += _webcam_lines(card.get("webcam_video") or {})
     machine = card.get("benchmark_machine") or {}
     lines += [
@@ -296,6 +243,75 @@ def render_markdown(card: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _data_lines(data: dict) -> list[str]:
+    lines: list[str] = []
+    lines += [
+        f"- **{d['name']}**: {d['full_name']}. Used: {d['used']}. Licence: {d['licence']}." for d in data["datasets"]
+    ]
+    dedup = data["dedup"]
+    lines += [
+        f"- De-duplication (byte-identical images): {dedup['duplicate_groups']} groups; {dedup['duplicate_rows_removed']} extra copies removed, "
+        f"{dedup['conflicting_rows_dropped']} rows of {dedup['conflicting_groups']} groups with contradicting labels dropped.",
+        f"- MRL test subjects: {', '.join(data['mrl_test_subjects'])}; validation subjects: {', '.join(data['mrl_val_subjects'])}; every other subject trains.",
+        f"- CEW split by face: {data['cew_rule']}.",
+        "",
+        "| split | dataset | rows | open | closed | persons | sensors |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    lines += [
+        f"| {r['split']} | {r['dataset']} | {r['rows']} | {r['open']} | {r['closed']} | {r['persons']} | {r['sensors']} |"
+        for r in data["summary"]
+    ]
+    return lines
+
+
+def _metric_lines(m: dict, threshold: float) -> list[str]:
+    lines: list[str] = []
+    lines += [
+        "",
+        f"## Metrics (threshold {threshold}, open = positive class)",
+        "",
+        "| set | n | F1 | macro F1 | accuracy | precision | recall | ROC-AUC | ECE |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+
+    def row(name: str, r: dict) -> str:
+        return (
+            f"| {name} | {r['n']} | {r['f1']:.4f} | {r['macro_f1']:.4f} | {r['accuracy']:.4f} | {r['precision']:.4f} | "
+            f"{r['recall']:.4f} | {r['roc_auc']:.4f} | {r['ece']:.4f} |"
+        )
+
+    lines.append(row("MRL test subjects", m["mrl_test"]))
+    lines.append(row("CEW hold-out (cross-domain)", m["cew_test"]))
+    for group in ("mrl_per_sensor", "mrl_per_glasses", "mrl_per_subject"):
+        lines += [row(f"MRL {group.removeprefix('mrl_per_')} {key}", r) for key, r in m[group].items()]
+    return lines
+
+
+def _family_lines(family: list[dict]) -> list[str]:
+    lines: list[str] = []
+    lines += [
+        "",
+        "## Family (same data and recipe; schedule per row)",
+        "",
+        "| model | parameters | epochs (best) | file KB | MRL-test F1 | CEW F1 | batch-1 p50 ms (1 thread) | batch-1 p99 ms | crops/s at batch 32 | crops/s at batch 256 | INT8 MRL F1 / CEW F1 / KB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in family:
+        int8 = r["int8"]
+        int8_text = (
+            f"{int8['mrl_test_f1']:.4f} / {int8['cew_test_f1']:.4f} / {int8['bytes'] / 1024:.0f}" if int8 else "n/a"
+        )
+        lines.append(
+            f"| {r['model']}{'*' if r.get('carried') else ''} | {r['parameters']:,} | {r['epochs']} ({r['best_epoch']}) | {r['bytes'] / 1024:.0f} | {r['mrl_test_f1']:.4f} | {r['cew_test_f1']:.4f} | "
+            f"{_fmt(r['batch1_single_thread_p50_ms'], '.3f')} | {_fmt(r['batch1_single_thread_p99_ms'], '.3f')} | "
+            f"{_fmt(r['batch32_crops_per_s'], ',.0f')} | {_fmt(r['batch256_crops_per_s'], ',.0f')} |  {int8_text} |"
+        )
+    if any(r.get("carried") for r in family):
+        lines.append("\nRows marked * were measured for an earlier card; their runs are not in this build's `runs/`.")
+    return lines
 
 
 def _webcam_lines(reports: dict[str, dict]) -> list[str]:

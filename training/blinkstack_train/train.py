@@ -1,9 +1,10 @@
-"""Training loop for the eye-state family: AdamW, warm-up + cosine, class-balanced BCE, early stopping on
-validation F1, checkpoints that resume exactly (model, optimiser, schedule, RNG, history)."""
+"""Training of the eye-state family: configuration, data, epochs, validation and selection, the report.
+
+AdamW, warm-up + cosine, class-balanced BCE, early stopping on validation macro F1; the loop's pieces (one
+epoch, EMA, checkpoints that resume exactly) are in `loop.py`."""
 
 from __future__ import annotations
 
-import copy
 import csv
 import json
 import math
@@ -15,10 +16,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from blinkstack.common.preprocess import normalize
-from blinkstack.tools.progress import progress
 from blinkstack_train import data, plots
 from blinkstack_train.augment import AugmentConfig, augment, augmentation_grid
+from blinkstack_train.loop import Trainer, class_weights, load_checkpoint, predict, save_checkpoint, train_one_epoch
 from blinkstack_train.metrics import classification_report
 from blinkstack_train.models import DEFAULT_MODEL, build_model, count_parameters
 
@@ -99,30 +99,6 @@ def concat_splits(first: Split, second: Split) -> Split:
     return Split(np.concatenate([first.crops, second.crops]), np.concatenate([first.labels, second.labels]), frame)
 
 
-def class_weights(labels: np.ndarray) -> np.ndarray:
-    """Per-class weights n / (2 n_class), indexed by class id: both classes weigh the same in the loss."""
-    counts = np.bincount(labels, minlength=2).astype(np.float64)
-    return (len(labels) / (2.0 * np.maximum(counts, 1.0))).astype(np.float32)
-
-
-def lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    return 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
-def to_input(crops: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(normalize(crops)).unsqueeze(1)
-
-
-@torch.no_grad()
-def predict(model: torch.nn.Module, crops: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-    model.eval()
-    logits = [model(to_input(crops[i : i + batch_size])) for i in range(0, len(crops), batch_size)]
-    return torch.sigmoid(torch.cat(logits)).numpy()
-
-
 def validate(model: torch.nn.Module, val: Split) -> dict[str, float]:
     probs = predict(model, val.crops)
     weights = torch.from_numpy(class_weights(val.labels)[val.labels])
@@ -144,48 +120,48 @@ def validate(model: torch.nn.Module, val: Split) -> dict[str, float]:
     return result
 
 
-class WeightEMA:
-    """Exponential moving average of a model's parameters and buffers.
+@dataclass
+class EpochPlan:
+    """Which training rows an epoch visits: a fresh sample of MRL, every other crop, and CEW and ZJU repeated."""
 
-    The decay ramps up as min(decay, (1 + t) / (10 + t)): a fixed 0.998 from step 0 would keep most of the
-    random initialisation in the average for the first epochs.
-    """
+    mrl: np.ndarray
+    others: np.ndarray
+    repeats: list[np.ndarray]
+    mrl_per_epoch: int
 
-    def __init__(self, model: torch.nn.Module, decay: float) -> None:
-        self.module = copy.deepcopy(model).eval()
-        self.decay, self.steps = decay, 0
+    @classmethod
+    def of(cls, split: Split, cfg: TrainConfig) -> EpochPlan:
+        dataset = split.frame["dataset"].to_numpy()
+        mrl = np.flatnonzero(dataset == "mrl")
+        repeats = [np.flatnonzero(dataset == "cew")] * (cfg.cew_repeat - 1)
+        repeats += [np.flatnonzero(dataset == "zju")] * (cfg.video_repeat - 1)
+        per_epoch = min(cfg.mrl_per_epoch or len(mrl), len(mrl))
+        return cls(mrl, np.flatnonzero(dataset != "mrl"), repeats, per_epoch)
 
-    @torch.no_grad()
-    def update(self, model: torch.nn.Module) -> None:
-        self.steps += 1
-        decay = min(self.decay, (1 + self.steps) / (10 + self.steps))
-        for averaged, current in zip(self.module.state_dict().values(), model.state_dict().values(), strict=True):
-            if averaged.dtype.is_floating_point:
-                averaged.lerp_(current, 1.0 - decay)
-            else:
-                averaged.copy_(current)
+    @property
+    def size(self) -> int:
+        return self.mrl_per_epoch + len(self.others) + sum(len(r) for r in self.repeats)
 
-    def state_dict(self) -> dict:
-        return {"module": self.module.state_dict(), "steps": self.steps}
+    def all_rows(self) -> np.ndarray:
+        """Every row with its repeats: what the class weights are computed over."""
+        return np.concatenate([self.mrl, self.others, *self.repeats])
 
-    def load_state_dict(self, state: dict) -> None:
-        self.module.load_state_dict(state["module"])
-        self.steps = state["steps"]
+    def rows(self, rng: np.random.Generator) -> np.ndarray:
+        sample = self.mrl_per_epoch < len(self.mrl)
+        mrl = rng.choice(self.mrl, self.mrl_per_epoch, replace=False) if sample else self.mrl
+        return np.concatenate([mrl, self.others, *self.repeats])
 
 
-def _checkpoint_state(model, ema, optimizer, scheduler, rng, epoch, history, best, cfg) -> dict:
-    return {
-        "model": model.state_dict(),
-        "ema": ema.state_dict() if ema is not None else None,
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "numpy_rng": rng.bit_generator.state,
-        "torch_rng": torch.get_rng_state(),
-        "epoch": epoch,
-        "history": history,
-        "best": best,
-        "model_name": cfg.model,
-    }
+def load_training_data(cfg: TrainConfig) -> tuple[Split, Split, pd.DataFrame, data.DedupReport]:
+    """The training and validation splits (with the video crops, if any), the prepared frame and its report."""
+    frame, dedup = data.prepare(cfg.data_dir)
+    train_split = load_split(frame, ("train", "val") if cfg.refit else "train", cfg.limit, cfg.seed)
+    val_split = load_split(frame, "val", cfg.limit, cfg.seed)
+    if cfg.video_crops is not None:
+        train_split = concat_splits(train_split, load_video_split(cfg.video_crops, cfg.video_holdout, False))
+        if cfg.video_holdout:
+            val_split = concat_splits(val_split, load_video_split(cfg.video_crops, cfg.video_holdout, True))
+    return train_split, val_split, frame, dedup
 
 
 def train(cfg: TrainConfig) -> dict:
@@ -196,94 +172,79 @@ def train(cfg: TrainConfig) -> dict:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     rng = np.random.default_rng(cfg.seed)
-
-    frame, dedup = data.prepare(cfg.data_dir)
-    train_split = load_split(frame, ("train", "val") if cfg.refit else "train", cfg.limit, cfg.seed)
-    val_split = load_split(frame, "val", cfg.limit, cfg.seed)
-    if cfg.video_crops is not None:
-        train_split = concat_splits(train_split, load_video_split(cfg.video_crops, cfg.video_holdout, False))
-        if cfg.video_holdout:
-            val_split = concat_splits(val_split, load_video_split(cfg.video_crops, cfg.video_holdout, True))
-    dataset = train_split.frame["dataset"].to_numpy()
-    is_mrl = np.flatnonzero(dataset == "mrl")
-    others = np.flatnonzero(dataset != "mrl")
-    repeats = [np.flatnonzero(dataset == "cew")] * (cfg.cew_repeat - 1)
-    repeats += [np.flatnonzero(dataset == "zju")] * (cfg.video_repeat - 1)
-    mrl_per_epoch = min(cfg.mrl_per_epoch or len(is_mrl), len(is_mrl))
-
-    def epoch_rows() -> np.ndarray:
-        mrl = rng.choice(is_mrl, mrl_per_epoch, replace=False) if mrl_per_epoch < len(is_mrl) else is_mrl
-        return np.concatenate([mrl, others, *repeats])
-
-    epoch_size = mrl_per_epoch + len(others) + sum(len(r) for r in repeats)
-    weight_per_class = class_weights(train_split.labels[np.concatenate([is_mrl, others, *repeats])])
-
-    model = build_model(cfg.model)
-    ema = WeightEMA(model, cfg.ema_decay) if cfg.ema_decay else None
-    evaluated = ema.module if ema is not None else model
-    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
-    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
+    train_split, val_split, frame, dedup = load_training_data(cfg)
+    plan = EpochPlan.of(train_split, cfg)
+    weight_per_class = class_weights(train_split.labels[plan.all_rows()])
+    steps_per_epoch = math.ceil(plan.size / cfg.batch_size)
+    trainer = Trainer.create(
+        build_model(cfg.model),
+        cfg.lr,
+        cfg.weight_decay,
+        cfg.ema_decay,
+        warmup=max(1, int(cfg.warmup_epochs * steps_per_epoch)),
+        total=cfg.epochs * steps_per_epoch,
     )
-    steps_per_epoch = math.ceil(epoch_size / cfg.batch_size)
-    total_steps, warmup_steps = cfg.epochs * steps_per_epoch, max(1, int(cfg.warmup_epochs * steps_per_epoch))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, warmup_steps, total_steps))
-
     history: list[dict] = []
     best = {"score": -1.0, "epoch": 0}
     start_epoch = 1
     last_path, best_path = out / "last.pt", out / "best.pt"
     if cfg.resume and last_path.exists():
-        state = torch.load(last_path, weights_only=False)
-        model.load_state_dict(state["model"])
-        if ema is not None and state.get("ema") is not None:
-            ema.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        rng.bit_generator.state = state["numpy_rng"]
-        torch.set_rng_state(state["torch_rng"])
+        state = load_checkpoint(last_path, trainer, rng)
         history, best, start_epoch = state["history"], state["best"], state["epoch"] + 1
         print(f"resumed from {last_path} at epoch {state['epoch']} (best {best['score']:.4f} @ {best['epoch']})")
 
-    metrics_csv = out / "metrics.csv"
     for epoch in range(start_epoch, cfg.epochs + 1):
         if not cfg.refit and history and epoch - 1 - best["epoch"] >= cfg.patience:
             print(f"early stop: no validation improvement for {cfg.patience} epochs")
             break
-        model.train()
-        order = rng.permutation(epoch_rows())
-        total_loss, seen = 0.0, 0
-        bar = progress(range(0, len(order), cfg.batch_size), desc=f"epoch {epoch}/{cfg.epochs}", unit="batch")
-        for start in bar:
-            idx = order[start : start + cfg.batch_size]
-            x = to_input(augment(train_split.crops[idx], rng, cfg.augment))
-            y = torch.from_numpy(train_split.labels[idx]).float()
-            w = torch.from_numpy(weight_per_class[train_split.labels[idx]])
-            loss = F.binary_cross_entropy_with_logits(model(x), y, weight=w)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            if ema is not None:
-                ema.update(model)
-            total_loss += float(loss) * len(idx)
-            seen += len(idx)
-            bar.set_postfix(loss=f"{total_loss / seen:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
-        row = {"epoch": epoch, "train_loss": total_loss / seen, "lr": scheduler.get_last_lr()[0]}
-        row.update(validate(evaluated, val_split))
+        order = rng.permutation(plan.rows(rng))
+        batches = [order[i : i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
+        loss = train_one_epoch(
+            trainer,
+            batches,
+            train_split.crops,
+            train_split.labels,
+            weight_per_class,
+            lambda crops: augment(crops, rng, cfg.augment),
+            f"epoch {epoch}/{cfg.epochs}",
+        )
+        row = {"epoch": epoch, "train_loss": loss, "lr": trainer.lr, **validate(trainer.evaluated, val_split)}
         history.append(row)
         print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
         if cfg.refit or row["val_score"] > best["score"]:
             best = {"score": row["val_score"], "epoch": epoch}
-            torch.save({"model": evaluated.state_dict(), "model_name": cfg.model, "epoch": epoch}, best_path)
-        torch.save(_checkpoint_state(model, ema, optimizer, scheduler, rng, epoch, history, best, cfg), last_path)
-        with metrics_csv.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(history[0]))
-            writer.writeheader()
-            writer.writerows(history)
+            torch.save({"model": trainer.evaluated.state_dict(), "model_name": cfg.model, "epoch": epoch}, best_path)
+        progress_state = {"epoch": epoch, "history": history, "best": best, "model_name": cfg.model}
+        save_checkpoint(last_path, trainer, rng, progress_state)
+        _write_history_csv(history, out / "metrics.csv")
 
+    model = trainer.model
     model.load_state_dict(torch.load(best_path, weights_only=False)["model"])
+    summary = _report(model, cfg, history, best, train_split, val_split, frame, dedup)
+    (out / "history.json").write_text(json.dumps(history, indent=2))
+    (out / "train_summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return summary
+
+
+def _write_history_csv(history: list[dict], path: Path) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+
+
+def _report(
+    model: torch.nn.Module,
+    cfg: TrainConfig,
+    history: list[dict],
+    best: dict,
+    train_split: Split,
+    val_split: Split,
+    frame: pd.DataFrame,
+    dedup: data.DedupReport,
+) -> dict:
+    """The best weights on validation, as numbers and plots (curves, confusion, ROC, augmentations)."""
+    out = Path(cfg.out_dir)
     val_probs = predict(model, val_split.crops)
     val_dataset = val_split.frame["dataset"].to_numpy()
     val_curves = {
@@ -296,7 +257,7 @@ def train(cfg: TrainConfig) -> dict:
     plots.confusion_matrix(val_reports["mrl"]["confusion"], "MRL val (best epoch)", out / "confusion_val.png")
     plots.roc({f"{name.upper()} val": curve for name, curve in val_curves.items()}, out / "roc_val.png")
     plots.image_grid(augmentation_grid(train_split.crops[:8], seed=cfg.seed), out / "augmentations.png")
-    summary = {
+    return {
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
         "parameters": count_parameters(model),
         "best": best,
@@ -306,6 +267,3 @@ def train(cfg: TrainConfig) -> dict:
         "val_rows": len(val_split.labels),
         "validation_seen_in_training": cfg.refit,
     }
-    (out / "history.json").write_text(json.dumps(history, indent=2))
-    (out / "train_summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    return summary

@@ -49,169 +49,35 @@ the per-eye open level can.
 
 from __future__ import annotations
 
-import json
-import math
-from dataclasses import dataclass, field, replace
-from enum import IntEnum
+from dataclasses import dataclass, replace
 
-UNKNOWN, OPEN, CLOSED = "unknown", "open", "closed"
+from blinkstack.aggregator.readings import relative, relative_probs, smooth
+from blinkstack.aggregator.track_state import (
+    CLOSED,
+    OPEN,
+    UNKNOWN,
+    EngineConfig,
+    Episode,
+    Event,
+    EventType,
+    Observation,
+    Phase,
+    TrackState,
+)
 
-
-class EventType(IntEnum):  # values as in blinkstack.v1.EventType
-    BLINK = 1
-    WINK_LEFT = 2
-    WINK_RIGHT = 3
-    LONG_CLOSURE = 4
-
-
-class Phase(IntEnum):  # values as in blinkstack.v1.EventPhase
-    STARTED = 1
-    ENDED = 2
-
-
-@dataclass(frozen=True)
-class EngineConfig:
-    closed_below: float = 0.5
-    open_above: float = 0.8
-    smooth_ms: float = 0.0
-    blink_min_ms: float = 50.0
-    blink_max_ms: float = 1000.0
-    wink_max_ms: float = 1000.0
-    long_closure_ms: float = 1000.0
-    max_gap_ms: float = 1000.0
-    window_s: float = 60.0
-    perclos_prob_open: float = 0.2
-    # A one-eyed episode is a BLINK when the other eye's prob_open also dipped to this (it half-closed with
-    # it: glasses, a low-resolution eye), and a WINK only on clear evidence: the other eye stayed at or above
-    # `wink_open_min` in every observation and the closed one fell to `wink_closed_max` or below.
-    partner_dip_below: float = 0.0
-    wink_open_min: float = 0.9
-    wink_closed_max: float = 0.1
-    # Per-person baseline: each eye's own open level, a running upper envelope of its logit (rising with
-    # time constant `open_level_rise_ms`, falling with `open_level_fall_ms`, so blinks barely move it),
-    # bounded to [open_level_min, open_level_max]. Every reading is judged relative to it: its logit is
-    # shifted so that the eye's open level sits at `open_level_ref` before the thresholds above apply.
-    # 0 turns this off (absolute prob_open).
-    open_level_ref: float = 6.0
-    open_level_rise_ms: float = 100.0
-    open_level_fall_ms: float = 5000.0
-    open_level_min: float = 2.0
-    open_level_max: float = 7.5
-
-    @classmethod
-    def independent_readings(cls, **overrides: float) -> EngineConfig:
-        """For readings whose errors are independent between observations: 50 ms smoothing, 0.2 / 0.5, and an
-        open level bounded to 6.5. Measured on `evaluate-events` timelines of independent MRL crops: BLINK
-        precision / recall 0.960 / 0.990 on the test people, 0.971 / 0.971 on the validation people (the webcam
-        defaults: 0.45 / 1.0 on the test people, whose worst subject reads 20 % of open crops as closed)."""
-        preset = {"smooth_ms": 50.0, "closed_below": 0.2, "open_above": 0.5, "open_level_max": 6.5}
-        return cls(**{**preset, **overrides})
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.closed_below < self.open_above <= 1.0:
-            raise ValueError(f"need 0 <= closed_below < open_above <= 1 (got {self.closed_below}, {self.open_above})")
-        if not 0 <= self.blink_min_ms <= self.blink_max_ms:
-            raise ValueError("need 0 <= blink_min_ms <= blink_max_ms")
-        if self.smooth_ms < 0:
-            raise ValueError("smooth_ms must be >= 0 (0: no smoothing)")
-        if self.long_closure_ms <= 0 or self.max_gap_ms <= 0 or self.window_s <= 0:
-            raise ValueError("long_closure_ms, max_gap_ms and window_s must be > 0")
-        if self.open_level_rise_ms <= 0 or self.open_level_fall_ms <= 0:
-            raise ValueError("open_level_rise_ms and open_level_fall_ms must be > 0")
-        if not self.open_level_min <= self.open_level_max:
-            raise ValueError("need open_level_min <= open_level_max")
-        for name in ("partner_dip_below", "wink_open_min", "wink_closed_max"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1] (got {getattr(self, name)})")
-
-
-@dataclass(frozen=True)
-class Observation:
-    timestamp_us: int
-    left: float | None = None  # prob_open of the subject's left eye; None: not visible
-    right: float | None = None
-    track_lost: bool = False
-
-
-@dataclass(frozen=True)
-class Event:
-    type: EventType
-    phase: Phase
-    start_us: int
-    end_us: int
-    min_prob_open: float
-    truncated: bool = False
-
-    @property
-    def duration_ms(self) -> float:
-        return (self.end_us - self.start_us) / 1000.0
-
-    def key(self, stream_id: str, track_id: int) -> str:
-        """Identifies the event across re-emissions (an aggregator replaying observations after a crash)."""
-        return f"{stream_id}/{track_id}/{self.type.name}/{self.phase.name}/{self.start_us}"
-
-
-@dataclass(frozen=True)
-class Episode:
-    start_us: int
-    closed: tuple[bool, bool]  # (left, right) ever closed during the episode
-    other_open_at_start: bool  # the eye that did not close first was OPEN when the episode began
-    both_since_us: int | None  # both eyes closed since then (None: not both closed now)
-    both_ever: bool
-    min_prob_open: float
-    long_started: bool = False
-    # Per eye, the lowest reading of the episode as judged (relative to its open level), and whether some
-    # observation lacked an eye.
-    min_probs: tuple[float, float] = (1.0, 1.0)
-    eye_missing: bool = False
-
-
-@dataclass(frozen=True)
-class TrackState:
-    eyes: tuple[str, str] = (UNKNOWN, UNKNOWN)  # (left, right)
-    recent: tuple[tuple[tuple[int, float], ...], ...] = ((), ())  # per eye (timestamp, prob) inside smooth_ms
-    last_us: int | None = None
-    last_kind: str = ""  # window statistics class of the last observation: open / closed80 / other
-    episode: Episode | None = None
-    segments: tuple[tuple[int, int, str], ...] = ()  # (start, end, kind), merged; those ending in the window
-    blinks: tuple[tuple[int, float], ...] = ()  # (end_us, duration_ms) within the window
-    last_event: Event | None = None
-    observations: int = 0
-    events: int = field(default=0)
-    open_level: tuple[float | None, float | None] = (None, None)  # per eye, logit (see EngineConfig)
-
-    def to_json(self) -> str:
-        episode = self.episode.__dict__ if self.episode else None
-        raw = {**self.__dict__, "episode": episode, "last_event": self.last_event.__dict__ if self.last_event else None}
-        return json.dumps(raw, separators=(",", ":"))
-
-    @staticmethod
-    def from_json(text: str) -> TrackState:
-        raw = json.loads(text)
-        episode = None
-        if raw["episode"]:
-            saved = raw["episode"]
-            episode = Episode(
-                **{**saved, "closed": tuple(saved["closed"]), "min_probs": tuple(saved.get("min_probs", (1, 1)))}
-            )
-        last_event = raw["last_event"]
-        if last_event:
-            last_event = Event(
-                **{**last_event, "type": EventType(last_event["type"]), "phase": Phase(last_event["phase"])}
-            )
-        return TrackState(
-            eyes=tuple(raw["eyes"]),
-            recent=tuple(tuple(tuple(r) for r in eye) for eye in raw["recent"]),
-            last_us=raw["last_us"],
-            last_kind=raw["last_kind"],
-            episode=episode,
-            segments=tuple(tuple(s) for s in raw["segments"]),
-            blinks=tuple(tuple(b) for b in raw["blinks"]),
-            last_event=last_event,
-            observations=raw["observations"],
-            events=raw["events"],
-            open_level=tuple(raw.get("open_level", (None, None))),
-        )
+# The engine's public face: callers use `engine.X` for the data it works on as well as for `step` and `stats`.
+__all__ = [
+    "EngineConfig",
+    "Event",
+    "EventType",
+    "Observation",
+    "Phase",
+    "Stats",
+    "TrackState",
+    "relative_probs",
+    "stats",
+    "step",
+]
 
 
 def _eye_state(current: str, prob: float | None, config: EngineConfig) -> str:
@@ -222,66 +88,6 @@ def _eye_state(current: str, prob: float | None, config: EngineConfig) -> str:
     if prob <= config.closed_below and current != UNKNOWN:
         return CLOSED
     return current
-
-
-LOGIT_LIMIT = 1e-4  # prob_open is clipped to [1e-4, 1 - 1e-4] (logit +-9.2) before it is made relative
-
-
-def _relative(
-    levels: tuple[float | None, float | None], obs: Observation, dt_ms: float | None, config: EngineConfig
-) -> tuple[tuple[float | None, float | None], Observation]:
-    """Update each eye's open level with this reading; the observation with readings relative to it."""
-    if not config.open_level_ref:
-        return levels, obs
-    new_levels = []
-    for level, prob in zip(levels, (obs.left, obs.right), strict=True):
-        if prob is not None:
-            z = _logit(prob)
-            if level is None or dt_ms is None:
-                level = z
-            else:
-                tau = config.open_level_rise_ms if z > level else config.open_level_fall_ms
-                level += (1.0 - math.exp(-dt_ms / tau)) * (z - level)
-        new_levels.append(level)
-    levels = (new_levels[0], new_levels[1])
-    left, right = relative_probs(levels, obs.left, obs.right, config)
-    return levels, replace(obs, left=left, right=right)
-
-
-def _logit(prob: float) -> float:
-    p = min(max(prob, LOGIT_LIMIT), 1.0 - LOGIT_LIMIT)
-    return math.log(p / (1.0 - p))
-
-
-def relative_probs(
-    levels: tuple[float | None, float | None], left: float | None, right: float | None, config: EngineConfig
-) -> tuple[float | None, float | None]:
-    """prob_open per eye relative to that eye's open level (what the thresholds judge); as given when off."""
-    if not config.open_level_ref:
-        return left, right
-    result = []
-    for level, prob in zip(levels, (left, right), strict=True):
-        if prob is None or level is None:
-            result.append(prob)
-            continue
-        bounded = min(max(level, config.open_level_min), config.open_level_max)
-        result.append(1.0 / (1.0 + math.exp(-(_logit(prob) - bounded + config.open_level_ref))))
-    return result[0], result[1]
-
-
-def _smooth(
-    recent: tuple[tuple[tuple[int, float], ...], ...], obs: Observation, config: EngineConfig
-) -> tuple[tuple[tuple[tuple[int, float], ...], ...], tuple[float | None, float | None]]:
-    """Per eye: the readings within `smooth_ms` (this one included) and their mean (None: no reading now)."""
-    horizon = obs.timestamp_us - config.smooth_ms * 1000.0
-    kept, means = [], []
-    for history, prob in zip(recent, (obs.left, obs.right), strict=True):
-        window = tuple(r for r in history if r[0] > horizon)
-        if prob is not None:
-            window = (*window, (obs.timestamp_us, prob))
-        kept.append(window)
-        means.append(sum(p for _, p in window) / len(window) if prob is not None else None)
-    return tuple(kept), (means[0], means[1])
 
 
 def _kind(left: float | None, right: float | None, eyes: tuple[str, str], config: EngineConfig) -> str:
@@ -367,14 +173,43 @@ def step(state: TrackState, obs: Observation, config: EngineConfig) -> tuple[Tra
     probs = [p for p in (obs.left, obs.right) if p is not None]
     lowest = min(probs) if probs else 1.0  # events report the raw prob_open
     dt_ms = (obs.timestamp_us - state.last_us) / 1000.0 if state.last_us is not None else None
-    open_level, obs = _relative(state.open_level, obs, dt_ms, config)
-    recent, smoothed = _smooth(state.recent, obs, config)
+    open_level, obs = relative(state.open_level, obs, dt_ms, config)
+    recent, smoothed = smooth(state.recent, obs, config)
     before = state.eyes
     eyes = (_eye_state(before[0], smoothed[0], config), _eye_state(before[1], smoothed[1], config))
     closed_now = (eyes[0] == CLOSED, eyes[1] == CLOSED)
     now = obs.timestamp_us
-    episode = state.episode
+    episode, ended = _advance_episode(state.episode, before, closed_now, obs, lowest, config)
+    events.extend(ended)
 
+    horizon = now - int(config.window_s * 1e6)
+    state = TrackState(
+        eyes=eyes,
+        recent=recent,
+        last_us=now,
+        last_kind=_kind(smoothed[0], smoothed[1], eyes, config),
+        episode=episode,
+        segments=_trim(segments, horizon, end_field=1),
+        blinks=_trim(state.blinks, horizon, end_field=0),
+        last_event=state.last_event,
+        observations=state.observations + 1,
+        events=state.events,
+        open_level=open_level,
+    )
+    return _record(state, events), events
+
+
+def _advance_episode(
+    episode: Episode | None,
+    before: tuple[str, str],
+    closed_now: tuple[bool, bool],
+    obs: Observation,
+    lowest: float,
+    config: EngineConfig,
+) -> tuple[Episode | None, list[Event]]:
+    """Start, extend or end the closure episode with this observation; the events it completes."""
+    now = obs.timestamp_us
+    events: list[Event] = []
     if episode is None and any(closed_now):
         first = 0 if closed_now[0] else 1
         other = 1 - first
@@ -415,22 +250,7 @@ def step(state: TrackState, obs: Observation, config: EngineConfig) -> tuple[Tra
     ):
         events.append(Event(EventType.LONG_CLOSURE, Phase.STARTED, episode.start_us, now, episode.min_prob_open))
         episode = replace(episode, long_started=True)
-
-    horizon = now - int(config.window_s * 1e6)
-    state = TrackState(
-        eyes=eyes,
-        recent=recent,
-        last_us=now,
-        last_kind=_kind(smoothed[0], smoothed[1], eyes, config),
-        episode=episode,
-        segments=_trim(segments, horizon, end_field=1),
-        blinks=_trim(state.blinks, horizon, end_field=0),
-        last_event=state.last_event,
-        observations=state.observations + 1,
-        events=state.events,
-        open_level=open_level,
-    )
-    return _record(state, events), events
+    return episode, events
 
 
 def _record(state: TrackState, events: list[Event]) -> TrackState:

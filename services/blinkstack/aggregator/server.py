@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 
 import grpc
 
@@ -187,12 +188,8 @@ def build_host(args: argparse.Namespace, backend: _Backend) -> ServiceHost:
             args.min_eye_px,
         )
     servicer = AggregatorServicer(backend.store, config, frames)
-    return ServiceHost(
-        settings_from_args(args),
-        AGGREGATOR,
-        lambda server: aggregator_pb2_grpc.add_AggregatorServiceServicer_to_server(servicer, server),
-        backend.ready,
-    )
+    register = partial(aggregator_pb2_grpc.add_AggregatorServiceServicer_to_server, servicer)
+    return ServiceHost(settings_from_args(args), AGGREGATOR, register, backend.ready)
 
 
 async def serve(args: argparse.Namespace) -> None:

@@ -8,20 +8,13 @@ from pathlib import Path
 
 from blinkstack.common import paths
 from blinkstack.common.config import env_option
+from blinkstack.services import ServiceSpec
 
 
-@dataclass(frozen=True)
-class BackendEnv:
-    """The environment names of one service's backend settings (literal, see `blinkstack.services`)."""
-
-    backend: str
-    model: str
-    model_version: str
-    threads: str
-
-
-def add_backend_options(parser: argparse.ArgumentParser, env: BackendEnv, default_model: str) -> None:
+def add_backend_options(parser: argparse.ArgumentParser, spec: ServiceSpec, default_model: str) -> None:
     """--backend, --model-*, --threads, --providers, --triton-* with BLINKSTACK_* environment defaults."""
+    env = spec.backend_env
+    assert env is not None, f"{spec.name} runs no model"
     group = parser.add_argument_group("model backend")
     env_option(
         group,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from blinkstack.common.backend_options import BackendEnv, add_backend_options
+from blinkstack.common.backend_options import add_backend_options
 from blinkstack.common.config import env_option
 from blinkstack.common.grpc_server import add_server_options
 from blinkstack.common.model_repository import FACE_DETECTOR_MODEL
@@ -12,17 +12,10 @@ from blinkstack.detector import geometry
 from blinkstack.detector.engine import DEFAULT_INPUT_WIDTH, DEFAULT_SCORE_THRESHOLD
 from blinkstack.services import DETECTOR
 
-BACKEND_ENV = BackendEnv(
-    backend="BLINKSTACK_DETECTOR_BACKEND",
-    model="BLINKSTACK_DETECTOR_MODEL",
-    model_version="BLINKSTACK_DETECTOR_MODEL_VERSION",
-    threads="BLINKSTACK_DETECTOR_THREADS",
-)
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_server_options(parser, DETECTOR)
-    add_backend_options(parser, BACKEND_ENV, FACE_DETECTOR_MODEL)
+    add_backend_options(parser, DETECTOR, FACE_DETECTOR_MODEL)
     group = parser.add_argument_group("detector")
     env_option(
         group,

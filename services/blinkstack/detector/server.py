@@ -9,6 +9,7 @@ import argparse
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
+from functools import partial
 
 import grpc
 import numpy as np
@@ -136,12 +137,8 @@ def build_backend(args: argparse.Namespace) -> FaceDetectorBackend:
 def build_host(args: argparse.Namespace, backend: FaceDetectorBackend) -> ServiceHost:
     detector = FaceDetector(backend, args.input_width, args.score_threshold, min_face_px=args.min_face_px)
     servicer = DetectorServicer(detector, args.max_streams, args.detect_every)
-    return ServiceHost(
-        settings_from_args(args),
-        DETECTOR,
-        lambda server: detector_pb2_grpc.add_DetectorServiceServicer_to_server(servicer, server),
-        backend.ready,
-    )
+    register = partial(detector_pb2_grpc.add_DetectorServiceServicer_to_server, servicer)
+    return ServiceHost(settings_from_args(args), DETECTOR, register, backend.ready)
 
 
 async def serve(args: argparse.Namespace) -> None:

@@ -4,23 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from blinkstack.common.backend_options import BackendEnv, add_backend_options
+from blinkstack.common.backend_options import add_backend_options
 from blinkstack.common.config import env_option
 from blinkstack.common.grpc_server import add_server_options
 from blinkstack.common.model_repository import EYE_STATE_MODEL
 from blinkstack.services import EYESTATE
 
-BACKEND_ENV = BackendEnv(
-    backend="BLINKSTACK_EYESTATE_BACKEND",
-    model="BLINKSTACK_EYESTATE_MODEL",
-    model_version="BLINKSTACK_EYESTATE_MODEL_VERSION",
-    threads="BLINKSTACK_EYESTATE_THREADS",
-)
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_server_options(parser, EYESTATE)
-    add_backend_options(parser, BACKEND_ENV, EYE_STATE_MODEL)
+    add_backend_options(parser, EYESTATE, EYE_STATE_MODEL)
     group = parser.add_argument_group("eye-state")
     env_option(
         group,

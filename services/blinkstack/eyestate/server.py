@@ -6,6 +6,7 @@ The servicer, the builders that wire it to a backend, and `serve`; the flags are
 from __future__ import annotations
 
 import argparse
+from functools import partial
 
 import cv2
 import grpc
@@ -100,12 +101,8 @@ def build_backend(args: argparse.Namespace) -> EyeStateBackend:
 
 def build_host(args: argparse.Namespace, backend: EyeStateBackend) -> ServiceHost:
     servicer = EyeStateServicer(backend, threshold=args.threshold, max_crops=args.max_crops)
-    return ServiceHost(
-        settings_from_args(args),
-        EYESTATE,
-        lambda server: eyestate_pb2_grpc.add_EyeStateServiceServicer_to_server(servicer, server),
-        backend.ready,
-    )
+    register = partial(eyestate_pb2_grpc.add_EyeStateServiceServicer_to_server, servicer)
+    return ServiceHost(settings_from_args(args), EYESTATE, register, backend.ready)
 
 
 async def serve(args: argparse.Namespace) -> None:

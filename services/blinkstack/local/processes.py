@@ -6,6 +6,13 @@ import os
 import signal
 import socket
 import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import grpc
+
+from blinkstack.services import ServiceSpec
 
 
 def free_port() -> int:
@@ -46,3 +53,20 @@ def stop_process(process: subprocess.Popen, grace_s: float, group: bool = False)
     except subprocess.TimeoutExpired:
         send(signal.SIGKILL)
         process.wait()
+
+
+@contextmanager
+def service_process(spec: ServiceSpec, env: dict[str, str] | None = None) -> Iterator[str]:
+    """`blinkstack serve <service>` as a child process on a free loopback port, without a metrics port and with
+    `env` on top of this process's environment; yields its address once it accepts connections."""
+    port = free_port()
+    full_env = {**os.environ, spec.port_env: str(port), spec.metrics_port_env: "0", **(env or {})}
+    command = [sys.executable, "-m", "blinkstack.cli", "serve", spec.name]
+    process = subprocess.Popen(command, env=full_env, stdout=subprocess.DEVNULL)
+    address = f"127.0.0.1:{port}"
+    try:
+        with grpc.insecure_channel(address) as channel:
+            grpc.channel_ready_future(channel).result(timeout=60)
+        yield address
+    finally:
+        stop_process(process, 30)

@@ -74,6 +74,90 @@ def _open(source: str) -> tuple[cv2.VideoCapture, float, bool]:
     return capture, fps if fps and fps > 0 else 30.0, is_camera
 
 
+class _FrameSource:
+    """The frames of a video or camera as TrackFrames requests, at most `in_flight` unanswered at a time.
+
+    `requests()` runs on gRPC's request thread. `busy` is held while it reads or encodes (C++ code), so the
+    caller can wait for it to reach a safe point before releasing the capture.
+    """
+
+    def __init__(
+        self, source: str, stream_id: str, realtime: bool | None, in_flight: int, max_frames: int | None, keep: bool
+    ) -> None:
+        self.source, self.stream_id, self.max_frames, self.keep = source, stream_id, max_frames, keep
+        self.capture, self.fps, self.is_camera = _open(source)
+        self.realtime = self.is_camera if realtime is None else realtime
+        total = int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT)) if not self.is_camera else 0
+        self.total = (min(total, max_frames) if total else max_frames) if max_frames else total
+        self.slots = threading.Semaphore(in_flight)
+        self.sent: dict[int, float] = {}  # seq -> when it was sent
+        self.pixels: dict[int, np.ndarray] = {}  # seq -> frame, for the annotated video
+        self.stop = threading.Event()
+        self.busy = threading.Lock()
+        self.errors: list[BaseException] = []
+
+    def _next(self, seq: int, start: float) -> types_pb2.Frame | None:
+        ok, frame = self.capture.read()
+        if not ok:
+            return None
+        timestamp_us = time.time_ns() // 1000 if self.is_camera else round(seq * 1e6 / self.fps)
+        if self.realtime and not self.is_camera:
+            time.sleep(max(0.0, start + seq / self.fps - time.perf_counter()))
+        jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])[1].tobytes()
+        while not self.slots.acquire(timeout=0.5):
+            if self.stop.is_set():
+                return None
+        if self.keep:
+            self.pixels[seq] = frame
+        self.sent[seq] = time.perf_counter()
+        return types_pb2.Frame(
+            stream_id=self.stream_id, seq=seq, timestamp_us=timestamp_us, image=types_pb2.Image(encoded=jpeg)
+        )
+
+    def requests(self) -> Iterator[types_pb2.Frame]:
+        start = time.perf_counter()
+        seq = 0
+        while not self.stop.is_set() and (self.max_frames is None or seq < self.max_frames):
+            with self.busy:
+                try:
+                    frame = None if self.stop.is_set() else self._next(seq, start)
+                except Exception as exc:  # surfaced after the call, not swallowed by gRPC's request thread
+                    self.errors.append(exc)
+                    frame = None
+            if frame is None:
+                return
+            yield frame
+            seq += 1
+
+    def answered(self, seq: int) -> float:
+        """Seconds since frame `seq` was sent; frees its slot."""
+        self.slots.release()
+        return time.perf_counter() - self.sent.pop(seq, time.perf_counter())
+
+    def close(self) -> None:
+        self.stop.set()
+        with self.busy:  # the request thread is between frames (or done): safe to release the capture
+            self.capture.release()
+
+
+def _frame_record(response: aggregator_pb2.FrameResult, latency_s: float) -> FrameRecord:
+    faces = list(response.faces)
+    first = faces[0] if faces else None
+    return FrameRecord(
+        seq=response.seq,
+        timestamp_us=response.timestamp_us,
+        status=response.status,
+        faces=len(faces),
+        track_ids=[f.track_id for f in faces],
+        left=first.left_eye.prob_open if first else None,
+        right=first.right_eye.prob_open if first else None,
+        detect_us=response.timings.detect_us,
+        classify_us=response.timings.classify_us,
+        aggregate_us=response.timings.aggregate_us,
+        latency_s=latency_s,
+    )
+
+
 def watch(
     source: str,
     target: str,
@@ -92,82 +176,20 @@ def watch(
 
     Only the frames in flight are kept in memory: each is drawn and written as soon as its result is back.
     """
-    capture, fps, is_camera = _open(source)
-    result = WatchResult(stream_id, fps)
-    realtime = is_camera if realtime is None else realtime
-    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if not is_camera else 0
-    if max_frames:
-        total = min(total, max_frames) if total else max_frames
-    slots = threading.Semaphore(in_flight)
-    sent: dict[int, float] = {}
-    stop = threading.Event()
-    busy = threading.Lock()
-    pending_frames: dict[int, np.ndarray] = {}
-    writer = _AnnotatedWriter(annotated, fps) if annotated else None
-    errors: list[BaseException] = []
-
-    def next_frame(seq: int, start: float) -> types_pb2.Frame | None:
-        ok, frame = capture.read()
-        if not ok:
-            return None
-        timestamp_us = time.time_ns() // 1000 if is_camera else round(seq * 1e6 / fps)
-        if realtime and not is_camera:
-            time.sleep(max(0.0, start + seq / fps - time.perf_counter()))
-        jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])[1].tobytes()
-        while not slots.acquire(timeout=0.5):
-            if stop.is_set():
-                return None
-        if writer is not None:
-            pending_frames[seq] = frame
-        sent[seq] = time.perf_counter()
-        return types_pb2.Frame(
-            stream_id=stream_id, seq=seq, timestamp_us=timestamp_us, image=types_pb2.Image(encoded=jpeg)
-        )
-
-    def frames() -> Iterator[types_pb2.Frame]:
-        # Runs on gRPC's request thread. `busy` is held while it reads or encodes (C++ code), so the caller can
-        # wait for it to reach a safe point before the process exits.
-        start = time.perf_counter()
-        seq = 0
-        while not stop.is_set() and (max_frames is None or seq < max_frames):
-            with busy:
-                try:
-                    frame = None if stop.is_set() else next_frame(seq, start)
-                except Exception as exc:  # surfaced after the call, not swallowed by gRPC's request thread
-                    errors.append(exc)
-                    frame = None
-            if frame is None:
-                return
-            yield frame
-            seq += 1
-
+    frames = _FrameSource(source, stream_id, realtime, in_flight, max_frames, keep=annotated is not None)
+    result = WatchResult(stream_id, frames.fps)
+    writer = _AnnotatedWriter(annotated, frames.fps) if annotated else None
     channel = grpc.insecure_channel(target)
     stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
-    bar = bars.progress(total=total or None, unit="frame", desc=stream_id, disable=not progress, dynamic_ncols=True)
+    total = frames.total or None
+    bar = bars.progress(total=total, unit="frame", desc=stream_id, disable=not progress, dynamic_ncols=True)
     began = time.perf_counter()
-    call = stub.TrackFrames(frames(), timeout=timeout_s)
+    call = stub.TrackFrames(frames.requests(), timeout=timeout_s)
     try:
         for response in call:
-            slots.release()
+            result.frames.append(_frame_record(response, frames.answered(response.seq)))
             if writer is not None:
-                writer.add(pending_frames.pop(response.seq), response)
-            faces = list(response.faces)
-            first = faces[0] if faces else None
-            result.frames.append(
-                FrameRecord(
-                    seq=response.seq,
-                    timestamp_us=response.timestamp_us,
-                    status=response.status,
-                    faces=len(faces),
-                    track_ids=[f.track_id for f in faces],
-                    left=first.left_eye.prob_open if first else None,
-                    right=first.right_eye.prob_open if first else None,
-                    detect_us=response.timings.detect_us,
-                    classify_us=response.timings.classify_us,
-                    aggregate_us=response.timings.aggregate_us,
-                    latency_s=time.perf_counter() - sent.pop(response.seq, time.perf_counter()),
-                )
-            )
+                writer.add(frames.pixels.pop(response.seq), response)
             if on_result is not None:
                 on_result(response)
             for event in response.events:
@@ -182,16 +204,15 @@ def watch(
     except grpc.RpcError as exc:
         result.error = f"{exc.code().name}: {exc.details()}"
     finally:
-        stop.set()
+        frames.stop.set()  # the request thread sends nothing more
         bar.close()
         if writer is not None:
             writer.close()
         channel.close()
-        with busy:  # the request thread is between frames (or done): safe to release the capture and exit
-            capture.release()
+        frames.close()
         result.elapsed_s = time.perf_counter() - began
-    if errors:
-        raise SourceError(f"reading {source} failed: {errors[0]}")
+    if frames.errors:
+        raise SourceError(f"reading {source} failed: {frames.errors[0]}")
     return result
 
 
