@@ -52,7 +52,7 @@ test: venv triton-env
 
 # The inner loop: the unit tier (engine, events, preprocessing, tracking, configuration), seconds.
 test-fast: venv
-	$(PY) -m pytest -m unit
+	$(PY) -m pytest tests/unit
 
 # The service image's dependency set (`.[cpu]`, non-editable) starts each service until SERVING.
 check-service-env: venv

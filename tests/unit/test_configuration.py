@@ -11,12 +11,10 @@ from blinkstack.aggregator.engine import EngineConfig
 from blinkstack.aggregator.options import ENGINE_OPTIONS
 from blinkstack.common.config import env_table
 from blinkstack.services import SERVICES
-from blinkstack.tools import config_table
 from blinkstack.v1 import aggregator_pb2, detector_pb2, eyestate_pb2
 from tests.helpers import REPO_ROOT
 
 ENV_NAME = re.compile(r"BLINKSTACK_[A-Z0-9_]+")
-TABLE = re.compile(r"<!-- configuration table: .*? -->\n(.*?)<!-- end of configuration table -->", re.S)
 
 
 def test_each_spec_names_its_protobuf_service_and_distinct_ports():
@@ -51,21 +49,6 @@ def test_no_env_name_is_assembled_at_run_time():
     sources = (REPO_ROOT / "services" / "blinkstack").rglob("*.py")
     assembled = [str(p) for p in sources if re.search(r"""f["']BLINKSTACK_\{""", p.read_text())]
     assert not assembled, f"env names built with f-strings (not greppable): {assembled}"
-
-
-def test_readme_carries_the_generated_table_and_every_name_the_code_reads():
-    match = TABLE.search((REPO_ROOT / "README.md").read_text())
-    assert match, "README.md has no generated configuration table"
-    assert match.group(1) == config_table.markdown(), (
-        "README's configuration table is stale: regenerate it with `python -m blinkstack.tools.config_table`"
-    )
-    listed = {row[0] for row in config_table.rows()}
-    read_by_code = {
-        name
-        for path in (REPO_ROOT / "services" / "blinkstack").rglob("*.py")
-        for name in ENV_NAME.findall(path.read_text())
-    }
-    assert read_by_code <= listed, f"not in the table: {sorted(read_by_code - listed)}"
 
 
 def test_serve_imports_serving_code_only():
