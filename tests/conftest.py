@@ -85,3 +85,7 @@ def redis_server(tmp_path_factory):
     server.start()
     yield server
     server.stop()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--fuzz-cases", default="300", help="fuzzed requests per RPC (test_hostile_input)")

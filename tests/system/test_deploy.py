@@ -223,10 +223,8 @@ def test_manifests_follow_the_service_contract(rendered):
     for spec in SERVICES.values():
         container = next(c for c in containers(deployments[spec.name]) if c["name"] == spec.name)
         assert container["args"] == [spec.name]
-        assert {p["name"]: p["containerPort"] for p in container["ports"]} == {
-            "grpc": spec.port,
-            "metrics": spec.metrics_port,
-        }
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert (ports["grpc"], ports["metrics"]) == (spec.port, spec.metrics_port)
     known = {row[0] for row in config_table.rows()}
     set_names = {k for cm in of_kind(objects, "ConfigMap") for k in cm["data"] if k.startswith("BLINKSTACK_")}
     set_names |= {
@@ -237,3 +235,22 @@ def test_manifests_follow_the_service_contract(rendered):
         if "BLINKSTACK_" in e["name"]
     }
     assert set_names and set_names <= known, f"not read by any service: {sorted(set_names - known)}"
+
+
+def test_overlays_turn_on_tls_mtls_tokens_and_probe_the_plaintext_health_port(rendered):
+    _, _, objects = rendered
+    (config,) = [cm["data"] for cm in of_kind(objects, "ConfigMap") if cm["metadata"]["name"] == "blinkstack-config"]
+    assert config["BLINKSTACK_REFLECTION"] == "false"
+    health_port = int(config["BLINKSTACK_HEALTH_PORT"])
+    needed = ("BLINKSTACK_TLS_CERT", "BLINKSTACK_TLS_KEY", "BLINKSTACK_TLS_CLIENT_CA", "BLINKSTACK_TOKENS_FILE")
+    for spec in SERVICES.values():
+        workload = next(w for w in workloads(objects) if w["metadata"]["name"] == spec.name)
+        container = next(c for c in containers(workload) if c["name"] == spec.name)
+        mounts = [m["mountPath"] for m in container["volumeMounts"]]
+        for name in needed:  # every file the service is told to read is inside a mounted Secret
+            assert any(config[name].startswith(mount + "/") for mount in mounts), (spec.name, name)
+        secrets = {v["secret"]["secretName"] for v in workload["spec"]["template"]["spec"]["volumes"] if "secret" in v}
+        assert {"blinkstack-tls", "blinkstack-tokens"} <= secrets
+        assert {"name": "health", "containerPort": health_port} in container["ports"]
+        for probe in ("readinessProbe", "livenessProbe"):
+            assert container[probe]["grpc"]["port"] == health_port, (spec.name, probe)

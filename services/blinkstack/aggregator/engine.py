@@ -148,10 +148,16 @@ def _trim(items: tuple, horizon: int, end_field: int) -> tuple:
     return tuple(item for item in items if item[end_field] > horizon)
 
 
+# At most this many state segments are kept for the statistics (a 60 s window at 30 frames/s alternating on
+# every frame needs 1,800): observations microseconds apart cannot grow the state, and with it the cost of
+# every step and every Redis write, without bound.
+MAX_SEGMENTS = 2048
+
+
 def _add_segment(segments: tuple, start: int, end: int, kind: str) -> tuple:
     if segments and segments[-1][2] == kind and segments[-1][1] == start:
         return (*segments[:-1], (segments[-1][0], end, kind))
-    return (*segments, (start, end, kind))
+    return (*segments[-(MAX_SEGMENTS - 1) :], (start, end, kind))
 
 
 def step(state: TrackState, obs: Observation, config: EngineConfig) -> tuple[TrackState, list[Event]]:

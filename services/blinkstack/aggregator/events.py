@@ -85,6 +85,11 @@ def describe(event: aggregator_pb2.BlinkEvent) -> str:
     )
 
 
+def is_event_id(text: str) -> bool:
+    """A Redis stream id, `<ms>-<n>` or `<ms>`, each part below 2^64 (Redis refuses larger ones)."""
+    return EVENT_ID.fullmatch(text) is not None and all(int(part) < 2**64 for part in text.split("-"))
+
+
 def id_order(event_id: str) -> tuple[int, int]:
     """Sort key of a Redis stream id; an event not stored yet (empty id) sorts first."""
     ms, _, n = event_id.partition("-")

@@ -18,9 +18,10 @@ import numpy as np
 
 from blinkstack.aggregator import engine, events, ingest
 from blinkstack.aggregator.store import RedisStore, StoreUnavailable, Write
-from blinkstack.aggregator.tracks import TrackBook
+from blinkstack.aggregator.tracks import TrackBook, check_seq
 from blinkstack.common import images, metrics
-from blinkstack.common.errors import InvalidInput, Unavailable
+from blinkstack.common.errors import InvalidInput, Unavailable, quoted
+from blinkstack.common.security import require_stream
 from blinkstack.common.tracking import Tracker
 from blinkstack.v1 import aggregator_pb2, detector_pb2, detector_pb2_grpc, eyestate_pb2, eyestate_pb2_grpc, types_pb2
 
@@ -54,8 +55,10 @@ def judgeable_faces(detection: detector_pb2.DetectEyesResponse) -> list[detector
 def check_frame(frame: types_pb2.Frame, stream_id: str) -> None:
     """A frame of the call's stream (`stream_id`, empty before the first frame), with an image."""
     images.check_stream_id(frame.stream_id, "frame.stream_id")
+    require_stream(frame.stream_id, "frame.stream_id")
     if stream_id and frame.stream_id != stream_id:
-        raise InvalidInput(f"frame.stream_id {frame.stream_id!r} differs from this call's stream {stream_id!r}")
+        raise InvalidInput(f"frame.stream_id {quoted(frame.stream_id)} differs from this call's stream {stream_id!r}")
+    check_seq(frame.seq, "frame.seq")
     if not frame.HasField("image"):
         raise InvalidInput("frame.image is missing")
 

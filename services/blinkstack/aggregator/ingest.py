@@ -79,6 +79,8 @@ async def publish(
         try:
             async for message in messages:
                 await queue.put(message)
+        except InvalidInput as exc:  # a message that does not parse: it ends the call after what came before
+            await queue.put(exc)
         finally:
             await queue.put(done)
 

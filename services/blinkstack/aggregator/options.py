@@ -7,6 +7,7 @@ import argparse
 from blinkstack.aggregator import engine
 from blinkstack.common.config import env_option
 from blinkstack.common.grpc_server import add_server_options
+from blinkstack.common.security import add_client_security_options
 from blinkstack.services import AGGREGATOR, DETECTOR, EYESTATE
 
 # The blink engine's settings: EngineConfig field, environment name, help. Defaults are EngineConfig's.
@@ -67,6 +68,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     env_option(
         group,
+        "--max-subscribers",
+        "BLINKSTACK_MAX_SUBSCRIBERS",
+        2000,
+        int,
+        help="SubscribeBlinks calls at once (apart from --max-concurrent-rpcs; 0: no limit)",
+    )
+    env_option(
+        group,
+        "--subscriber-buffer",
+        "BLINKSTACK_SUBSCRIBER_BUFFER",
+        4096,
+        int,
+        help="events a subscriber may fall behind before it is dropped (RESOURCE_EXHAUSTED, with the id to resume)",
+    )
+    env_option(
+        group,
+        "--key-ttl-s",
+        "BLINKSTACK_KEY_TTL_S",
+        7 * 24 * 3600.0,
+        float,
+        help="per-stream and per-track keys expire after this long without a write (0: never)",
+    )
+    env_option(
+        group,
         "--detector-addr",
         DETECTOR.address_env,
         DETECTOR.default_address(),
@@ -79,6 +104,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         EYESTATE.default_address(),
         help="eye-state service (TrackFrames)",
     )
+    add_client_security_options(parser.add_argument_group("downstream TLS (detector and eye-state)"))
     env_option(
         group, "--threshold", "BLINKSTACK_AGGREGATOR_THRESHOLD", 0.5, float, help="prob_open for a reported OPEN"
     )

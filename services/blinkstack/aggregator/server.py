@@ -4,8 +4,9 @@
   (`frames.py`).
 - `PublishEyeStates` / `PublishEyeStateBatches`: observations of callers that classify themselves, group
   committed to Redis (`ingest.py`).
-- `SubscribeBlinks`: replays stored events after `after_id`, then follows new ones (XREAD BLOCK on the global
-  event stream, one cursor, filters applied here), surviving Redis restarts; subscribers read at their own pace.
+- `SubscribeBlinks`: replays stored events after `after_id`, then follows new ones; all subscribers share one
+  Redis reader (`fanout.py`), filters are applied here, and a subscriber that falls too far behind is dropped
+  with RESOURCE_EXHAUSTED and the id to resume after.
 - `GetStats`: the track's state from Redis, summarised over the sliding window.
 
 A frame or observation counts as accepted once Redis has it; every reply is sent after that. The flags are in
@@ -15,43 +16,44 @@ A frame or observation counts as accepted once Redis has it; every reply is sent
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
 from collections.abc import AsyncIterator, Callable
 from functools import partial
 
 import grpc
 
 from blinkstack.aggregator import engine, events, ingest
+from blinkstack.aggregator.fanout import EventFanout
 from blinkstack.aggregator.frames import CameraStream, FrameServices
 from blinkstack.aggregator.options import engine_config
-from blinkstack.aggregator.store import TRANSIENT, RedisStore
+from blinkstack.aggregator.store import RedisStore
 from blinkstack.common import images
-from blinkstack.common.errors import FailedPrecondition, InvalidInput, NotFound
+from blinkstack.common.errors import FailedPrecondition, InvalidInput, NotFound, quoted
 from blinkstack.common.grpc_server import ServiceHost, run_until_signal, settings_from_args
+from blinkstack.common.security import client_security, require_stream, stream_visible
 from blinkstack.services import AGGREGATOR
 from blinkstack.v1 import aggregator_pb2, aggregator_pb2_grpc, detector_pb2_grpc, eyestate_pb2_grpc, types_pb2
-
-log = logging.getLogger(__name__)
 
 
 def check_subscription(request: aggregator_pb2.SubscribeBlinksRequest) -> None:
     for stream_id in request.stream_ids:
         images.check_stream_id(stream_id, "stream_ids[]")
+        require_stream(stream_id, "stream_ids[]")
     unknown = [t for t in request.types if t not in events.TYPE_NUMBERS.values()]
     if unknown:
         raise InvalidInput(f"types: unknown event type(s) {unknown}")
-    if request.after_id and not events.EVENT_ID.fullmatch(request.after_id):
-        raise InvalidInput(f"after_id {request.after_id!r} is not an event id like 1700000000000-0")
+    if request.after_id and not events.is_event_id(request.after_id):
+        raise InvalidInput(f"after_id {quoted(request.after_id)} is not an event id like 1700000000000-0")
 
 
 def wanted(request: aggregator_pb2.SubscribeBlinksRequest) -> Callable[[aggregator_pb2.BlinkEvent], bool]:
-    """The subscription's filter: every set list must contain the event's value."""
+    """The subscription's filter: every set list must contain the event's value, and the caller's token must
+    cover the event's stream."""
     streams, tracks, types = set(request.stream_ids), set(request.track_ids), set(request.types)
     return lambda m: (
         (not streams or m.stream_id in streams)
         and (not tracks or m.track_id in tracks)
         and (not types or m.type in types)
+        and stream_visible(m.stream_id)
     )
 
 
@@ -77,11 +79,10 @@ class AggregatorServicer(aggregator_pb2_grpc.AggregatorServiceServicer):
         self,
         store: RedisStore,
         config: engine.EngineConfig,
+        fanout: EventFanout,
         frames: FrameServices | None = None,
-        subscribe_block_ms: int = 1000,
     ) -> None:
-        self.store, self.config, self.frames = store, config, frames
-        self.subscribe_block_ms = subscribe_block_ms
+        self.store, self.config, self.fanout, self.frames = store, config, fanout, frames
 
     async def PublishEyeStates(
         self, request_iterator: AsyncIterator[aggregator_pb2.EyeObservation], context: grpc.aio.ServicerContext
@@ -98,27 +99,16 @@ class AggregatorServicer(aggregator_pb2_grpc.AggregatorServiceServicer):
     ) -> AsyncIterator[aggregator_pb2.BlinkEvent]:
         check_subscription(request)
         keep = wanted(request)
-        cursor = request.after_id or await self.store.last_event_id()
-        delay = 0.05
-        while True:
-            try:
-                entries = await self.store.read_events(cursor, self.subscribe_block_ms)
-                delay = 0.05
-            except TRANSIENT as exc:  # Redis restarting: wait and resume from the same cursor
-                log.warning("subscription waiting for Redis: %s", exc)
-                await asyncio.sleep(delay)
-                delay = min(2 * delay, 1.0)
-                continue
-            for event_id, fields in entries:
-                cursor = event_id
-                message = events.to_message(event_id, fields)
-                if keep(message):
-                    yield message
+        async for event_id, fields in self.fanout.subscribe(request.after_id):
+            message = events.to_message(event_id, fields)
+            if keep(message):
+                yield message
 
     async def GetStats(
         self, request: aggregator_pb2.GetStatsRequest, context: grpc.aio.ServicerContext
     ) -> aggregator_pb2.TrackStats:
         images.check_stream_id(request.stream_id)
+        require_stream(request.stream_id, "stream_id")
         if request.track_id == 0:
             raise InvalidInput("track_id must be > 0")
         stored = await self.store.read_hash(self.store.track_key(request.stream_id, request.track_id))
@@ -148,20 +138,24 @@ class _Backend:
             args.stream_events_maxlen,
             args.redis_retry_s,
             args.events_max_age_s,
+            args.key_ttl_s,
         )
+        self.fanout = EventFanout(self.store, buffer=args.subscriber_buffer)
+        self.security = client_security(args)  # how TrackFrames reaches the detector and eye-state service
         self.args = args
         self.detector: grpc.aio.Channel | None = None
         self.eyestate: grpc.aio.Channel | None = None
 
     async def start(self) -> None:
         options = [("grpc.max_send_message_length", self.args.max_message_bytes)]
-        self.detector = grpc.aio.insecure_channel(self.args.detector_addr, options=options)
-        self.eyestate = grpc.aio.insecure_channel(self.args.eyestate_addr, options=options)
+        self.detector = self.security.aio_channel(self.args.detector_addr, options)
+        self.eyestate = self.security.aio_channel(self.args.eyestate_addr, options)
 
     async def ready(self) -> bool:
         return await self.store.ping()
 
     async def close(self) -> None:
+        await self.fanout.close()
         for channel in (self.detector, self.eyestate):
             if channel is not None:
                 await channel.close()
@@ -187,9 +181,10 @@ def build_host(args: argparse.Namespace, backend: _Backend) -> ServiceHost:
             args.threshold,
             args.min_eye_px,
         )
-    servicer = AggregatorServicer(backend.store, config, frames)
+    servicer = AggregatorServicer(backend.store, config, backend.fanout, frames)
     register = partial(aggregator_pb2_grpc.add_AggregatorServiceServicer_to_server, servicer)
-    return ServiceHost(settings_from_args(args), AGGREGATOR, register, backend.ready)
+    limits = {"SubscribeBlinks": args.max_subscribers}  # long-lived and cheap: their own limit
+    return ServiceHost(settings_from_args(args), AGGREGATOR, register, backend.ready, limits)
 
 
 async def serve(args: argparse.Namespace) -> None:

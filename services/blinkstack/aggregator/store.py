@@ -22,6 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.exceptions import BusyLoadingError, ConnectionError, ResponseError, TimeoutError
@@ -30,19 +31,22 @@ from blinkstack.common.errors import Unavailable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+MAX_SEQ = 2**53 - 1  # the largest seq the Lua script compares exactly; larger ones are refused up front
 TRANSIENT = (ConnectionError, TimeoutError, BusyLoadingError, OSError)  # Redis away or restarting
 
 # KEYS: hash, global events, stream events. ARGV: seq, maxlen global, maxlen stream, min id ("0": no age limit),
-# n hash pairs, pairs..., then per event: n pairs, pairs...
-# Returns {} when the write is not newer than the stored seq, else {"ok", ids...}.
+# idle expiry in ms ("0": never), n hash pairs, pairs..., then per event: n pairs, pairs...
+# Returns {} when the write is not newer than the stored seq, else {"ok", ids...}. Seqs are compared as Lua
+# numbers (doubles): exact up to MAX_SEQ, which callers enforce.
 _APPLY = """
 local stored = tonumber(redis.call('HGET', KEYS[1], 'seq') or '-1')
 if stored >= tonumber(ARGV[1]) then return {} end
-local pos = 6
-local pairs_n = tonumber(ARGV[5])
+local pos = 7
+local pairs_n = tonumber(ARGV[6])
 local fields = {'seq', ARGV[1]}
 for i = 1, pairs_n * 2 do fields[#fields + 1] = ARGV[pos]; pos = pos + 1 end
 redis.call('HSET', KEYS[1], unpack(fields))
+if ARGV[5] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[5]) end
 local result = {'ok'}
 while pos <= #ARGV do
   local n = tonumber(ARGV[pos]); pos = pos + 1
@@ -52,6 +56,7 @@ while pos <= #ARGV do
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], id, unpack(entry))
   result[#result + 1] = id
 end
+if ARGV[5] ~= '0' and #result > 1 then redis.call('PEXPIRE', KEYS[3], ARGV[5]) end
 if ARGV[4] ~= '0' and #result > 1 then
   redis.call('XTRIM', KEYS[2], 'MINID', ARGV[4])
   redis.call('XTRIM', KEYS[3], 'MINID', ARGV[4])
@@ -75,6 +80,17 @@ class Write:
     events: list[dict[str, str]] = field(default_factory=list)
 
 
+def redacted(url: str) -> str:
+    """A Redis URL without its password (`redis://user:***@host:6379/0`)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 class RedisStore:
     def __init__(
         self,
@@ -84,11 +100,12 @@ class RedisStore:
         stream_events_maxlen: int = 10_000,
         retry_s: float = 30.0,
         events_max_age_s: float = 0.0,
+        key_ttl_s: float = 0.0,
     ) -> None:
-        self.events_max_age_s = events_max_age_s
+        self.events_max_age_s, self.key_ttl_ms = events_max_age_s, round(key_ttl_s * 1000)
         self.prefix, self.events_maxlen, self.stream_events_maxlen = prefix, events_maxlen, stream_events_maxlen
         self.retry_s = retry_s
-        self.url = url
+        self.url = redacted(url)  # what errors and logs show: never the password
         self.redis = aioredis.Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=10.0)
         self._apply = self.redis.register_script(_APPLY)
 
@@ -141,7 +158,8 @@ class RedisStore:
             min_id = f"{int((time.time() - self.events_max_age_s) * 1000)}-0" if self.events_max_age_s > 0 else "0"
             pipe = self.redis.pipeline(transaction=True)
             for w in writes:
-                args: list[str | int] = [w.seq, self.events_maxlen, self.stream_events_maxlen, min_id, len(w.fields)]
+                args: list[str | int] = [w.seq, self.events_maxlen, self.stream_events_maxlen, min_id]
+                args += [self.key_ttl_ms, len(w.fields)]
                 for k, v in w.fields.items():
                     args += [k, v]
                 for event in w.events:
@@ -159,8 +177,10 @@ class RedisStore:
         newest = await self.retrying(lambda: self.redis.xrevrange(self.events_key, count=1))
         return newest[0][0].decode() if newest else "0-0"
 
-    async def read_events(self, after_id: str, block_ms: int, count: int = 256) -> list[tuple[str, dict[str, str]]]:
-        """Events with ids after `after_id`, waiting up to `block_ms` for the first one."""
+    async def read_events(
+        self, after_id: str, block_ms: int | None, count: int = 256
+    ) -> list[tuple[str, dict[str, str]]]:
+        """Events with ids after `after_id`, waiting up to `block_ms` for the first one (None: not at all)."""
         reply = await self.redis.xread({self.events_key: after_id}, count=count, block=block_ms)
         if not reply:
             return []

@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 
 from blinkstack.aggregator import events
 from blinkstack.aggregator.engine import EngineConfig, Event, Observation, TrackState, step
-from blinkstack.aggregator.store import RedisStore, Write
+from blinkstack.aggregator.store import MAX_SEQ, RedisStore, Write
 from blinkstack.common.errors import InvalidInput
 from blinkstack.common.images import check_stream_id
+from blinkstack.common.security import require_stream
 
 ACCEPTED, DUPLICATE, LATE = "accepted", "duplicate", "late"
 
@@ -90,11 +91,18 @@ class TrackBook:
         return writes
 
 
+def check_seq(seq: int, what: str) -> None:
+    if seq > MAX_SEQ:
+        raise InvalidInput(f"{what} {seq} exceeds the largest seq, 2^53 - 1 = {MAX_SEQ}")
+
+
 def observation_from_request(request, what: str = "observation") -> Observation:
     """Validate an `EyeObservation` message into an engine observation."""
     check_stream_id(request.stream_id, f"{what}.stream_id")
+    require_stream(request.stream_id, f"{what}.stream_id")
     if request.track_id == 0:
         raise InvalidInput(f"{what}.track_id must be > 0")
+    check_seq(request.seq, f"{what}.seq")
     if request.timestamp_us <= 0:
         raise InvalidInput(f"{what}.timestamp_us must be set (> 0, microseconds)")
     left = request.left_prob_open if request.HasField("left_prob_open") else None

@@ -35,3 +35,34 @@ class FailedPrecondition(ServiceError):
     """The service is not set up for this call (e.g. an aggregator without detector and eye-state)."""
 
     code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+def quoted(value: str, limit: int = 64) -> str:
+    """`value` as it appears in an error message: repr, cut at `limit` characters (clients can send megabytes)."""
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}... ({len(value):,} characters)"
+
+
+class ResourceExhausted(ServiceError):
+    """Over a limit the service keeps to stay healthy (concurrent calls, a subscriber's backlog): retry later."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class DeadlineExpired(ServiceError):
+    """The caller's deadline passed before the work started: it is not done."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class Unauthenticated(ServiceError):
+    """No valid bearer token."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(ServiceError):
+    """A valid token without the scope, or the stream, this call needs."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED

@@ -16,13 +16,26 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
-from blinkstack.common.config import env_option
+from blinkstack.common.config import env_option, parse_bool
 from blinkstack.common.rpc_boundary import RpcBoundary
+from blinkstack.common.security import TokenTable, server_credentials
 from blinkstack.services import ServiceSpec
 
 log = logging.getLogger(__name__)
+READINESS_TIMEOUT_S = 5.0
 # The health "service" a liveness probe asks for: SERVING while the process runs, whatever its dependencies do.
 LIVENESS_SERVICE = "blinkstack.liveness"
+
+
+# Dead peers (a camera that lost power, an idle subscriber behind a vanished NAT) are found by pings and their
+# calls ended; connections are recycled every half hour (their streams go on until they end) so load spreads
+# over new replicas.
+KEEPALIVE = (
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.max_connection_age_ms", 30 * 60_000),
+)
 
 
 @dataclass
@@ -33,6 +46,11 @@ class ServerSettings:
     max_message_bytes: int = 16 * 1024 * 1024
     grace_s: float = 5.0
     health_poll_s: float = 1.0
+    max_concurrent_rpcs: int = 256  # 0: no limit
+    credentials: grpc.ServerCredentials | None = None  # None: plaintext
+    tokens: TokenTable | None = None  # None: no bearer tokens checked
+    reflection: bool = True
+    health_port: int = 0  # 0: health only on the main port
 
 
 def add_server_options(parser: argparse.ArgumentParser, spec: ServiceSpec) -> None:
@@ -50,10 +68,53 @@ def add_server_options(parser: argparse.ArgumentParser, spec: ServiceSpec) -> No
         help="largest request accepted",
     )
     env_option(group, "--grace", "BLINKSTACK_GRACE_S", 5.0, float, help="seconds to drain in-flight RPCs on shutdown")
+    env_option(group, "--tls-cert", "BLINKSTACK_TLS_CERT", "", help="PEM certificate chain: serve TLS")
+    env_option(group, "--tls-key", "BLINKSTACK_TLS_KEY", "", help="PEM private key of --tls-cert")
+    env_option(
+        group, "--tls-client-ca", "BLINKSTACK_TLS_CLIENT_CA", "", help="PEM CA: require client certificates it signed"
+    )
+    env_option(
+        group,
+        "--tokens-file",
+        "BLINKSTACK_TOKENS_FILE",
+        "",
+        help="JSON tokens with scopes: every call needs a bearer token (needs TLS on the client side)",
+    )
+    env_option(group, "--reflection", "BLINKSTACK_REFLECTION", True, parse_bool, help="gRPC server reflection")
+    env_option(
+        group,
+        "--health-port",
+        "BLINKSTACK_HEALTH_PORT",
+        0,
+        int,
+        help="also answer grpc.health.v1 alone, in plaintext, on this port: for probes that cannot speak TLS (0: off)",
+    )
+    env_option(
+        group,
+        "--max-concurrent-rpcs",
+        "BLINKSTACK_MAX_CONCURRENT_RPCS",
+        256,
+        int,
+        help="calls in progress at once before new ones get RESOURCE_EXHAUSTED (0: no limit)",
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> ServerSettings:
-    return ServerSettings(args.host, args.port, args.metrics_port, args.max_message_bytes, args.grace)
+    """The parsed server flags, with the TLS and token files read now: a bad one stops the service at start."""
+    if args.max_concurrent_rpcs < 0:
+        raise ValueError(f"--max-concurrent-rpcs must be >= 0 (got {args.max_concurrent_rpcs})")
+    return ServerSettings(
+        args.host,
+        args.port,
+        args.metrics_port,
+        args.max_message_bytes,
+        args.grace,
+        max_concurrent_rpcs=args.max_concurrent_rpcs,
+        credentials=server_credentials(args.tls_cert, args.tls_key, args.tls_client_ca),
+        tokens=TokenTable.load(args.tokens_file) if args.tokens_file else None,
+        reflection=args.reflection,
+        health_port=args.health_port,
+    )
 
 
 class ServiceHost:
@@ -65,33 +126,45 @@ class ServiceHost:
         spec: ServiceSpec,
         register: Callable[[grpc.aio.Server], None],
         ready: Callable[[], Awaitable[bool]],
+        limits: dict[str, int] | None = None,
     ) -> None:
         self.settings, self.spec, self._register, self._ready = settings, spec, register, ready
+        self.limits = limits or {}  # methods with their own concurrency limit (see RpcBoundary)
         self.service_names = [spec.grpc_service]
         self.health = health.aio.HealthServicer()
         self.port = 0
         self._server: grpc.aio.Server | None = None
+        self._health_server: grpc.aio.Server | None = None
         self._watcher: asyncio.Task | None = None
 
     async def start(self) -> int:
         s = self.settings
         server = grpc.aio.server(
-            interceptors=[RpcBoundary(self.spec.name)],
+            interceptors=[RpcBoundary(self.spec.name, s.max_concurrent_rpcs, self.limits, s.tokens)],
             options=[
                 ("grpc.max_receive_message_length", s.max_message_bytes),
                 ("grpc.max_send_message_length", s.max_message_bytes),
                 ("grpc.so_reuseport", 0),  # a second server on the same port must fail, not share it
+                *KEEPALIVE,
             ],
         )
         self._register(server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        reflection.enable_server_reflection([*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+        if s.reflection:
+            names = [*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
+            reflection.enable_server_reflection(names, server)
+        address = f"{s.host}:{s.port}"
         try:
-            self.port = server.add_insecure_port(f"{s.host}:{s.port}")
+            if s.credentials is None:
+                self.port = server.add_insecure_port(address)
+            else:
+                self.port = server.add_secure_port(address, s.credentials)
         except RuntimeError as exc:
             raise OSError(f"cannot listen on {s.host}:{s.port}: {exc}") from None
         if self.port == 0:
             raise OSError(f"cannot listen on {s.host}:{s.port} (address in use?)")
+        if s.health_port:
+            self._health_server = await self._serve_health_alone(f"{s.host}:{s.health_port}")
         if s.metrics_port:
             start_http_server(s.metrics_port, addr=s.host)
         await self._set_all(health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -103,6 +176,16 @@ class ServiceHost:
         log.info("serving %s on %s:%d", ", ".join(self.service_names), s.host, self.port)
         return self.port
 
+    async def _serve_health_alone(self, address: str) -> grpc.aio.Server:
+        """Kubernetes' gRPC probes speak plaintext only: with TLS on the main port they ask here. Health and
+        nothing else, so no call of ours is reachable without TLS."""
+        server = grpc.aio.server()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        if server.add_insecure_port(address) == 0:
+            raise OSError(f"cannot listen on {address} (health port in use?)")
+        await server.start()
+        return server
+
     async def _set_all(self, status: int) -> None:
         for name in ("", *self.service_names):
             await self.health.set(name, status)
@@ -111,8 +194,11 @@ class ServiceHost:
         serving = health_pb2.HealthCheckResponse.SERVING
         not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
         while True:
-            try:
-                ok = await self._ready()
+            try:  # bounded: a backend that hangs is as unready as one that answers no
+                ok = await asyncio.wait_for(self._ready(), READINESS_TIMEOUT_S)
+            except TimeoutError:
+                log.warning("readiness check took over %.0f s", READINESS_TIMEOUT_S)
+                ok = False
             except Exception:
                 log.exception("readiness check failed")
                 ok = False
@@ -130,6 +216,9 @@ class ServiceHost:
             await self.health.enter_graceful_shutdown()
             await self._server.stop(self.settings.grace_s)
             self._server = None
+        if self._health_server is not None:
+            await self._health_server.stop(0)
+            self._health_server = None
 
 
 async def run_until_signal(host: ServiceHost, on_stop: Callable[[], Awaitable[None]]) -> None:

@@ -6,18 +6,25 @@ INVALID_ARGUMENT with it.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 
 import cv2
 import numpy as np
 
-from blinkstack.common.errors import InvalidInput
+from blinkstack.common.errors import InvalidInput, quoted
+from blinkstack.common.image_header import HeaderError, image_size
 from blinkstack.common.preprocess import ImageDecodeError, decode_image
 from blinkstack.v1 import types_pb2
 
 MAX_ENCODED_BYTES = 4 * 1024 * 1024
 MAX_SIDE = 4096
+MAX_PIXELS_PER_REQUEST = MAX_SIDE * MAX_SIDE  # all images of one request together, checked before decoding
+# Requests that decode more pixels than this are decoded on a worker thread, not on the event loop (a 640x480
+# frame takes milliseconds; small eye crops take microseconds, less than the hand-off would).
+INLINE_DECODE_PIXELS = 256 * 256
+MAX_CROP_SIDE = 1024  # an eye box (or crop) side; an eye this large would sit in a face of ~2,500 pixels
 _CHANNELS = {types_pb2.PIXEL_FORMAT_GRAY8: 1, types_pb2.PIXEL_FORMAT_BGR8: 3}
 
 
@@ -28,24 +35,49 @@ def _check_side(width: int, height: int, what: str) -> None:
         raise InvalidInput(f"{what}: {width}x{height} exceeds the {MAX_SIDE}x{MAX_SIDE} limit")
 
 
-def decode(image: types_pb2.Image, what: str) -> np.ndarray:
-    """An Image message -> HxW (gray) or HxWx3/4 (BGR/BGRA) uint8 array."""
+def declared_size(image: types_pb2.Image, what: str) -> tuple[int, int]:
+    """(width, height) the image will have, read from the PNG/JPEG header or the raw fields: no decoding."""
     kind = image.WhichOneof("data")
     if kind is None:
         raise InvalidInput(f"{what}: no image data (set `encoded` or `raw`)")
-    if kind == "encoded":
-        if len(image.encoded) > MAX_ENCODED_BYTES:
-            raise InvalidInput(f"{what}: {len(image.encoded)} encoded bytes exceed the {MAX_ENCODED_BYTES} limit")
+    if kind == "raw":
+        return image.raw.width, image.raw.height
+    if len(image.encoded) > MAX_ENCODED_BYTES:
+        raise InvalidInput(f"{what}: {len(image.encoded)} encoded bytes exceed the {MAX_ENCODED_BYTES} limit")
+    try:
+        return image_size(image.encoded)
+    except HeaderError as exc:
+        raise InvalidInput(f"{what}: cannot decode {len(image.encoded)} bytes: {exc}") from None
+
+
+def check_pixel_budget(images: list[tuple[types_pb2.Image, str]], budget: int = MAX_PIXELS_PER_REQUEST) -> int:
+    """The total pixels the images declare; refused beyond `budget` before any of them is decoded."""
+    total = 0
+    for image, what in images:
+        width, height = declared_size(image, what)
+        _check_side(width, height, what)
+        total += width * height
+    if total > budget:
+        raise InvalidInput(f"{len(images)} images of {total:,} pixels in all exceed the {budget:,} pixel limit")
+    return total
+
+
+def decode(image: types_pb2.Image, what: str) -> np.ndarray:
+    """An Image message -> HxW (gray) or HxWx3/4 (BGR/BGRA) uint8 array; the size is checked from the header
+    before any pixel is decoded."""
+    width, height = declared_size(image, what)
+    _check_side(width, height, what)
+    if image.WhichOneof("data") == "encoded":
         try:
             array = decode_image(image.encoded)
         except ImageDecodeError as exc:
             raise InvalidInput(f"{what}: {exc}") from None
-        _check_side(array.shape[1], array.shape[0], what)
+        if array.shape[:2] != (height, width):  # the header lied; never trust the rest
+            raise InvalidInput(f"{what}: decoded {array.shape[1]}x{array.shape[0]}, header said {width}x{height}")
         return array
     raw = image.raw
     if raw.format not in _CHANNELS:
         raise InvalidInput(f"{what}: raw.format must be PIXEL_FORMAT_GRAY8 or PIXEL_FORMAT_BGR8")
-    _check_side(raw.width, raw.height, what)
     channels = _CHANNELS[raw.format]
     expected = raw.width * raw.height * channels
     if len(raw.pixels) != expected:
@@ -55,6 +87,15 @@ def decode(image: types_pb2.Image, what: str) -> np.ndarray:
         )
     shape = (raw.height, raw.width) if channels == 1 else (raw.height, raw.width, channels)
     return np.frombuffer(raw.pixels, dtype=np.uint8).reshape(shape)
+
+
+async def decode_off_loop(image: types_pb2.Image, what: str) -> np.ndarray:
+    """`decode`, on a worker thread when the image is large enough to hold up the event loop (health checks and
+    other calls keep being answered while a frame decodes)."""
+    width, height = declared_size(image, what)
+    if width * height > INLINE_DECODE_PIXELS:
+        return await asyncio.to_thread(decode, image, what)
+    return decode(image, what)
 
 
 def box_message(x: float, y: float, width: float, height: float) -> types_pb2.Box:
@@ -68,19 +109,17 @@ def centre_inside(box: types_pb2.Box, width: int, height: int) -> bool:
     return box.width > 0 and box.height > 0 and 0 <= centre_x < width and 0 <= centre_y < height
 
 
-def crop(frame: np.ndarray, box: types_pb2.Box, what: str) -> np.ndarray:
-    """The pixels of `box`, rounded to whole pixels.
+def check_box(box: types_pb2.Box, width: int, height: int, what: str) -> tuple[int, int, int, int]:
+    """The box's whole-pixel corners (x0, y0, x1, y1) in a `width` x `height` frame.
 
-    The box must have a positive size and its centre must lie inside the frame. Parts of it past the frame edge
-    are filled by replicating the edge pixels: an eye near the border keeps the square geometry the model was
-    trained on instead of being squeezed into a clipped box.
+    The box must have a positive size, its centre inside the frame, and fit the frame and MAX_CROP_SIDE: so
+    a crop never costs more than the frame it comes from.
     """
     values = (box.x, box.y, box.width, box.height)
     if not all(math.isfinite(v) for v in values):
         raise InvalidInput(f"{what}: box has a non-finite coordinate {values}")
     if box.width <= 0 or box.height <= 0:
         raise InvalidInput(f"{what}: box width and height must be > 0 (got {box.width} x {box.height})")
-    height, width = frame.shape[:2]
     if not centre_inside(box, width, height):
         raise InvalidInput(
             f"{what}: box ({box.x:g}, {box.y:g}, {box.width:g} x {box.height:g}) has its centre outside the "
@@ -90,8 +129,22 @@ def crop(frame: np.ndarray, box: types_pb2.Box, what: str) -> np.ndarray:
     x1, y1 = round(box.x + box.width), round(box.y + box.height)
     if x1 <= x0 or y1 <= y0:
         raise InvalidInput(f"{what}: box is smaller than one pixel")
-    if x1 - x0 > 2 * MAX_SIDE or y1 - y0 > 2 * MAX_SIDE:
-        raise InvalidInput(f"{what}: box of {x1 - x0}x{y1 - y0} pixels exceeds the limit of {2 * MAX_SIDE}")
+    if x1 - x0 > min(MAX_CROP_SIDE, width) or y1 - y0 > min(MAX_CROP_SIDE, height):
+        raise InvalidInput(
+            f"{what}: box of {x1 - x0}x{y1 - y0} pixels is larger than the {width}x{height} frame or the "
+            f"{MAX_CROP_SIDE}-pixel limit"
+        )
+    return x0, y0, x1, y1
+
+
+def crop(frame: np.ndarray, box: types_pb2.Box, what: str) -> np.ndarray:
+    """The pixels of `box` (checked by `check_box`), rounded to whole pixels.
+
+    Parts of the box past the frame edge are filled by replicating the edge pixels: an eye near the border
+    keeps the square geometry the model was trained on instead of being squeezed into a clipped box.
+    """
+    height, width = frame.shape[:2]
+    x0, y0, x1, y1 = check_box(box, width, height, what)
     inside = frame[max(y0, 0) : min(y1, height), max(x0, 0) : min(x1, width)]
     pad = (max(-y0, 0), max(y1 - height, 0), max(-x0, 0), max(x1 - width, 0))
     if not any(pad):
@@ -107,4 +160,4 @@ def check_stream_id(stream_id: str, what: str = "stream_id", required: bool = Tr
     if not stream_id and not required:
         return
     if not STREAM_ID_PATTERN.fullmatch(stream_id):
-        raise InvalidInput(f"{what}: {stream_id!r} is not 1..128 characters of [A-Za-z0-9._:-]")
+        raise InvalidInput(f"{what}: {quoted(stream_id)} is not 1..128 characters of [A-Za-z0-9._:-]")

@@ -10,13 +10,16 @@ import asyncio
 import inspect
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from blinkstack.common import metrics
-from blinkstack.common.errors import ServiceError
+from blinkstack.common.errors import DeadlineExpired, InvalidInput, ResourceExhausted, ServiceError
+from blinkstack.common.security import GRANT, TokenTable
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +29,7 @@ class _Call:
 
     def __init__(self, boundary: RpcBoundary, method: str) -> None:
         self.boundary, self.method, self.start = boundary, method, time.perf_counter()
+        self.slot: str | None = None  # the admission limit this call counts against, once admitted
 
     async def fail(self, exc: BaseException, context: grpc.aio.ServicerContext) -> None:
         """Record how the RPC failed; a ServiceError is answered with its code and message."""
@@ -46,12 +50,49 @@ class _Call:
 
 
 class RpcBoundary(grpc.aio.ServerInterceptor):
-    """Maps `ServiceError`s to their status and counts/times every RPC of one service process."""
+    """Maps `ServiceError`s to their status, counts/times every RPC of one service process, and admits calls.
 
-    def __init__(self, service: str) -> None:
-        self.service = service
+    Authentication: with a tokens file, each of our calls needs a bearer token whose scopes cover it
+    (`security.TokenTable`); its grant is what `security.require_stream` checks in the handlers.
+    Admission: at most `max_concurrent` of the service's own calls run at once (0: no limit), except methods
+    with their own limit in `limits` (long-lived streams such as subscriptions), which count only against it.
+    A call over its limit is refused at once with RESOURCE_EXHAUSTED, and a call whose deadline has already
+    passed is not started. Health and reflection are never refused.
+    """
+
+    def __init__(
+        self,
+        service: str,
+        max_concurrent: int = 0,
+        limits: dict[str, int] | None = None,
+        tokens: TokenTable | None = None,
+    ) -> None:
+        self.service, self.max_concurrent, self.limits, self.tokens = service, max_concurrent, limits or {}, tokens
+        self.active: Counter[str] = Counter()
         self._latency: dict[str, Any] = {}
         self._requests: dict[tuple[str, str], Any] = {}
+
+    def admit(self, call: _Call, context: grpc.aio.ServicerContext) -> None:
+        """Authenticate (with a tokens file), then admit within the limits; raises what the client is told."""
+        if "/" in call.method:  # not one of ours: health and reflection are open
+            return
+        if self.tokens is not None:
+            GRANT.set(self.tokens.authorize(context.invocation_metadata(), call.method))
+        slot = call.method if call.method in self.limits else ""
+        limit = self.limits.get(call.method, self.max_concurrent)
+        if limit and self.active[slot] >= limit:
+            what = f"{call.method} calls" if slot else "calls"
+            raise ResourceExhausted(f"{limit} concurrent {what} already in progress; retry later")
+        remaining = context.time_remaining()
+        if remaining is not None and remaining <= 0:
+            raise DeadlineExpired(f"{call.method}: the deadline passed before the call started")
+        self.active[slot] += 1
+        call.slot = slot
+
+    def release(self, call: _Call) -> None:
+        if call.slot is not None:
+            self.active[call.slot] -= 1
+            call.slot = None
 
     def record(self, method: str, code: str, seconds: float) -> None:
         # Labelled children resolved once, not per call: `labels()` costs microseconds on every request.
@@ -73,53 +114,82 @@ class RpcBoundary(grpc.aio.ServerInterceptor):
         if handler is None:
             return None
         method = method_label(handler_call_details.method)
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
-                self._unary(handler.unary_unary, method), handler.request_deserializer, handler.response_serializer
-            )
-        if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(
-                self._unary(handler.stream_unary, method), handler.request_deserializer, handler.response_serializer
-            )
-        if handler.unary_stream:
-            wrap = self._stream if inspect.isasyncgenfunction(handler.unary_stream) else self._unary
-            return grpc.unary_stream_rpc_method_handler(
-                wrap(handler.unary_stream, method), handler.request_deserializer, handler.response_serializer
-            )
-        wrap = self._stream if inspect.isasyncgenfunction(handler.stream_stream) else self._unary
-        return grpc.stream_stream_rpc_method_handler(
-            wrap(handler.stream_stream, method), handler.request_deserializer, handler.response_serializer
-        )
+        kind = next(k for k in _HANDLER_KINDS if getattr(handler, k) is not None)
+        behavior = getattr(handler, kind)
+        # Requests arrive as bytes and are parsed here, so a malformed message is the client's INVALID_ARGUMENT
+        # (naming which message of a stream), not gRPC's UNKNOWN with a traceback in the log.
+        parse = _stream_parser if kind.startswith("stream") else _message_parser
+        wrap = self._stream if inspect.isasyncgenfunction(behavior) else self._unary
+        wrapped = wrap(behavior, method, parse(handler.request_deserializer))
+        return _HANDLER_KINDS[kind](wrapped, None, handler.response_serializer)
 
-    def _unary(self, behavior: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Awaitable[Any]]:
+    def _unary(self, behavior: Callable[..., Awaitable[Any]], method: str, parse: Callable) -> Callable:
         """Handlers that return one reply (or write their stream themselves)."""
 
         async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
             call = _Call(self, method)
             try:
-                reply = await behavior(request, context)
+                self.admit(call, context)
+                reply = await behavior(parse(request), context)
             except BaseException as exc:
                 await call.fail(exc, context)
                 raise
+            finally:
+                self.release(call)
             call.end(grpc.StatusCode.OK)
             return reply
 
         return handle
 
-    def _stream(self, behavior: Callable[..., AsyncIterator[Any]], method: str) -> Callable[..., AsyncIterator[Any]]:
+    def _stream(self, behavior: Callable[..., AsyncIterator[Any]], method: str, parse: Callable) -> Callable:
         """Handlers that yield their replies."""
 
         async def handle(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             call = _Call(self, method)
             try:
-                async for reply in behavior(request, context):
+                self.admit(call, context)
+                async for reply in behavior(parse(request), context):
                     yield reply
             except BaseException as exc:
                 await call.fail(exc, context)
                 raise
+            finally:
+                self.release(call)
             call.end(grpc.StatusCode.OK)
 
         return handle
+
+
+_HANDLER_KINDS = {
+    "unary_unary": grpc.unary_unary_rpc_method_handler,
+    "unary_stream": grpc.unary_stream_rpc_method_handler,
+    "stream_unary": grpc.stream_unary_rpc_method_handler,
+    "stream_stream": grpc.stream_stream_rpc_method_handler,
+}
+MAX_DETAIL_CHARS = 200  # of a parser's complaint quoted back to the client
+
+
+def _parsed(deserializer: Callable[[bytes], Any] | None, raw: Any, what: str) -> Any:
+    if deserializer is None:
+        return raw
+    try:
+        return deserializer(raw)
+    except DecodeError as exc:
+        raise InvalidInput(f"{what} is not a valid protobuf message: {str(exc)[:MAX_DETAIL_CHARS]}") from None
+
+
+def _message_parser(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any]:
+    return lambda raw: _parsed(deserializer, raw, "the request")
+
+
+def _stream_parser(deserializer: Callable[[bytes], Any] | None) -> Callable[[AsyncIterator[bytes]], AsyncIterator]:
+    async def parsed(raw_messages: AsyncIterator[bytes]) -> AsyncIterator[Any]:
+        index = 0
+        async for raw in raw_messages:
+            yield _parsed(deserializer, raw, f"message {index} of the stream")
+            index += 1
+
+    return parsed
 
 
 def method_label(path: str) -> str:

@@ -19,6 +19,7 @@ from blinkstack.common.backend import start_or_await_ready
 from blinkstack.common.backend_options import backend_options
 from blinkstack.common.errors import InvalidInput
 from blinkstack.common.grpc_server import ServiceHost, run_until_signal, settings_from_args
+from blinkstack.common.security import require_stream
 from blinkstack.common.tracking import Tracker
 from blinkstack.detector.backend import FaceDetectorBackend, OnnxRuntimeDetector, TritonDetector
 from blinkstack.detector.engine import Face, FaceDetector
@@ -81,9 +82,11 @@ class DetectorServicer(detector_pb2_grpc.DetectorServiceServicer):
         if not request.HasField("frame"):
             raise InvalidInput("request has no frame")
         images.check_stream_id(frame.stream_id, "frame.stream_id", required=False)
+        if frame.stream_id:
+            require_stream(frame.stream_id, "frame.stream_id")
         if not frame.HasField("image"):
             raise InvalidInput("frame.image is missing")
-        pixels = images.decode(frame.image, "frame.image")
+        pixels = await images.decode_off_loop(frame.image, "frame.image")
         if flow is None:
             faces, times = await self.detector.detect(pixels, timeout=context.time_remaining())
             tracked = False

@@ -6,6 +6,7 @@ The servicer, the builders that wire it to a backend, and `serve`; the flags are
 from __future__ import annotations
 
 import argparse
+import asyncio
 from functools import partial
 
 import cv2
@@ -27,24 +28,36 @@ class EyeStateServicer(eyestate_pb2_grpc.EyeStateServiceServicer):
     def __init__(self, backend: EyeStateBackend, threshold: float = 0.5, max_crops: int = 256) -> None:
         self.backend, self.threshold, self.max_crops = backend, threshold, max_crops
 
-    def _decode_request(self, request: eyestate_pb2.ClassifyEyesRequest) -> list[np.ndarray]:
+    def _check_request(self, request: eyestate_pb2.ClassifyEyesRequest) -> int:
+        """Everything that can be checked before decoding: counts, image headers, boxes. Returns the pixels
+        the request will decode."""
         kind = request.WhichOneof("input")
         if kind is None:
             raise InvalidInput("request has no input: set `crops` or `frame`")
-        if kind == "crops":
-            count, items = len(request.crops.crops), request.crops.crops
-        else:
-            count, items = len(request.frame.eye_boxes), request.frame.eye_boxes
+        count = len(request.crops.crops) if kind == "crops" else len(request.frame.eye_boxes)
         if count == 0:
             raise InvalidInput(f"empty batch: `{kind}` holds no {'crops' if kind == 'crops' else 'eye_boxes'}")
         if count > self.max_crops:
             raise InvalidInput(f"{count} crops in one request exceed the limit of {self.max_crops}")
         if kind == "crops":
-            return [images.decode(crop, f"crops[{i}]") for i, crop in enumerate(items)]
+            return images.check_pixel_budget([(crop, f"crops[{i}]") for i, crop in enumerate(request.crops.crops)])
         if not request.frame.HasField("frame"):
             raise InvalidInput("frame.frame is missing")
-        frame = images.decode(request.frame.frame, "frame.frame")
-        return [images.crop(frame, box, f"frame.eye_boxes[{i}]") for i, box in enumerate(items)]
+        pixels = images.check_pixel_budget([(request.frame.frame, "frame.frame")])
+        width, height = images.declared_size(request.frame.frame, "frame.frame")
+        for i, box in enumerate(request.frame.eye_boxes):
+            images.check_box(box, width, height, f"frame.eye_boxes[{i}]")
+        return pixels
+
+    @staticmethod
+    def _model_input(request: eyestate_pb2.ClassifyEyesRequest) -> np.ndarray:
+        """Decode, crop and preprocess a checked request: the model's input batch."""
+        if request.WhichOneof("input") == "crops":
+            crops = [images.decode(crop, f"crops[{i}]") for i, crop in enumerate(request.crops.crops)]
+        else:
+            frame = images.decode(request.frame.frame, "frame.frame")
+            crops = [images.crop(frame, box, f"frame.eye_boxes[{i}]") for i, box in enumerate(request.frame.eye_boxes)]
+        return preprocess_batch(crops)
 
     def _model_ref(self) -> eyestate_pb2.ModelRef:
         info = self.backend.info
@@ -53,7 +66,10 @@ class EyeStateServicer(eyestate_pb2_grpc.EyeStateServiceServicer):
     async def ClassifyEyes(
         self, request: eyestate_pb2.ClassifyEyesRequest, context: grpc.aio.ServicerContext
     ) -> eyestate_pb2.ClassifyEyesResponse:
-        batch = preprocess_batch(self._decode_request(request))
+        if self._check_request(request) > images.INLINE_DECODE_PIXELS:  # off the event loop: health keeps answering
+            batch = await asyncio.to_thread(self._model_input, request)
+        else:
+            batch = self._model_input(request)
         probs = await self.backend.infer(batch, timeout=context.time_remaining())
         metrics.EYESTATE_CROPS.labels(self.backend.info.name).inc(len(probs))
         open_, closed = types_pb2.EYE_STATE_OPEN, types_pb2.EYE_STATE_CLOSED

@@ -11,6 +11,7 @@ from pathlib import Path
 from blinkstack.aggregator import events as event_forms
 from blinkstack.common import paths
 from blinkstack.common.config import env_option
+from blinkstack.common.security import ClientSecurity, add_client_security_options, client_security
 from blinkstack.local import commands as local
 from blinkstack.serve import add_serve_parser
 from blinkstack.services import AGGREGATOR, DETECTOR, EYESTATE
@@ -24,7 +25,7 @@ def _watch_source(args: argparse.Namespace) -> str:
     return str(args.camera) if args.camera is not None else args.video
 
 
-def run_watch(args: argparse.Namespace, target: str) -> int:
+def run_watch(args: argparse.Namespace, target: str, security: ClientSecurity | None = None) -> int:
     source = _watch_source(args)
     stream_id = args.stream_id or default_stream_id(source)
     out_dir = Path(args.out) if args.out else Path("runs") / "watch" / stream_id
@@ -37,6 +38,7 @@ def run_watch(args: argparse.Namespace, target: str) -> int:
             max_frames=args.max_frames,
             annotated=out_dir / "annotated.mp4" if args.annotated else None,
             on_event=lambda event: progress.write(event_forms.describe(event)),
+            security=security,
         )
     except SourceError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -77,6 +79,7 @@ def _add_client_commands(sub: argparse._SubParsersAction) -> None:
     classify.add_argument("images", nargs="+", help="PNG/JPEG eye crops")
     env_option(classify, "--target", EYESTATE.address_env, EYESTATE.default_address(), help="eye-state service")
     classify.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
+    add_client_security_options(classify)
     classify.set_defaults(run=client.classify)
 
     detect = sub.add_parser("detect", help="print the faces and eyes the detector finds in an image file")
@@ -84,6 +87,7 @@ def _add_client_commands(sub: argparse._SubParsersAction) -> None:
     env_option(detect, "--target", DETECTOR.address_env, DETECTOR.default_address(), help="detector service")
     detect.add_argument("--annotate", metavar="PNG", help="also write the frame with boxes and landmarks drawn")
     detect.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
+    add_client_security_options(detect)
     detect.set_defaults(run=client.detect)
 
     scoring = sub.add_parser("score-events", help="event precision/recall of detected events against ground truth")
@@ -99,12 +103,14 @@ def _add_client_commands(sub: argparse._SubParsersAction) -> None:
     events.add_argument("--idle", type=float, default=2.0, help="without --follow: stop after this many quiet seconds")
     events.add_argument("--stream-id", action="append", help="only this stream (repeatable)")
     events.add_argument("--track-id", type=int, action="append", help="only this track (repeatable)")
+    add_client_security_options(events)
     events.set_defaults(run=client.events)
 
     stats = sub.add_parser("stats", help="a track's blink rate, PERCLOS and last event")
     env_option(stats, "--target", AGGREGATOR.address_env, AGGREGATOR.default_address(), help="aggregator address")
     stats.add_argument("--stream-id", required=True)
     stats.add_argument("--track-id", type=int, default=1)
+    add_client_security_options(stats)
     stats.set_defaults(run=client.stats)
 
 
@@ -116,7 +122,8 @@ def _add_stack_commands(sub: argparse._SubParsersAction) -> None:
     watch = sub.add_parser("watch", help="stream a video or camera through TrackFrames; events, summary, plots")
     _add_watch_options(watch)
     env_option(watch, "--target", AGGREGATOR.address_env, AGGREGATOR.default_address(), help="aggregator address")
-    watch.set_defaults(run=lambda args: run_watch(args, args.target))
+    add_client_security_options(watch)
+    watch.set_defaults(run=lambda args: run_watch(args, args.target, client_security(args)))
 
     demo = sub.add_parser("demo", help="up + watch a video + down (the README's main job)")
     _add_watch_options(demo, video_default=str(paths.data_dir() / DEMO_VIDEO))

@@ -12,6 +12,7 @@ import grpc
 
 from blinkstack.aggregator import events as event_forms
 from blinkstack.common.preprocess import decode_image
+from blinkstack.common.security import client_security
 from blinkstack.tools.annotate import draw_faces
 from blinkstack.tools.scoring import load_spans, score
 from blinkstack.v1 import (
@@ -33,7 +34,7 @@ def classify(args: argparse.Namespace) -> int:
     if missing:
         print(f"error: not a file: {', '.join(missing)}", file=sys.stderr)
         return 2
-    with grpc.insecure_channel(args.target) as channel:
+    with client_security(args).channel(args.target) as channel:
         stub = eyestate_pb2_grpc.EyeStateServiceStub(channel)
         for start in range(0, len(paths), CLASSIFY_CHUNK):
             chunk = paths[start : start + CLASSIFY_CHUNK]
@@ -57,7 +58,7 @@ def detect(args: argparse.Namespace) -> int:
         print(f"error: not a file: {path}", file=sys.stderr)
         return 2
     request = detector_pb2.DetectEyesRequest(frame=types_pb2.Frame(image=types_pb2.Image(encoded=path.read_bytes())))
-    with grpc.insecure_channel(args.target) as channel:
+    with client_security(args).channel(args.target) as channel:
         try:
             response = detector_pb2_grpc.DetectorServiceStub(channel).DetectEyes(request, timeout=args.timeout)
         except grpc.RpcError as exc:
@@ -103,7 +104,7 @@ def events(args: argparse.Namespace) -> int:
     request = aggregator_pb2.SubscribeBlinksRequest(
         stream_ids=args.stream_id or [], track_ids=args.track_id or [], after_id=args.after
     )
-    with grpc.insecure_channel(args.target) as channel:
+    with client_security(args).channel(args.target) as channel:
         call = aggregator_pb2_grpc.AggregatorServiceStub(channel).SubscribeBlinks(request)
         timer: threading.Timer | None = None
 
@@ -137,7 +138,7 @@ def events(args: argparse.Namespace) -> int:
 def stats(args: argparse.Namespace) -> int:
 
     request = aggregator_pb2.GetStatsRequest(stream_id=args.stream_id, track_id=args.track_id)
-    with grpc.insecure_channel(args.target) as channel:
+    with client_security(args).channel(args.target) as channel:
         try:
             stats = aggregator_pb2_grpc.AggregatorServiceStub(channel).GetStats(request, timeout=10)
         except grpc.RpcError as exc:

@@ -22,6 +22,7 @@ import grpc
 import numpy as np
 
 from blinkstack.aggregator import events
+from blinkstack.common.security import ClientSecurity
 from blinkstack.tools import progress as bars
 from blinkstack.v1 import aggregator_pb2, aggregator_pb2_grpc, types_pb2
 
@@ -170,6 +171,7 @@ def watch(
     on_result: Callable[[aggregator_pb2.FrameResult], None] | None = None,
     progress: bool = True,
     timeout_s: float = 3600.0,
+    security: ClientSecurity | None = None,
 ) -> WatchResult:
     """Stream the source through TrackFrames; with `annotated`, also write the annotated video there;
     `on_result` sees every FrameResult (all faces), `on_event` every event.
@@ -179,7 +181,7 @@ def watch(
     frames = _FrameSource(source, stream_id, realtime, in_flight, max_frames, keep=annotated is not None)
     result = WatchResult(stream_id, frames.fps)
     writer = _AnnotatedWriter(annotated, frames.fps) if annotated else None
-    channel = grpc.insecure_channel(target)
+    channel = (security or ClientSecurity()).channel(target)
     stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
     total = frames.total or None
     bar = bars.progress(total=total, unit="frame", desc=stream_id, disable=not progress, dynamic_ncols=True)

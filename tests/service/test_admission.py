@@ -1,0 +1,128 @@
+"""Admission control and subscriber fan-out: limits answered with RESOURCE_EXHAUSTED, idle subscribers cost no
+Redis connection, and a subscriber that does not read is dropped without holding anyone up."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import grpc
+import pytest
+import redis
+
+from blinkstack.aggregator import engine, events
+from blinkstack.v1 import aggregator_pb2, aggregator_pb2_grpc
+from tests.helpers import SERVING
+from tests.helpers.engine import CLOSED_P, OPEN_P, timeline
+from tests.helpers.servers import aggregator_service, health_status, serving
+
+BLINK = timeline([(20, OPEN_P, OPEN_P), (6, CLOSED_P, CLOSED_P), (20, OPEN_P, OPEN_P)])
+
+
+def observations(stream_id: str, first_seq: int = 0) -> list[aggregator_pb2.EyeObservation]:
+    return [
+        aggregator_pb2.EyeObservation(
+            stream_id=stream_id,
+            track_id=1,
+            seq=first_seq + i,
+            timestamp_us=o.timestamp_us,
+            left_prob_open=o.left,
+            right_prob_open=o.right,
+        )
+        for i, o in enumerate(BLINK)
+    ]
+
+
+def test_a_thousand_idle_subscribers_leave_writes_and_readiness_healthy_and_all_get_the_event(redis_server):
+    running = serving(aggregator_service(redis_server.url, redis_prefix="many"))
+    count = 1000
+
+    async def scenario() -> list[int]:
+        async with grpc.aio.insecure_channel(running.address) as channel:
+            stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
+            calls = [
+                stub.SubscribeBlinks(aggregator_pb2.SubscribeBlinksRequest(stream_ids=["many"]), timeout=60)
+                for _ in range(count)
+            ]
+            await asyncio.sleep(3.0)  # every subscription open and idle
+            started = time.perf_counter()
+            summary = await stub.PublishEyeStates(iter(observations("many")), timeout=20)
+            assert summary.accepted == len(BLINK) and summary.events == 1
+            assert time.perf_counter() - started < 5.0
+            received = await asyncio.gather(*(call.read() for call in calls))
+            for call in calls:
+                call.cancel()
+            return [m.type for m in received]
+
+    try:
+        types = asyncio.run(scenario())
+        assert types == [aggregator_pb2.EVENT_TYPE_BLINK] * count
+        assert health_status(running.address) == SERVING
+        connected = redis.Redis.from_url(redis_server.url).info("clients")["connected_clients"]
+        assert connected < 20, f"{connected} Redis connections for {count} subscribers"
+    finally:
+        running.close()
+
+
+def test_subscribers_over_their_limit_and_calls_over_the_service_limit_are_refused(redis_server):
+    running = serving(
+        aggregator_service(redis_server.url, redis_prefix="limits", max_subscribers=2, max_concurrent_rpcs=1)
+    )
+    try:
+        open_calls = [running.stub.SubscribeBlinks(aggregator_pb2.SubscribeBlinksRequest()) for _ in range(2)]
+        time.sleep(0.5)
+        with pytest.raises(grpc.RpcError) as third:
+            next(running.stub.SubscribeBlinks(aggregator_pb2.SubscribeBlinksRequest(), timeout=5))
+        assert third.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "2 concurrent SubscribeBlinks calls" in third.value.details()
+        # Subscriptions have their own limit: the one other call allowed still gets through.
+        request = aggregator_pb2.GetStatsRequest(stream_id="limits", track_id=1)
+        with pytest.raises(grpc.RpcError) as missing:
+            running.stub.GetStats(request, timeout=5)
+        assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+        gate = threading.Event()  # a publisher held open occupies the one general slot
+
+        def held():
+            yield observations("limits")[0]
+            while not gate.is_set():
+                time.sleep(0.05)
+
+        publishing = running.stub.PublishEyeStates.future(held(), timeout=10)
+        time.sleep(0.5)
+        with pytest.raises(grpc.RpcError) as busy:
+            running.stub.GetStats(request, timeout=5)
+        assert busy.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        gate.set()
+        assert publishing.result().accepted == 1
+        for call in open_calls:
+            call.cancel()
+    finally:
+        running.close()
+
+
+def test_a_subscriber_that_does_not_read_is_dropped_with_the_id_to_resume_after(redis_server):
+    running = serving(aggregator_service(redis_server.url, redis_prefix="slow", subscriber_buffer=10))
+    try:
+        call = running.stub.SubscribeBlinks(aggregator_pb2.SubscribeBlinksRequest(), timeout=60)
+        time.sleep(0.5)
+        store = redis.Redis.from_url(redis_server.url)
+        event = engine.Event(engine.EventType.BLINK, engine.Phase.ENDED, 1_000_000, 1_200_000, 0.01)
+        pipe = store.pipeline()
+        for i in range(5000):  # more than gRPC's flow-control windows hold, so the server's queue fills up
+            pipe.xadd("slow:events", events.to_fields(event, "slow", i + 1))
+        pipe.execute()
+        received = []
+        with pytest.raises(grpc.RpcError) as dropped:
+            for message in call:
+                received.append(message.id)
+        assert dropped.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert f"after_id={received[-1]}" in dropped.value.details()
+        assert 0 < len(received) < 5000
+        # The others were not held up: a fresh subscriber resumes exactly after the last event received.
+        resumed = running.stub.SubscribeBlinks(aggregator_pb2.SubscribeBlinksRequest(after_id=received[-1]))
+        assert next(resumed).id == store.xrange("slow:events", f"({received[-1]}", "+", count=1)[0][0].decode()
+        resumed.cancel()
+    finally:
+        running.close()
