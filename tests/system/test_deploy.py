@@ -254,3 +254,22 @@ def test_overlays_turn_on_tls_mtls_tokens_and_probe_the_plaintext_health_port(re
         assert {"name": "health", "containerPort": health_port} in container["ports"]
         for probe in ("readinessProbe", "livenessProbe"):
             assert container[probe]["grpc"]["port"] == health_port, (spec.name, probe)
+
+
+def test_redis_needs_a_password_from_a_secret_and_never_evicts_state(rendered):
+    _, _, objects = rendered
+    redis_container = next(c for w in workloads(objects) if w["metadata"]["name"] == "redis" for c in containers(w))
+    args = redis_container["args"]
+
+    def value(flag: str) -> str:
+        return args[args.index(flag) + 1]
+
+    assert value("--protected-mode") == "yes" and value("--maxmemory-policy") == "noeviction"
+    assert value("--requirepass") == "$(REDIS_PASSWORD)" and value("--rename-command") == "CONFIG"
+    (password,) = [e for e in redis_container["env"] if e["name"] == "REDIS_PASSWORD"]
+    assert password["valueFrom"]["secretKeyRef"]["name"] == "blinkstack-redis"
+    aggregator = next(c for w in workloads(objects) if w["metadata"]["name"] == "aggregator" for c in containers(w))
+    (url,) = [e for e in aggregator["env"] if e["name"] == "BLINKSTACK_REDIS_URL"]
+    assert url["valueFrom"]["secretKeyRef"] == {"name": "blinkstack-redis", "key": "url"}
+    for cm in of_kind(objects, "ConfigMap"):
+        assert "BLINKSTACK_REDIS_URL" not in cm["data"]  # a URL there would carry the password in plain sight

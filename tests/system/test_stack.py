@@ -30,7 +30,7 @@ class Up:
     """`blinkstack up` in a subprocess on free ports."""
 
     def __init__(self, data_dir, ports: dict[str, int]) -> None:
-        self.ports = ports
+        self.ports, self.data_dir = ports, data_dir
         args = [f"--{name}-port={port}" for name, port in ports.items()]
         self.process = subprocess.Popen(
             [*CLI, "up", "--no-metrics", "--data-dir", str(data_dir), *args],
@@ -64,7 +64,11 @@ def test_up_serves_every_component(up):
     for name in ("detector", "eyestate", "aggregator"):
         assert health_status(f"127.0.0.1:{up.ports[name]}") == SERVING, name
     text = "".join(up.output)
-    assert f"aggregator  127.0.0.1:{up.ports['aggregator']}" in text and "redis://127.0.0.1" in text
+    assert f"aggregator  127.0.0.1:{up.ports['aggregator']}" in text and "redis://:***@127.0.0.1" in text
+    password = (up.data_dir / "redis" / "redis-auth.conf").read_text().split()[1]
+    assert password not in text  # shown redacted; the password is in the file only this user can read
+    logs = "".join(p.read_text() for p in (up.data_dir / "logs").glob("*.log"))
+    assert password not in logs
 
 
 def test_a_second_up_on_the_same_ports_fails_clearly(up, tmp_path):

@@ -2,11 +2,16 @@
 
 Persistence is an append-only file with `appendfsync always`: the aggregator acknowledges an observation only
 after Redis has it, and with an fsync per write (pipelined batches make that one fsync per batch) even a killed
-Redis loses nothing it acknowledged. It listens on loopback only, without protected-mode surprises.
+Redis loses nothing it acknowledged.
+
+Locked down like the deployed one: a password (generated unless given), protected mode, CONFIG disabled (so no
+client can move its files), and a memory limit with `noeviction`: when full, Redis refuses writes (the
+aggregator answers UNAVAILABLE and the client re-sends) rather than silently evicting state.
 """
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import socket
 import subprocess
@@ -35,30 +40,49 @@ def redis_server_binary() -> str:
 
 
 class RedisServer:
-    def __init__(self, port: int, data_dir: Path, host: str = "127.0.0.1", log_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        port: int,
+        data_dir: Path,
+        host: str = "127.0.0.1",
+        log_path: Path | None = None,
+        password: str | None = None,
+        maxmemory: str = "1gb",
+    ) -> None:
         # Absolute: redis-server changes into --dir before it opens --logfile, so relative paths would break.
         self.host, self.port, self.data_dir = host, port, Path(data_dir).resolve()
         self.log_path = Path(log_path).resolve() if log_path else self.data_dir / "redis.log"
+        self.password = secrets.token_urlsafe(24) if password is None else password
+        self.maxmemory = maxmemory
         self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://{self.host}:{self.port}/0"
+        """The URL clients connect with; it holds the password (show `redacted(url)` instead)."""
+        return f"redis://:{self.password}@{self.host}:{self.port}/0"
 
     def start(self, timeout_s: float = 15.0) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with socket.socket() as probe:
             if probe.connect_ex((self.host, self.port)) == 0:
                 raise RedisError(f"port {self.host}:{self.port} is already in use")
+        # The password goes in a file only this user can read, not on the command line where `ps` shows it.
+        secret = self.data_dir / "redis-auth.conf"
+        secret.touch(mode=0o600)
+        secret.write_text(f"requirepass {self.password}\n")
         command = [
             redis_server_binary(),
+            str(secret),
             "--bind", self.host,
             "--port", str(self.port),
             "--dir", str(self.data_dir),
             "--appendonly", "yes",
             "--appendfsync", "always",
             "--save", "",
-            "--protected-mode", "no",
+            "--protected-mode", "yes",
+            "--rename-command", "CONFIG", "",
+            "--maxmemory", self.maxmemory,
+            "--maxmemory-policy", "noeviction",
             "--logfile", str(self.log_path),
         ]  # fmt: skip
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
@@ -75,8 +99,14 @@ class RedisServer:
     def _ping(self) -> bool:
         try:
             with socket.create_connection((self.host, self.port), timeout=0.5) as conn:
-                conn.sendall(b"PING\r\n")
-                return conn.recv(16).startswith(b"+PONG")
+                conn.sendall(f"AUTH {self.password}\r\nPING\r\n".encode())
+                reply = b""
+                while b"PONG" not in reply and b"-" not in reply and len(reply) < 64:
+                    chunk = conn.recv(64)
+                    if not chunk:
+                        break
+                    reply += chunk
+                return b"+PONG" in reply
         except OSError:
             return False
 

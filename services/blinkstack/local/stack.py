@@ -19,6 +19,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from blinkstack.aggregator.store import redacted
 from blinkstack.common import paths
 from blinkstack.local.processes import free_port, port_in_use, stop_process
 from blinkstack.local.redis_server import RedisError, RedisServer
@@ -175,7 +176,7 @@ class Stack:
         c = self.config
         found = {s.name: c.address(s.port) for s in self.services}
         if self.redis is not None:
-            found["redis"] = self.redis.url
+            found["redis"] = redacted(self.redis.url)  # the password is in <data dir>/redis/redis-auth.conf
         if self.triton is not None:
             found["triton"] = self.triton.grpc_url
         return found
