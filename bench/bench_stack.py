@@ -17,7 +17,8 @@ import tempfile
 from pathlib import Path
 
 from blinkstack.local.stack import Stack, StackConfig
-from blinkstack.tools.watch import summarize, watch
+from blinkstack.tools.reports import summarize
+from blinkstack.tools.watch import watch
 from blinkstack_train.data import DEFAULT_DATA_DIR
 
 VIDEO = DEFAULT_DATA_DIR / "video" / "eyeblink8_v8_windows.mp4"

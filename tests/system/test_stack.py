@@ -16,8 +16,9 @@ import psutil
 import pytest
 from grpc_health.v1 import health_pb2
 
-from blinkstack.local.processes import free_port, port_in_use
+from blinkstack.local.processes import free_port, port_in_use, stop_process
 from blinkstack.local.redis_server import RedisServer
+from blinkstack.tools.watch import watch
 from blinkstack.v1 import aggregator_pb2, aggregator_pb2_grpc
 from tests.helpers import VIDEO
 from tests.helpers.servers import health_status
@@ -56,8 +57,8 @@ def up(tmp_path_factory):
     stack = Up(tmp_path_factory.mktemp("stack"), ports)
     stack.wait_ready()
     yield stack
-    if stack.process.poll() is None:
-        stack.process.kill()
+    if stack.process.poll() is None:  # a test failed before the SIGTERM test: stop it the same way
+        stop_process(stack.process, 30)
 
 
 def test_up_serves_every_component(up):
@@ -156,6 +157,41 @@ def test_stats_command(up):
         timeout=60,
     )
     assert out.returncode == 0 and "PERCLOS" in out.stdout and "blinks" in out.stdout
+
+
+def test_up_restarts_a_killed_detector_and_watch_resumes_without_losing_or_repeating_a_frame(up):
+    """The detector dies mid-stream: TrackFrames fails UNAVAILABLE, `up` restarts the detector, and `watch`
+    re-sends the unanswered frames on the same stream: every frame has exactly one result, none is an error."""
+
+    def detectors() -> list[psutil.Process]:
+        return [
+            p
+            for p in psutil.Process(up.process.pid).children(recursive=True)
+            if "detector" in p.cmdline() and "serve" in p.cmdline()
+        ]
+
+    (first,) = detectors()
+    killed = threading.Event()
+
+    def kill_once(response) -> None:
+        if response.seq == 60 and not killed.is_set():
+            killed.set()
+            first.kill()
+
+    result = watch(
+        str(VIDEO),
+        f"127.0.0.1:{up.ports['aggregator']}",
+        "restart-test",
+        max_frames=240,
+        on_result=kill_once,
+        progress=False,
+    )
+    assert killed.is_set() and not result.error, result.error
+    assert sorted(f.seq for f in result.frames) == list(range(240))
+    assert all(f.status == aggregator_pb2.FRAME_STATUS_PROCESSED for f in result.frames)
+    (second,) = detectors()
+    assert second.pid != first.pid
+    assert health_status(f"127.0.0.1:{up.ports['detector']}") == SERVING
 
 
 def test_up_stops_everything_it_started_on_sigterm(up):

@@ -27,7 +27,8 @@ from pathlib import Path
 
 from blinkstack.aggregator import events
 from blinkstack.local.stack import Stack, StackConfig
-from blinkstack.tools.watch import watch, write_outputs
+from blinkstack.tools.reports import write_outputs
+from blinkstack.tools.watch import watch
 from blinkstack.v1 import aggregator_pb2, types_pb2
 from blinkstack_train import zju
 

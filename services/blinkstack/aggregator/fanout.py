@@ -44,6 +44,7 @@ class EventFanout:
         self._subscribers: set[_Subscriber] = set()
         self._reader: asyncio.Task | None = None
         self._started = asyncio.Event()
+        self._closing = False
 
     async def subscribe(self, after_id: str) -> AsyncIterator[Entry]:
         """Events after `after_id` ("" : only new ones), then live ones, until the caller stops."""
@@ -88,7 +89,7 @@ class EventFanout:
         """The one reader: from the newest event at start, every new event to every subscriber."""
         delay = 0.05
         cursor = None
-        while True:
+        while not self._closing:
             try:
                 if cursor is None:
                     cursor = await self.store.last_event_id()
@@ -96,6 +97,8 @@ class EventFanout:
                 entries = await self.store.read_events(cursor, self.block_ms)
                 delay = 0.05
             except (*TRANSIENT, StoreUnavailable) as exc:  # Redis restarting: wait, resume from the same cursor
+                if self._closing:  # redis-py turns a cancelled blocking read into a connection error
+                    return
                 log.warning("event reader waiting for Redis: %s", exc)
                 await asyncio.sleep(delay)
                 delay = min(2 * delay, 1.0)
@@ -106,6 +109,7 @@ class EventFanout:
                     subscriber.offer(entry)
 
     async def close(self) -> None:
+        self._closing = True
         if self._reader is not None:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):

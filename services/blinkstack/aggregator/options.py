@@ -66,6 +66,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         float,
         help="also drop events older than this (MINID; 0: keep by count only)",
     )
+    _add_limits_and_frames(parser, group)
+
+
+def _add_limits_and_frames(parser: argparse.ArgumentParser, group: argparse._ArgumentGroup) -> None:
+    """Subscribers, key expiry, TrackFrames' downstream services, and the blink engine's settings."""
     env_option(
         group,
         "--max-subscribers",

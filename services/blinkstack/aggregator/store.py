@@ -132,6 +132,9 @@ class RedisStore:
             try:
                 return await call()
             except TRANSIENT as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():  # redis-py reports a cancelled call as a lost connection
+                    raise asyncio.CancelledError from None
                 if time.monotonic() + delay > deadline:
                     raise StoreUnavailable(f"Redis at {self.url} is unreachable: {exc}") from None
                 log.warning("Redis unreachable (%s); retrying in %.2f s", exc, delay)

@@ -55,10 +55,10 @@ def up(args: argparse.Namespace) -> int:
     print(f"logs in {Path(args.data_dir) / 'logs'}; stack ready (Ctrl-C stops it)", flush=True)
     try:
         while not stopping.wait(0.5):
-            for service in stack.services:
-                if service.process.poll() is not None:
-                    print(f"error: {service.name} exited with code {service.process.returncode}", file=sys.stderr)
-                    return 1
+            stack.supervise(lambda line: print(line, file=sys.stderr, flush=True))
+    except StackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     finally:
         print("stopping", flush=True)
         stack.stop()

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,10 @@ from blinkstack.local.redis_server import RedisError, RedisServer
 from blinkstack.services import AGGREGATOR, DETECTOR, EYESTATE, ServiceSpec
 
 DEFAULT_DATA_DIR = Path(".blinkstack")
+
+
+MAX_RESTARTS = 5
+RESTART_WINDOW_S = 120.0
 
 
 class StackError(RuntimeError):
@@ -69,9 +74,12 @@ def health(address: str) -> int | None:
 @dataclass
 class _Service:
     name: str
+    spec: ServiceSpec
     port: int
+    env: dict[str, str]
     process: subprocess.Popen
     log: Path
+    restarts: list[float] = field(default_factory=list)  # monotonic times of recent restarts
 
 
 class Stack:
@@ -102,6 +110,9 @@ class Stack:
             )
 
     def _spawn(self, name: str, spec: ServiceSpec, port: int, env: dict[str, str]) -> None:
+        self.services.append(_Service(name, spec, port, env, *self._launch(name, spec, port, env)))
+
+    def _launch(self, name: str, spec: ServiceSpec, port: int, env: dict[str, str]) -> tuple[subprocess.Popen, Path]:
         logs = self.config.data_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         log_path = logs / f"{name}.log"
@@ -121,7 +132,7 @@ class Stack:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C in the terminal reaches `up`, which stops the services in order
             )
-        self.services.append(_Service(name, port, process, log_path))
+        return process, log_path
 
     def _wait_serving(self, service: _Service) -> None:
         deadline = time.monotonic() + self.config.start_timeout_s
@@ -171,6 +182,38 @@ class Stack:
         except Exception:
             self.stop()
             raise
+
+    # --- supervise ---
+    def supervise(self, report: Callable[[str], None]) -> None:
+        """Restart what has exited (Redis first, then the services), each waiting until SERVING again.
+
+        A component that exits MAX_RESTARTS times within RESTART_WINDOW_S is given up on: StackError. The
+        backoff between restarts of one component doubles from 0.5 s, so a crash loop does not spin.
+        """
+        if self.redis is not None and self.redis.process is not None and self.redis.process.poll() is not None:
+            report(f"redis exited with code {self.redis.process.returncode}; restarting")
+            self.redis.process = None
+            self.redis.start()  # same port, password and AOF: nothing acknowledged is lost
+        for service in self.services:
+            if service.process.poll() is None:
+                continue
+            now = time.monotonic()
+            service.restarts = [t for t in service.restarts if now - t < RESTART_WINDOW_S]
+            if len(service.restarts) >= MAX_RESTARTS:
+                raise StackError(
+                    f"{service.name} exited {MAX_RESTARTS + 1} times within {RESTART_WINDOW_S:.0f} s; giving up "
+                    f"(log: {service.log})"
+                )
+            delay = 0.5 * 2 ** len(service.restarts)
+            report(
+                f"{service.name} exited with code {service.process.returncode}; restarting in {delay:.1f} s "
+                f"({len(service.restarts) + 1} of {MAX_RESTARTS} within {RESTART_WINDOW_S:.0f} s)"
+            )
+            time.sleep(delay)
+            service.restarts.append(time.monotonic())
+            service.process, service.log = self._launch(service.name, service.spec, service.port, service.env)
+            self._wait_serving(service)
+            report(f"{service.name} is SERVING again")
 
     def endpoints(self) -> dict[str, str]:
         c = self.config

@@ -16,7 +16,8 @@ from blinkstack.local import commands as local
 from blinkstack.serve import add_serve_parser
 from blinkstack.services import AGGREGATOR, DETECTOR, EYESTATE
 from blinkstack.tools import client, progress
-from blinkstack.tools.watch import SourceError, default_stream_id, watch, write_outputs
+from blinkstack.tools.reports import write_outputs
+from blinkstack.tools.watch import SourceError, default_stream_id, watch
 
 DEMO_VIDEO = "video/eyeblink8_v8_windows.mp4"  # under the data folder (BLINKSTACK_DATA_DIR)
 

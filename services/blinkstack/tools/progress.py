@@ -16,7 +16,9 @@ LOG_INTERVAL_S = 30.0
 
 def progress(iterable: Any = None, **kwargs: Any) -> tqdm:
     """`tqdm(iterable, **kwargs)`, throttled when stderr is not a terminal."""
-    if not sys.stderr.isatty():
+    if sys.stderr.isatty():
+        kwargs.setdefault("dynamic_ncols", True)
+    else:
         kwargs.setdefault("mininterval", LOG_INTERVAL_S)
         kwargs.setdefault("maxinterval", LOG_INTERVAL_S)
     return tqdm(iterable, **kwargs)

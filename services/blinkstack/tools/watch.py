@@ -9,7 +9,6 @@ file (or the capture time for a camera), so events carry video time.
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 import time
@@ -79,7 +78,9 @@ class _FrameSource:
     """The frames of a video or camera as TrackFrames requests, at most `in_flight` unanswered at a time.
 
     `requests()` runs on gRPC's request thread. `busy` is held while it reads or encodes (C++ code), so the
-    caller can wait for it to reach a safe point before releasing the capture.
+    caller can wait for it to reach a safe point before releasing the capture. After a failed call,
+    `rewind()` makes the next `requests()` send the unanswered frames again first (same seqs: the aggregator
+    answers any it already has as DUPLICATE), so a reconnect loses and repeats nothing.
     """
 
     def __init__(
@@ -90,50 +91,77 @@ class _FrameSource:
         self.realtime = self.is_camera if realtime is None else realtime
         total = int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT)) if not self.is_camera else 0
         self.total = (min(total, max_frames) if total else max_frames) if max_frames else total
+        self.in_flight = in_flight
         self.slots = threading.Semaphore(in_flight)
-        self.sent: dict[int, float] = {}  # seq -> when it was sent
+        self.sent: dict[int, float] = {}  # seq -> when it was first sent
+        self.unanswered: dict[int, types_pb2.Frame] = {}  # seq -> request, until its result is back
+        self.resend: list[types_pb2.Frame] = []
         self.pixels: dict[int, np.ndarray] = {}  # seq -> frame, for the annotated video
+        self.next_seq, self.generation, self.started = 0, 0, time.perf_counter()
         self.stop = threading.Event()
         self.busy = threading.Lock()
         self.errors: list[BaseException] = []
 
-    def _next(self, seq: int, start: float) -> types_pb2.Frame | None:
+    def _read(self, seq: int) -> types_pb2.Frame | None:
         ok, frame = self.capture.read()
         if not ok:
             return None
         timestamp_us = time.time_ns() // 1000 if self.is_camera else round(seq * 1e6 / self.fps)
         if self.realtime and not self.is_camera:
-            time.sleep(max(0.0, start + seq / self.fps - time.perf_counter()))
+            time.sleep(max(0.0, self.started + seq / self.fps - time.perf_counter()))
         jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])[1].tobytes()
-        while not self.slots.acquire(timeout=0.5):
-            if self.stop.is_set():
-                return None
         if self.keep:
             self.pixels[seq] = frame
-        self.sent[seq] = time.perf_counter()
         return types_pb2.Frame(
             stream_id=self.stream_id, seq=seq, timestamp_us=timestamp_us, image=types_pb2.Image(encoded=jpeg)
         )
 
+    def _next(self, generation: int) -> types_pb2.Frame | None:
+        if self.resend:
+            request = self.resend.pop(0)
+        elif self.max_frames is not None and self.next_seq >= self.max_frames:
+            return None
+        else:
+            request = self._read(self.next_seq)
+            if request is None:
+                return None
+            self.next_seq += 1
+        while not self.slots.acquire(timeout=0.5):
+            if self.stop.is_set() or generation != self.generation:
+                self.resend.insert(0, request)  # not sent: the next call sends it, after the unanswered ones
+                return None
+        self.unanswered[request.seq] = request
+        self.sent.setdefault(request.seq, time.perf_counter())
+        return request
+
     def requests(self) -> Iterator[types_pb2.Frame]:
-        start = time.perf_counter()
-        seq = 0
-        while not self.stop.is_set() and (self.max_frames is None or seq < self.max_frames):
+        generation = self.generation
+        while not self.stop.is_set() and generation == self.generation:
             with self.busy:
                 try:
-                    frame = None if self.stop.is_set() else self._next(seq, start)
+                    frame = None if self.stop.is_set() or generation != self.generation else self._next(generation)
                 except Exception as exc:  # surfaced after the call, not swallowed by gRPC's request thread
                     self.errors.append(exc)
                     frame = None
             if frame is None:
                 return
             yield frame
-            seq += 1
 
     def answered(self, seq: int) -> float:
-        """Seconds since frame `seq` was sent; frees its slot."""
-        self.slots.release()
+        """Seconds since frame `seq` was first sent; frees its slot."""
+        if self.unanswered.pop(seq, None) is not None:
+            self.slots.release()
         return time.perf_counter() - self.sent.pop(seq, time.perf_counter())
+
+    def rewind(self) -> None:
+        """The call failed: the next `requests()` sends the unanswered frames again, in order."""
+        # First the generation, without the lock: the old request iterator may hold `busy` while it waits for a
+        # slot that no answer will free; it sees the change within 0.5 s and lets go.
+        self.generation += 1
+        with self.busy:
+            self.resend = [self.unanswered[seq] for seq in sorted(self.unanswered)] + self.resend
+            self.unanswered.clear()
+            self.slots = threading.Semaphore(self.in_flight)
 
     def close(self) -> None:
         self.stop.set()
@@ -159,6 +187,37 @@ def _frame_record(response: aggregator_pb2.FrameResult, latency_s: float) -> Fra
     )
 
 
+class _Collector:
+    """Takes each FrameResult into the WatchResult once (a re-sent frame may be answered twice), draws it, and
+    reports it to the callbacks and the progress bar."""
+
+    def __init__(self, result: WatchResult, frames: _FrameSource, writer, on_result, on_event, bar) -> None:
+        self.result, self.frames, self.writer, self.bar = result, frames, writer, bar
+        self.on_result, self.on_event = on_result, on_event
+        self.seen: set[int] = set()
+        self.began = time.perf_counter()
+
+    def __call__(self, response: aggregator_pb2.FrameResult) -> None:
+        latency = self.frames.answered(response.seq)
+        if response.seq in self.seen:
+            return
+        self.seen.add(response.seq)
+        self.result.frames.append(_frame_record(response, latency))
+        if self.writer is not None:
+            self.writer.add(self.frames.pixels.pop(response.seq), response)
+        if self.on_result is not None:
+            self.on_result(response)
+        for event in response.events:
+            self.result.events.append(event)
+            if self.on_event is not None:
+                self.on_event(event)
+        self.bar.update(1)
+        elapsed = time.perf_counter() - self.began
+        self.bar.set_postfix(
+            fps=f"{len(self.result.frames) / elapsed:.1f}", events=len(self.result.events), refresh=False
+        )
+
+
 def watch(
     source: str,
     target: str,
@@ -172,39 +231,42 @@ def watch(
     progress: bool = True,
     timeout_s: float = 3600.0,
     security: ClientSecurity | None = None,
+    retries: int = 5,
 ) -> WatchResult:
     """Stream the source through TrackFrames; with `annotated`, also write the annotated video there;
     `on_result` sees every FrameResult (all faces), `on_event` every event.
 
-    Only the frames in flight are kept in memory: each is drawn and written as soon as its result is back.
+    UNAVAILABLE (the stack restarting a component, a network blip) is retried up to `retries` times in a row
+    with backoff, resuming the same stream id and seqs. Only the frames in flight are kept in memory.
     """
     frames = _FrameSource(source, stream_id, realtime, in_flight, max_frames, keep=annotated is not None)
     result = WatchResult(stream_id, frames.fps)
     writer = _AnnotatedWriter(annotated, frames.fps) if annotated else None
     channel = (security or ClientSecurity()).channel(target)
     stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
-    total = frames.total or None
-    bar = bars.progress(total=total, unit="frame", desc=stream_id, disable=not progress, dynamic_ncols=True)
+    bar = bars.progress(total=frames.total or None, unit="frame", desc=stream_id, disable=not progress)
     began = time.perf_counter()
-    call = stub.TrackFrames(frames.requests(), timeout=timeout_s)
+    collect = _Collector(result, frames, writer, on_result, on_event, bar)
+    failures = 0  # in a row, without a result between them
     try:
-        for response in call:
-            result.frames.append(_frame_record(response, frames.answered(response.seq)))
-            if writer is not None:
-                writer.add(frames.pixels.pop(response.seq), response)
-            if on_result is not None:
-                on_result(response)
-            for event in response.events:
-                result.events.append(event)
-                if on_event is not None:
-                    on_event(event)
-            bar.update(1)
-            elapsed = time.perf_counter() - began
-            bar.set_postfix(fps=f"{len(result.frames) / elapsed:.1f}", events=len(result.events), refresh=False)
+        while True:
+            call = stub.TrackFrames(frames.requests(), timeout=timeout_s)
+            try:
+                for response in call:
+                    collect(response)
+                    failures = 0
+                break
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.UNAVAILABLE or failures >= retries or frames.errors:
+                    result.error = f"{exc.code().name}: {exc.details()}"
+                    break
+                failures += 1
+                delay = min(0.5 * 2 ** (failures - 1), 8.0)  # 0.5, 1, 2, 4, 8 s
+                bars.write(f"{stream_id}: {exc.details()}; retrying in {delay:.1f} s ({failures} of {retries})")
+                time.sleep(delay)
+                frames.rewind()
     except KeyboardInterrupt:
         call.cancel()
-    except grpc.RpcError as exc:
-        result.error = f"{exc.code().name}: {exc.details()}"
     finally:
         frames.stop.set()  # the request thread sends nothing more
         bar.close()
@@ -216,81 +278,6 @@ def watch(
     if frames.errors:
         raise SourceError(f"reading {source} failed: {frames.errors[0]}")
     return result
-
-
-def summarize(result: WatchResult, perclos_prob_open: float = 0.2) -> dict:
-    frames = result.frames
-    faced = [f for f in frames if f.faces]
-    names = [events.type_name(e) for e in result.events if e.phase == aggregator_pb2.EVENT_PHASE_ENDED]
-    minutes = (frames[-1].timestamp_us - frames[0].timestamp_us) / 60e6 if len(frames) > 1 else 0.0
-    closed80 = [((f.left or 0) + (f.right or 0)) / 2 <= perclos_prob_open for f in faced]
-    opened = [(f.left or 0) >= 0.5 and (f.right or 0) >= 0.5 for f in faced]
-
-    def stage(values: list[float]) -> dict:
-        array = np.array(values, dtype=float) if values else np.zeros(1)
-        return {
-            "mean_ms": float(array.mean()),
-            "p50_ms": float(np.percentile(array, 50)),
-            "p99_ms": float(np.percentile(array, 99)),
-        }
-
-    return {
-        "stream_id": result.stream_id,
-        "frames": len(frames),
-        "frames_processed": sum(f.status == aggregator_pb2.FRAME_STATUS_PROCESSED for f in frames),
-        "frames_with_one_face": sum(f.faces == 1 for f in frames),
-        "faces": sum(f.faces for f in frames),
-        "tracks": sorted({t for f in frames for t in f.track_ids}),
-        "blinks": names.count("BLINK"),
-        "winks_left": names.count("WINK_LEFT"),
-        "winks_right": names.count("WINK_RIGHT"),
-        "long_closures": names.count("LONG_CLOSURE"),
-        "blinks_per_minute": names.count("BLINK") / minutes if minutes else 0.0,
-        "perclos": float(np.mean(closed80)) if closed80 else 0.0,
-        "both_eyes_open_share": float(np.mean(opened)) if opened else 0.0,
-        "video_seconds": minutes * 60,
-        "wall_seconds": result.elapsed_s,
-        "frames_per_s": len(frames) / result.elapsed_s if result.elapsed_s else 0.0,
-        "timings": {
-            "detect": stage([f.detect_us / 1000 for f in frames]),
-            "classify": stage([f.classify_us / 1000 for f in frames]),
-            "aggregate": stage([f.aggregate_us / 1000 for f in frames]),
-            "end_to_end": stage([f.latency_s * 1000 for f in frames]),
-        },
-    }
-
-
-def plot_timeline(result: WatchResult, path: Path, closed_below: float = 0.2, open_above: float = 0.5) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    faced = [f for f in result.frames if f.faces]
-    seconds = np.array([f.timestamp_us for f in faced]) / 1e6
-    fig, ax = plt.subplots(figsize=(14, 4))
-    ax.plot(seconds, [f.left for f in faced], lw=0.7, label="left eye prob_open (subject's left)")
-    ax.plot(seconds, [f.right for f in faced], lw=0.7, alpha=0.7, label="right eye prob_open")
-    for level, name in ((closed_below, "closed below"), (open_above, "open above")):
-        ax.axhline(level, color="grey", ls=":", lw=1)
-        ax.text(seconds[-1] if len(seconds) else 0, level, f" {name} {level}", va="center", fontsize=8)
-    colours = {"BLINK": "tab:blue", "WINK_LEFT": "tab:orange", "WINK_RIGHT": "tab:purple", "LONG_CLOSURE": "tab:red"}
-    seen: set[str] = set()
-    for event in result.events:
-        if event.phase != aggregator_pb2.EVENT_PHASE_ENDED:
-            continue
-        name = events.type_name(event)
-        ax.axvspan(event.start_us / 1e6, event.end_us / 1e6, color=colours.get(name, "black"), alpha=0.3,
-                   label=name if name not in seen else None)  # fmt: skip
-        seen.add(name)
-    ax.set_xlabel("video time (s)")
-    ax.set_ylabel("prob_open")
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_title(f"{result.stream_id}: eye state and events")
-    ax.legend(loc="lower left", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 class _AnnotatedWriter:
@@ -316,13 +303,3 @@ class _AnnotatedWriter:
     def close(self) -> None:
         if self.video is not None:
             self.video.release()
-
-
-def write_outputs(result: WatchResult, out_dir: Path) -> dict:
-    """summary.json, events.json and timeline.png (annotated.mp4 is written while watching)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    summary = summarize(result)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out_dir / "events.json").write_text(json.dumps([events.to_json(e) for e in result.events], indent=2) + "\n")
-    plot_timeline(result, out_dir / "timeline.png")
-    return summary
