@@ -120,7 +120,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, RedisServer(free_port(), Path(tmp)) as redis:
         env = {"BLINKSTACK_REDIS_URL": redis.url}
-        with service_process(AGGREGATOR, env) as address, grpc.insecure_channel(address) as channel:
+        with service_process(AGGREGATOR, env) as server, grpc.insecure_channel(server.address) as channel:
             stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
             result = {
                 "cores": len(os.sched_getaffinity(0)),

@@ -104,7 +104,7 @@ def stream(stub: detector_pb2_grpc.DetectorServiceStub, requests: list, fps: flo
 def through_service(jpegs: list[bytes], input_width: int, detect_every: int = 1) -> dict:
     """Unary (only with detect_every 1: it has no effect there) and the two streams, against a fresh server."""
     env = {"BLINKSTACK_DETECTOR_INPUT_WIDTH": str(input_width), "BLINKSTACK_DETECTOR_DETECT_EVERY": str(detect_every)}
-    with service_process(DETECTOR, env) as address, grpc.insecure_channel(address) as channel:
+    with service_process(DETECTOR, env) as server, grpc.insecure_channel(server.address) as channel:
         stub = detector_pb2_grpc.DetectorServiceStub(channel)
         requests = [
             detector_pb2.DetectEyesRequest(

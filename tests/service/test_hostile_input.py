@@ -4,9 +4,7 @@ bounded fuzz over every RPC. Every case gets a clear status; nothing reaches UNK
 from __future__ import annotations
 
 import random
-import struct
 import time
-import zlib
 
 import cv2
 import grpc
@@ -14,32 +12,12 @@ import numpy as np
 import pytest
 import redis
 
+from blinkstack.tools.hostile import jpeg_claiming, mutations, png_bomb
 from blinkstack.v1 import aggregator_pb2, eyestate_pb2, types_pb2
 from tests.helpers.messages import detect_request, encoded_request
 from tests.helpers.servers import aggregator_service, detector_service, eyestate_args, eyestate_service, serving
 
 PASSWORD = "s3cret-Passw0rd"
-
-
-def png_bomb(side: int = 30000) -> bytes:
-    """A real 1-bit gray PNG of side x side pixels (about 110 KB for 30000): 900 MB once decoded."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    row = b"\x00" * (1 + (side + 7) // 8)
-    compressor = zlib.compressobj(9)
-    idat = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
-    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
-
-
-def jpeg_claiming(width: int, height: int) -> bytes:
-    """A real 64x64 JPEG whose frame header (SOF0) claims another size."""
-    data = bytearray(cv2.imencode(".jpg", np.full((64, 64, 3), 128, np.uint8))[1].tobytes())
-    sof = data.index(b"\xff\xc0")
-    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
-    return bytes(data)
 
 
 @pytest.fixture(scope="module")
@@ -200,28 +178,6 @@ VALID = {
         stream_id="fuzz-frames", seq=1, image=types_pb2.Image(encoded=b"\xff\xd8\xff\xc0\x00\x11\x08")
     ),
 }
-
-
-def mutations(valid: bytes, rng: random.Random, count: int) -> list[bytes]:
-    """Byte flips, truncations, insertions, varint bombs and random bytes around a valid message."""
-    cases = []
-    for _ in range(count):
-        data = bytearray(valid)
-        kind = rng.randrange(5)
-        if kind == 0 and data:
-            for _ in range(rng.randint(1, 4)):
-                data[rng.randrange(len(data))] = rng.randrange(256)
-        elif kind == 1:
-            data = data[: rng.randrange(len(data) + 1)]
-        elif kind == 2:
-            position = rng.randrange(len(data) + 1)
-            data[position:position] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 16)))
-        elif kind == 3:
-            data += bytes([rng.randrange(1, 16) << 3]) + b"\xff" * rng.randint(1, 11)  # over-long varints
-        else:
-            data = bytearray(rng.randbytes(rng.randint(0, 64)))
-        cases.append(bytes(data))
-    return cases
 
 
 def test_fuzzed_requests_to_every_rpc_never_give_unknown_or_internal(services, request):

@@ -15,10 +15,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from blinkstack.common.security import ClientSecurity
 from blinkstack.local.processes import free_port
+from blinkstack.local.triton_server import TritonServer
 from blinkstack.v1 import aggregator_pb2, aggregator_pb2_grpc, types_pb2
-from tests.helpers import SERVING
+from tests.helpers import MODEL_REPOSITORY, SERVING
+from tests.helpers.messages import encoded_request
 from tests.helpers.pki import make_pki
-from tests.helpers.servers import aggregator_service, detector_service, eyestate_args, eyestate_service
+from tests.helpers.servers import aggregator_service, detector_service, eyestate_args, eyestate_service, wait_for_health
 
 TOKENS = {
     "camera": ("tok-camera-7", ["publish"], ["cam-7"]),
@@ -198,3 +200,29 @@ def test_probes_get_health_alone_in_plaintext_on_the_health_port(secured):
         with pytest.raises(grpc.RpcError) as nothing_else:
             detect(b"", timeout=5)
     assert nothing_else.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_eyestate_reaches_triton_over_mtls_and_refuses_a_plaintext_triton_client(secured, tmp_path, real_crops):
+    pki = secured[0]
+    triton = TritonServer(
+        MODEL_REPOSITORY, free_port(), free_port(), free_port(), log_path=tmp_path / "triton.log",
+        tls=(pki.server_cert, pki.server_key, pki.ca),
+    )  # fmt: skip
+    triton.start()
+    try:
+        tls = {"triton_ca": str(pki.ca), "triton_client_cert": str(pki.client_cert)}
+        tls["triton_client_key"] = str(pki.client_key)
+        via_tls = eyestate_service(eyestate_args(backend="triton", triton_url=triton.grpc_url, **tls))
+        plaintext = eyestate_service(eyestate_args(backend="triton", triton_url=triton.grpc_url, triton_timeout=1.0))
+        try:
+            wait_for_health(via_tls.address, SERVING)
+            reply = via_tls.stub.ClassifyEyes(encoded_request(real_crops[:4]), timeout=10)
+            assert len(reply.results) == 4 and reply.model.name == "eye_state"
+            with pytest.raises(grpc.RpcError) as refused:
+                plaintext.stub.ClassifyEyes(encoded_request(real_crops[:1]), timeout=10)
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        finally:
+            via_tls.close()
+            plaintext.close()
+    finally:
+        triton.stop()

@@ -254,6 +254,10 @@ def test_overlays_turn_on_tls_mtls_tokens_and_probe_the_plaintext_health_port(re
         assert {"name": "health", "containerPort": health_port} in container["ports"]
         for probe in ("readinessProbe", "livenessProbe"):
             assert container[probe]["grpc"]["port"] == health_port, (spec.name, probe)
+    for triton in (w for w in workloads(objects) if w["metadata"]["name"] == "triton"):  # the gpu overlay
+        args = triton["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert {"--grpc-use-ssl=true", "--grpc-use-ssl-mutual=true"} <= set(args)
+        assert config["BLINKSTACK_TRITON_CA"] == config["BLINKSTACK_TLS_CA"]
 
 
 def test_redis_needs_a_password_from_a_secret_and_never_evicts_state(rendered):

@@ -61,6 +61,20 @@ def add_backend_options(parser: argparse.ArgumentParser, spec: ServiceSpec, defa
         help="deadline per Triton call when the client sets none",
     )
     env_option(group, "--triton-retries", "BLINKSTACK_TRITON_RETRIES", 3, int, help="retries on UNAVAILABLE")
+    env_option(group, "--triton-ca", "BLINKSTACK_TRITON_CA", "", help="PEM CA that signed Triton's certificate: TLS")
+    env_option(
+        group, "--triton-client-cert", "BLINKSTACK_TRITON_CLIENT_CERT", "", help="PEM client certificate for Triton"
+    )
+    env_option(group, "--triton-client-key", "BLINKSTACK_TRITON_CLIENT_KEY", "", help="PEM key of that certificate")
+
+
+@dataclass(frozen=True)
+class TritonTls:
+    """Files for TLS to Triton: its CA, and a client certificate and key when Triton requires one (mTLS)."""
+
+    ca: str
+    cert: str = ""
+    key: str = ""
 
 
 @dataclass(frozen=True)
@@ -74,6 +88,7 @@ class BackendOptions:
     triton_url: str
     triton_timeout_s: float
     triton_retries: int
+    triton_tls: TritonTls | None = None  # None: plaintext
 
     @property
     def pinned_version(self) -> int | None:
@@ -95,4 +110,5 @@ def backend_options(args: argparse.Namespace) -> BackendOptions:
         args.triton_url,
         args.triton_timeout,
         args.triton_retries,
+        TritonTls(args.triton_ca, args.triton_client_cert, args.triton_client_key) if args.triton_ca else None,
     )

@@ -16,7 +16,7 @@ import tritonclient.grpc.aio as triton
 from tritonclient.utils import InferenceServerException
 
 from blinkstack.common.backend import BackendInfo, BackendUnavailable
-from blinkstack.common.backend_options import BackendOptions
+from blinkstack.common.backend_options import BackendOptions, TritonTls
 
 _UNAVAILABLE = "StatusCode.UNAVAILABLE"
 _DEADLINE_EXCEEDED = "StatusCode.DEADLINE_EXCEEDED"
@@ -31,8 +31,9 @@ class TritonModel:
         timeout_s: float = 2.0,
         retries: int = 3,
         backoff_s: float = 0.05,
+        tls: TritonTls | None = None,
     ) -> None:
-        self.url, self.model_name, self._version = url, model_name, version
+        self.url, self.model_name, self._version, self.tls = url, model_name, version, tls
         self.timeout_s, self._retries, self._backoff_s = timeout_s, retries, backoff_s
         self._client: triton.InferenceServerClient | None = None
         self.inputs: list[str] = []
@@ -42,7 +43,11 @@ class TritonModel:
     @property
     def client(self) -> triton.InferenceServerClient:
         if self._client is None:
-            self._client = triton.InferenceServerClient(self.url)
+            tls = {}
+            if self.tls is not None:  # tritonclient reads the PEM files itself
+                tls = {"ssl": True, "root_certificates": self.tls.ca}
+                tls |= {"private_key": self.tls.key or None, "certificate_chain": self.tls.cert or None}
+            self._client = triton.InferenceServerClient(self.url, **tls)
         return self._client
 
     async def _load(self) -> None:
@@ -125,7 +130,12 @@ class TritonModelBackend:
     @classmethod
     def from_options(cls, options: BackendOptions) -> TritonModelBackend:
         model = TritonModel(
-            options.triton_url, options.model_name, options.version, options.triton_timeout_s, options.triton_retries
+            options.triton_url,
+            options.model_name,
+            options.version,
+            options.triton_timeout_s,
+            options.triton_retries,
+            tls=options.triton_tls,
         )
         return cls(model)
 

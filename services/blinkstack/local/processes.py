@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import grpc
 
@@ -55,10 +56,16 @@ def stop_process(process: subprocess.Popen, grace_s: float, group: bool = False)
         process.wait()
 
 
+@dataclass
+class ServiceProcess:
+    address: str
+    process: subprocess.Popen
+
+
 @contextmanager
-def service_process(spec: ServiceSpec, env: dict[str, str] | None = None) -> Iterator[str]:
+def service_process(spec: ServiceSpec, env: dict[str, str] | None = None) -> Iterator[ServiceProcess]:
     """`blinkstack serve <service>` as a child process on a free loopback port, without a metrics port and with
-    `env` on top of this process's environment; yields its address once it accepts connections."""
+    `env` on top of this process's environment, once it accepts connections; stopped afterwards."""
     port = free_port()
     full_env = {**os.environ, spec.port_env: str(port), spec.metrics_port_env: "0", **(env or {})}
     command = [sys.executable, "-m", "blinkstack.cli", "serve", spec.name]
@@ -67,6 +74,6 @@ def service_process(spec: ServiceSpec, env: dict[str, str] | None = None) -> Ite
     try:
         with grpc.insecure_channel(address) as channel:
             grpc.channel_ready_future(channel).result(timeout=60)
-        yield address
+        yield ServiceProcess(address, process)
     finally:
         stop_process(process, 30)

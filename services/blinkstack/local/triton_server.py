@@ -51,8 +51,11 @@ class TritonServer:
         metrics_port: int,
         env: Path = DEFAULT_ENV,
         log_path: Path | None = None,
+        tls: tuple[Path, Path, Path] | None = None,
     ) -> None:
+        """`tls`: (certificate, key, client CA): gRPC over TLS, clients must show a certificate the CA signed."""
         self.repository, self.env = Path(repository).resolve(), Path(env).resolve()
+        self.tls = tls
         self.grpc_port, self.http_port, self.metrics_port = grpc_port, http_port, metrics_port
         self.log_path = log_path
         self._process: subprocess.Popen | None = None
@@ -99,6 +102,10 @@ class TritonServer:
             "--allow-metrics=true",
             "--exit-timeout-secs=5",
         ]
+        if self.tls is not None:
+            cert, key, ca = (Path(p).resolve() for p in self.tls)
+            command += ["--grpc-use-ssl=true", f"--grpc-server-cert={cert}", f"--grpc-server-key={key}"]
+            command += [f"--grpc-root-cert={ca}", "--grpc-use-ssl-mutual=true"]
         # cwd: the stub's isolated interpreter puts its working directory first on sys.path (see model.py).
         self._process = subprocess.Popen(
             command, cwd=site, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
