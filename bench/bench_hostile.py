@@ -73,9 +73,8 @@ def attacks(addresses: dict[str, str]) -> dict[str, tuple[str, str, object]]:
     tiny = types_pb2.Image(raw=types_pb2.RawImage(pixels=b"\x00", width=1, height=1, format=1))
     huge_boxes = [types_pb2.Box(x=-4094.5, y=-4094.5, width=8190, height=8190)] * 256
     big_crop = types_pb2.Image(encoded=cv2.imencode(".png", np.zeros((1024, 1024), np.uint8))[1].tobytes())
-    large_frame = types_pb2.Image(
-        encoded=cv2.imencode(".jpg", np.random.default_rng(0).integers(0, 255, (4096, 4096, 3), np.uint8))[1].tobytes()
-    )
+    gradient = np.add.outer(np.arange(4096), np.arange(4096)) % 256  # compresses to well under 4 MB
+    large_frame = types_pb2.Image(encoded=cv2.imencode(".jpg", gradient.astype(np.uint8))[1].tobytes())
     return {
         "PNG 30000x30000 (ClassifyEyes)": ("eyestate", "/blinkstack.v1.EyeStateService/ClassifyEyes",
             eyestate_pb2.ClassifyEyesRequest(crops=eyestate_pb2.CropBatch(crops=[png]))),

@@ -11,6 +11,8 @@ import asyncio
 import logging
 import sys
 
+import cv2
+
 from blinkstack.services import SERVICES, ServiceSpec
 
 
@@ -26,6 +28,9 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(spec: ServiceSpec, args: argparse.Namespace) -> int:
     """Serve until SIGTERM/SIGINT; a setting refused at start-up is one error line and exit code 2."""
+    # A malformed image is the client's INVALID_ARGUMENT; OpenCV's own complaint about it would add a log line
+    # per bad request.
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
     try:
         asyncio.run(spec.server().serve(args))
     except ValueError as exc:

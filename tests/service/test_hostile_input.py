@@ -9,6 +9,7 @@ import time
 import cv2
 import grpc
 import numpy as np
+import psutil
 import pytest
 import redis
 
@@ -185,6 +186,7 @@ def test_fuzzed_requests_to_every_rpc_never_give_unknown_or_internal(services, r
     addresses = {"detector": detector.address, "eyestate": eyestate.address, "aggregator": aggregator.address}
     per_rpc = int(request.config.getoption("--fuzz-cases"))
     rng = random.Random(1)
+    rss_before = psutil.Process().memory_info().rss  # the three services run in this process
     outcomes: dict[str, int] = {}
     for (service, kind, method), message in VALID.items():
         with grpc.insecure_channel(addresses[service]) as channel:
@@ -202,3 +204,5 @@ def test_fuzzed_requests_to_every_rpc_never_give_unknown_or_internal(services, r
                 assert code not in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL), (method, case, code)
     assert sum(outcomes.values()) == per_rpc * len(VALID)
     assert outcomes.get("INVALID_ARGUMENT", 0) > 0
+    grown_mb = (psutil.Process().memory_info().rss - rss_before) / 2**20
+    assert grown_mb < 200, f"fuzzing grew the services' memory by {grown_mb:.0f} MB"

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 from blinkstack.tools import config_table
+from blinkstack.tools.frames_table import COLUMNS
 from tests.helpers import REPO_ROOT
 
 ENV_NAME = re.compile(r"BLINKSTACK_[A-Z0-9_]+")
@@ -43,3 +44,9 @@ def test_readme_carries_the_generated_table_and_every_name_the_code_reads():
         for name in ENV_NAME.findall(path.read_text())
     }
     assert read_by_code <= listed, f"not in the table: {sorted(read_by_code - listed)}"
+
+
+def test_readme_documents_every_frames_csv_column():
+    text = (REPO_ROOT / "README.md").read_text()
+    documented = re.findall(r"^\| `(\w+)` \| ", text[text.index("### Per-frame export") :], re.M)
+    assert documented[: len(COLUMNS)] == [name for name, _ in COLUMNS]

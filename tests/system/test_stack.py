@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 import signal
@@ -18,6 +19,7 @@ from grpc_health.v1 import health_pb2
 
 from blinkstack.local.processes import free_port, port_in_use, stop_process
 from blinkstack.local.redis_server import RedisServer
+from blinkstack.tools.frames_table import COLUMNS
 from blinkstack.tools.watch import watch
 from blinkstack.v1 import aggregator_pb2, aggregator_pb2_grpc
 from tests.helpers import VIDEO
@@ -130,6 +132,14 @@ def test_watch_processes_the_real_video_and_subscribers_see_the_same_events(up, 
     assert [e.id for e in received] == printed
     stored = json.loads((out / "events.json").read_text())
     assert [e["id"] for e in stored] == printed
+    with (out / "frames.csv").open() as table:
+        rows = list(csv.DictReader(table))
+    assert [name for name, _ in COLUMNS] == list(rows[0])
+    assert [int(r["frame"]) for r in rows] == list(range(1956))  # one face in every frame: one row each
+    assert {r["track_id"] for r in rows} == {"1"} and {r["status"] for r in rows} == {"PROCESSED"}
+    assert {r["left_state"] for r in rows} <= {"open", "closed"}
+    closed = [r for r in rows if r["left_state"] == "closed"]
+    assert closed and all(float(r["left_prob_open"]) < 0.5 for r in closed)
 
 
 def _until_cancelled(call):
@@ -147,6 +157,19 @@ def test_events_command_replays_what_is_stored(up):
         timeout=60,
     )
     assert out.returncode == 0 and "BLINK" in out.stdout
+    text_ids = re.findall(r"\bid (\d+-\d+)", out.stdout)
+    base = [*CLI, "events", "--target", f"127.0.0.1:{up.ports['aggregator']}", "--stream-id", "video-e2e"]
+    for fmt in ("json", "csv"):
+        scripted = subprocess.run(
+            [*base, "--idle", "1", "--format", fmt],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert scripted.returncode == 0, scripted.stderr
+        lines = scripted.stdout.splitlines()
+        parsed = [json.loads(line) for line in lines] if fmt == "json" else list(csv.DictReader(lines))
+        assert [e["id"] for e in parsed] == text_ids and {e["type"] for e in parsed} == {"BLINK"}
 
 
 def test_stats_command(up):

@@ -23,6 +23,8 @@ from blinkstack.common.images import check_stream_id
 from blinkstack.common.security import require_stream
 
 ACCEPTED, DUPLICATE, LATE = "accepted", "duplicate", "late"
+# Tracks one RPC keeps cached: a stream of observations for ever new track ids must not grow without bound.
+MAX_TRACKS_PER_CALL = 10_000
 
 
 def check_probability(value: float, what: str) -> None:
@@ -52,10 +54,16 @@ class TrackBook:
     async def entry(self, stream_id: str, track_id: int) -> _Entry:
         key = (stream_id, track_id)
         if key not in self._entries:
+            if len(self._entries) >= MAX_TRACKS_PER_CALL:  # at most a batch (ingest.MAX_BATCH) is pending
+                self._forget_clean()
             stored = await self.store.read_hash(self.store.track_key(stream_id, track_id))
             state = TrackState.from_json(stored["state"]) if "state" in stored else TrackState()
             self._entries[key] = _Entry(state, int(stored.get("seq", -1)))
         return self._entries[key]
+
+    def _forget_clean(self) -> None:
+        """Drop the cached tracks with nothing left to write: Redis has them, the next use reloads them."""
+        self._entries = {key: entry for key, entry in self._entries.items() if entry.dirty}
 
     async def observe(self, stream_id: str, track_id: int, seq: int, obs: Observation) -> Outcome:
         entry = await self.entry(stream_id, track_id)

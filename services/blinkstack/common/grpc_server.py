@@ -46,7 +46,7 @@ class ServerSettings:
     max_message_bytes: int = 16 * 1024 * 1024
     grace_s: float = 5.0
     health_poll_s: float = 1.0
-    max_concurrent_rpcs: int = 256  # 0: no limit
+    max_concurrent_rpcs: int = 64  # 0: no limit
     credentials: grpc.ServerCredentials | None = None  # None: plaintext
     tokens: TokenTable | None = None  # None: no bearer tokens checked
     reflection: bool = True
@@ -93,9 +93,10 @@ def add_server_options(parser: argparse.ArgumentParser, spec: ServiceSpec) -> No
         group,
         "--max-concurrent-rpcs",
         "BLINKSTACK_MAX_CONCURRENT_RPCS",
-        256,
+        64,
         int,
-        help="calls in progress at once before new ones get RESOURCE_EXHAUSTED (0: no limit)",
+        help="calls in progress at once before new ones get RESOURCE_EXHAUSTED (0: no limit); about throughput x "
+        "the latency you accept: a deeper queue only turns overload into missed deadlines",
     )
 
 

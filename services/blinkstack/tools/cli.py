@@ -39,6 +39,7 @@ def run_watch(args: argparse.Namespace, target: str, security: ClientSecurity | 
             max_frames=args.max_frames,
             annotated=out_dir / "annotated.mp4" if args.annotated else None,
             on_event=lambda event: progress.write(event_forms.describe(event)),
+            frames_csv=out_dir / "frames.csv",
             security=security,
         )
     except SourceError as exc:
@@ -55,7 +56,10 @@ def run_watch(args: argparse.Namespace, target: str, security: ClientSecurity | 
         f"{summary['winks_left']}/{summary['winks_right']}, long closures {summary['long_closures']}, "
         f"{summary['blinks_per_minute']:.1f} blinks/min, PERCLOS {summary['perclos']:.3f}"
     )
-    print(f"wrote {out_dir}/summary.json, events.json, timeline.png" + (", annotated.mp4" if args.annotated else ""))
+    print(
+        f"wrote {out_dir}/summary.json, events.json, frames.csv, timeline.png"
+        + (", annotated.mp4" if args.annotated else "")
+    )
     if result.error:
         print(f"error: the stream ended early after {len(result.frames)} frames: {result.error}", file=sys.stderr)
         return 1
@@ -104,6 +108,7 @@ def _add_client_commands(sub: argparse._SubParsersAction) -> None:
     events.add_argument("--idle", type=float, default=2.0, help="without --follow: stop after this many quiet seconds")
     events.add_argument("--stream-id", action="append", help="only this stream (repeatable)")
     events.add_argument("--track-id", type=int, action="append", help="only this track (repeatable)")
+    events.add_argument("--format", choices=["text", "json", "csv"], default="text", help="json: JSON Lines")
     add_client_security_options(events)
     events.set_defaults(run=client.events)
 

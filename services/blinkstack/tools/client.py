@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import csv
+import json
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -99,8 +102,24 @@ def score_events(args: argparse.Namespace) -> int:
     return 0
 
 
-def events(args: argparse.Namespace) -> int:
+def event_printer(fmt: str) -> Callable[[aggregator_pb2.BlinkEvent], None]:
+    """Prints one event per line: `text` for people, `json` (JSON Lines) or `csv` (with a header) for scripts."""
+    if fmt == "json":
+        return lambda event: print(json.dumps(event_forms.to_json(event)), flush=True)
+    if fmt == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(event_forms.to_json(aggregator_pb2.BlinkEvent())))
+        writer.writeheader()
 
+        def write(event: aggregator_pb2.BlinkEvent) -> None:
+            writer.writerow(event_forms.to_json(event))
+            sys.stdout.flush()
+
+        return write
+    return lambda event: print(event_forms.describe(event), flush=True)
+
+
+def events(args: argparse.Namespace) -> int:
+    show = event_printer(args.format)
     request = aggregator_pb2.SubscribeBlinksRequest(
         stream_ids=args.stream_id or [], track_ids=args.track_id or [], after_id=args.after
     )
@@ -121,7 +140,7 @@ def events(args: argparse.Namespace) -> int:
         quiet_timer()
         try:
             for event in call:
-                print(event_forms.describe(event), flush=True)
+                show(event)
                 quiet_timer()
         except grpc.RpcError as exc:
             if exc.code() != grpc.StatusCode.CANCELLED:

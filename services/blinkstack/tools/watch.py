@@ -23,6 +23,7 @@ import numpy as np
 from blinkstack.aggregator import events
 from blinkstack.common.security import ClientSecurity
 from blinkstack.tools import progress as bars
+from blinkstack.tools.frames_table import FrameTable
 from blinkstack.v1 import aggregator_pb2, aggregator_pb2_grpc, types_pb2
 
 JPEG_QUALITY = 90  # frames are sent to TrackFrames as JPEG at this quality
@@ -191,11 +192,17 @@ class _Collector:
     """Takes each FrameResult into the WatchResult once (a re-sent frame may be answered twice), draws it, and
     reports it to the callbacks and the progress bar."""
 
-    def __init__(self, result: WatchResult, frames: _FrameSource, writer, on_result, on_event, bar) -> None:
-        self.result, self.frames, self.writer, self.bar = result, frames, writer, bar
+    def __init__(self, result: WatchResult, frames: _FrameSource, writer, table, on_result, on_event, bar) -> None:
+        self.result, self.frames, self.writer, self.table, self.bar = result, frames, writer, table, bar
         self.on_result, self.on_event = on_result, on_event
         self.seen: set[int] = set()
         self.began = time.perf_counter()
+
+    def close(self) -> None:
+        self.bar.close()
+        for output in (self.writer, self.table):
+            if output is not None:
+                output.close()
 
     def __call__(self, response: aggregator_pb2.FrameResult) -> None:
         latency = self.frames.answered(response.seq)
@@ -203,6 +210,8 @@ class _Collector:
             return
         self.seen.add(response.seq)
         self.result.frames.append(_frame_record(response, latency))
+        if self.table is not None:
+            self.table.add(response, latency)
         if self.writer is not None:
             self.writer.add(self.frames.pixels.pop(response.seq), response)
         if self.on_result is not None:
@@ -232,9 +241,11 @@ def watch(
     timeout_s: float = 3600.0,
     security: ClientSecurity | None = None,
     retries: int = 5,
+    frames_csv: Path | None = None,
 ) -> WatchResult:
     """Stream the source through TrackFrames; with `annotated`, also write the annotated video there;
-    `on_result` sees every FrameResult (all faces), `on_event` every event.
+    `on_result` sees every FrameResult (all faces), `on_event` every event; `frames_csv` gets every frame and
+    face (`frames_table.COLUMNS`).
 
     UNAVAILABLE (the stack restarting a component, a network blip) is retried up to `retries` times in a row
     with backoff, resuming the same stream id and seqs. Only the frames in flight are kept in memory.
@@ -242,11 +253,11 @@ def watch(
     frames = _FrameSource(source, stream_id, realtime, in_flight, max_frames, keep=annotated is not None)
     result = WatchResult(stream_id, frames.fps)
     writer = _AnnotatedWriter(annotated, frames.fps) if annotated else None
+    table = FrameTable(frames_csv) if frames_csv else None
     channel = (security or ClientSecurity()).channel(target)
     stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
     bar = bars.progress(total=frames.total or None, unit="frame", desc=stream_id, disable=not progress)
-    began = time.perf_counter()
-    collect = _Collector(result, frames, writer, on_result, on_event, bar)
+    collect, began = _Collector(result, frames, writer, table, on_result, on_event, bar), time.perf_counter()
     failures = 0  # in a row, without a result between them
     try:
         while True:
@@ -269,9 +280,7 @@ def watch(
         call.cancel()
     finally:
         frames.stop.set()  # the request thread sends nothing more
-        bar.close()
-        if writer is not None:
-            writer.close()
+        collect.close()
         channel.close()
         frames.close()
         result.elapsed_s = time.perf_counter() - began

@@ -1,0 +1,75 @@
+"""frames.csv: one row per frame and face, as `blinkstack watch` receives them (a frame without a face is one
+row with the face columns empty). Written as the results arrive, so a run of any length stays in constant
+memory. The README's "Per-frame export" table documents COLUMNS; a test keeps the two equal."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from blinkstack.v1 import aggregator_pb2, types_pb2
+
+COLUMNS = (
+    ("frame", "the frame's seq (its index in the video, from 0)"),
+    ("timestamp_us", "the frame's time in microseconds (video time for files, capture time for cameras)"),
+    ("stream_id", "the stream the frame belongs to"),
+    ("status", "PROCESSED, LATE (not fed to the engine) or DUPLICATE (already seen)"),
+    ("faces", "faces reported in this frame"),
+    ("track_id", "the face's track id (empty: no face)"),
+    ("face_x", "face box, left edge in pixels"),
+    ("face_y", "face box, top edge in pixels"),
+    ("face_w", "face box width"),
+    ("face_h", "face box height"),
+    ("face_score", "the detector's face score"),
+    *(
+        column
+        for eye in ("left", "right")
+        for column in (
+            (f"{eye}_x", f"the subject's {eye} eye box, left edge"),
+            (f"{eye}_y", f"the subject's {eye} eye box, top edge"),
+            (f"{eye}_size", f"the {eye} eye box side (square)"),
+            (f"{eye}_prob_open", f"P({eye} eye open) from the model (empty: not judged)"),
+            (f"{eye}_state", f"open, closed, or empty when the {eye} eye was not judged (box under --min-eye-px)"),
+        )
+    ),
+    ("detect_us", "time in the detector call"),
+    ("classify_us", "time in the eye-state call"),
+    ("aggregate_us", "time in the aggregator's own work (tracking, engine, Redis)"),
+    ("latency_ms", "frame sent to result back, at the client"),
+)
+_STATES = {types_pb2.EYE_STATE_OPEN: "open", types_pb2.EYE_STATE_CLOSED: "closed"}
+
+
+def _eye(reading: aggregator_pb2.EyeReading) -> list:
+    judged = reading.state in _STATES
+    box = reading.box
+    return [
+        round(box.x, 1),
+        round(box.y, 1),
+        round(box.width, 1),
+        round(reading.prob_open, 5) if judged else "",
+        _STATES.get(reading.state, ""),
+    ]
+
+
+class FrameTable:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = path.open("w", newline="")
+        self._writer = csv.writer(self._file)
+        self._writer.writerow([name for name, _ in COLUMNS])
+
+    def add(self, result: aggregator_pb2.FrameResult, latency_s: float) -> None:
+        status = aggregator_pb2.FrameStatus.Name(result.status).removeprefix("FRAME_STATUS_")
+        head = [result.seq, result.timestamp_us, result.stream_id, status, len(result.faces)]
+        t = result.timings
+        tail = [t.detect_us, t.classify_us, t.aggregate_us, round(latency_s * 1e3, 2)]
+        if not result.faces:
+            self._writer.writerow([*head, *[""] * (len(COLUMNS) - len(head) - len(tail)), *tail])
+        for face in result.faces:
+            b = face.box
+            box = [round(b.x, 1), round(b.y, 1), round(b.width, 1), round(b.height, 1), round(face.score, 4)]
+            self._writer.writerow([*head, face.track_id, *box, *_eye(face.left_eye), *_eye(face.right_eye), *tail])
+
+    def close(self) -> None:
+        self._file.close()
