@@ -1,13 +1,15 @@
 """The frame pipeline behind `TrackFrames`: one camera stream's frames, in order, through the detector, the
 eye-state service and the blink engine.
 
-Each frame goes to the detector (`DetectEyes`, untracked) and all its judgeable eyes to the eye-state service
-in one `ClassifyEyes` (frame + eye boxes). The aggregator tracks faces itself, with the tracker's state kept in
+Each frame goes to the detector (one `StreamDetectEyes` call per camera stream, so `--detect-every N` on the
+detector can follow faces by optical flow between detections) and all its judgeable eyes to the eye-state
+service in one `ClassifyEyes` (frame + eye boxes). The aggregator tracks faces itself, with the tracker's state kept in
 Redis beside the tracks, so a restarted aggregator (or another replica) keeps the track ids.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Callable
@@ -20,10 +22,12 @@ from blinkstack.aggregator import engine, events, ingest
 from blinkstack.aggregator.store import RedisStore, StoreUnavailable, Write
 from blinkstack.aggregator.tracks import TrackBook, check_seq
 from blinkstack.common import images, metrics
-from blinkstack.common.errors import InvalidInput, Unavailable, quoted
+from blinkstack.common.errors import InvalidInput, ServiceError, Unavailable, quoted
 from blinkstack.common.security import require_stream
 from blinkstack.common.tracking import Tracker
 from blinkstack.v1 import aggregator_pb2, detector_pb2, detector_pb2_grpc, eyestate_pb2, eyestate_pb2_grpc, types_pb2
+
+DOWNSTREAM_TIMEOUT_S = 10.0  # per frame, when the client's call has no deadline
 
 
 @dataclass(frozen=True)
@@ -67,11 +71,62 @@ async def call_downstream(method: Callable, request: object, what: str, timeout:
     """Call the detector or eye-state service; its refusal of the frame is the client's INVALID_ARGUMENT, any
     other failure is UNAVAILABLE."""
     try:
-        return await method(request, timeout=timeout or 10.0)
+        return await method(request, timeout=timeout or DOWNSTREAM_TIMEOUT_S)
     except grpc.aio.AioRpcError as exc:
-        if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
-            raise InvalidInput(f"{what}: {exc.details()}") from None
-        raise Unavailable(f"{what} failed: {exc.code().name}: {exc.details()}") from None
+        raise _refusal(exc, what) from None
+
+
+def _refusal(exc: grpc.aio.AioRpcError, what: str) -> ServiceError:
+    """A downstream service's refusal of the frame is the client's INVALID_ARGUMENT; any other failure is
+    UNAVAILABLE (the client may re-send)."""
+    if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
+        return InvalidInput(f"{what}: {exc.details()}")
+    return Unavailable(f"{what} failed: {exc.code().name}: {exc.details()}")
+
+
+class DetectorStream:
+    """The camera's frames on one `StreamDetectEyes` call: the detector keeps per-camera state between frames
+    (with `--detect-every N` it runs the face model on every Nth frame and follows the landmarks by optical
+    flow in between), so one camera's frames must reach one detector, in order."""
+
+    def __init__(self, stub: detector_pb2_grpc.DetectorServiceStub) -> None:
+        self.stub = stub
+        self.call: grpc.aio.StreamStreamCall | None = None
+
+    async def detect(self, request: detector_pb2.DetectEyesRequest, timeout: float) -> detector_pb2.DetectEyesResponse:
+        if self.call is None:
+            self.call = self.stub.StreamDetectEyes()
+        try:
+            await self.call.write(request)
+            reply = await asyncio.wait_for(self.call.read(), timeout)
+        except grpc.aio.AioRpcError as exc:
+            self.close()
+            raise _refusal(exc, "detector") from None
+        except TimeoutError:
+            self.close()
+            raise Unavailable(f"detector failed: no answer within {timeout:.0f} s") from None
+        if reply is grpc.aio.EOF:
+            self.close()
+            raise Unavailable("detector failed: the detection stream ended")
+        return reply
+
+    def close(self) -> None:
+        """Abandon the call (after a failure)."""
+        if self.call is not None:
+            self.call.cancel()
+            self.call = None
+
+    async def finish(self) -> None:
+        """End the call cleanly (the camera stream ended): the detector sees the end of its input."""
+        if self.call is None:
+            return
+        try:
+            await self.call.done_writing()
+            await asyncio.wait_for(self.call.code(), 2.0)
+        except (grpc.aio.AioRpcError, TimeoutError):
+            pass
+        finally:
+            self.close()
 
 
 class CameraStream:
@@ -80,6 +135,7 @@ class CameraStream:
     def __init__(self, services: FrameServices, time_remaining: Callable[[], float | None]) -> None:
         self.services, self.time_remaining = services, time_remaining
         self.book = TrackBook(services.store, services.config)
+        self.detector = DetectorStream(services.detector)
         self.stream_id = ""
         self.tracker = Tracker()
         self.last_seq, self.last_us = -1, -1  # nothing seen: any seq and timestamp (0 included) is new
@@ -119,11 +175,8 @@ class CameraStream:
         late = timestamp <= self.last_us
         start = time.perf_counter()
         untracked = types_pb2.Frame(image=frame.image, seq=frame.seq, timestamp_us=timestamp)
-        detection = await call_downstream(
-            self.services.detector.DetectEyes,
-            detector_pb2.DetectEyesRequest(frame=untracked),
-            "detector",
-            self.time_remaining(),
+        detection = await self.detector.detect(
+            detector_pb2.DetectEyesRequest(frame=untracked), self.time_remaining() or DOWNSTREAM_TIMEOUT_S
         )
         detected = time.perf_counter()
         faces = judgeable_faces(detection)

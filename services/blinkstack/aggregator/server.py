@@ -123,8 +123,11 @@ class AggregatorServicer(aggregator_pb2_grpc.AggregatorServiceServicer):
         if self.frames is None:
             raise FailedPrecondition("this aggregator has no detector/eye-state")
         stream = CameraStream(self.frames, context.time_remaining)
-        async for frame in request_iterator:
-            yield await stream.process(frame)
+        try:
+            async for frame in request_iterator:
+                yield await stream.process(frame)
+        finally:
+            await stream.detector.finish()
 
 
 class _Backend:
