@@ -89,6 +89,8 @@ class EventFanout:
         """The one reader: from the newest event at start, every new event to every subscriber."""
         delay = 0.05
         cursor = None
+        # A flag, not the task's cancellation, ends the loop: redis-py may swallow a cancelled blocking read or
+        # turn it into a connection error (what `store.raise_if_cancelled` catches in the retry loop).
         while not self._closing:
             try:
                 if cursor is None:
@@ -97,7 +99,7 @@ class EventFanout:
                 entries = await self.store.read_events(cursor, self.block_ms)
                 delay = 0.05
             except (*TRANSIENT, StoreUnavailable) as exc:  # Redis restarting: wait, resume from the same cursor
-                if self._closing:  # redis-py turns a cancelled blocking read into a connection error
+                if self._closing:
                     return
                 log.warning("event reader waiting for Redis: %s", exc)
                 await asyncio.sleep(delay)

@@ -80,6 +80,14 @@ class Write:
     events: list[dict[str, str]] = field(default_factory=list)
 
 
+def raise_if_cancelled() -> None:
+    """Call where a Redis error was caught: redis-py reports a cancelled call as a lost connection, and a task
+    that retried it would swallow its own cancellation."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 def redacted(url: str) -> str:
     """A Redis URL without its password (`redis://user:***@host:6379/0`)."""
     parts = urlsplit(url)
@@ -132,9 +140,7 @@ class RedisStore:
             try:
                 return await call()
             except TRANSIENT as exc:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():  # redis-py reports a cancelled call as a lost connection
-                    raise asyncio.CancelledError from None
+                raise_if_cancelled()
                 if time.monotonic() + delay > deadline:
                     raise StoreUnavailable(f"Redis at {self.url} is unreachable: {exc}") from None
                 log.warning("Redis unreachable (%s); retrying in %.2f s", exc, delay)

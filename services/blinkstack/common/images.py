@@ -50,16 +50,19 @@ def declared_size(image: types_pb2.Image, what: str) -> tuple[int, int]:
         raise InvalidInput(f"{what}: cannot decode {len(image.encoded)} bytes: {exc}") from None
 
 
-def check_pixel_budget(images: list[tuple[types_pb2.Image, str]], budget: int = MAX_PIXELS_PER_REQUEST) -> int:
-    """The total pixels the images declare; refused beyond `budget` before any of them is decoded."""
-    total = 0
+def check_pixel_budget(
+    images: list[tuple[types_pb2.Image, str]], budget: int = MAX_PIXELS_PER_REQUEST
+) -> list[tuple[int, int]]:
+    """The (width, height) each image declares; refused beyond `budget` pixels in all before any is decoded."""
+    sizes = []
     for image, what in images:
         width, height = declared_size(image, what)
         _check_side(width, height, what)
-        total += width * height
+        sizes.append((width, height))
+    total = sum(width * height for width, height in sizes)
     if total > budget:
         raise InvalidInput(f"{len(images)} images of {total:,} pixels in all exceed the {budget:,} pixel limit")
-    return total
+    return sizes
 
 
 def decode(image: types_pb2.Image, what: str) -> np.ndarray:

@@ -169,20 +169,18 @@ _HANDLER_KINDS = {
 MAX_DETAIL_CHARS = 200  # of a parser's complaint quoted back to the client
 
 
-def _parsed(deserializer: Callable[[bytes], Any] | None, raw: Any, what: str) -> Any:
-    if deserializer is None:
-        return raw
+def _parsed(deserializer: Callable[[bytes], Any], raw: bytes, what: str) -> Any:
     try:
         return deserializer(raw)
     except DecodeError as exc:
         raise InvalidInput(f"{what} is not a valid protobuf message: {str(exc)[:MAX_DETAIL_CHARS]}") from None
 
 
-def _message_parser(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any]:
+def _message_parser(deserializer: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
     return lambda raw: _parsed(deserializer, raw, "the request")
 
 
-def _stream_parser(deserializer: Callable[[bytes], Any] | None) -> Callable[[AsyncIterator[bytes]], AsyncIterator]:
+def _stream_parser(deserializer: Callable[[bytes], Any]) -> Callable[[AsyncIterator[bytes]], AsyncIterator]:
     async def parsed(raw_messages: AsyncIterator[bytes]) -> AsyncIterator[Any]:
         index = 0
         async for raw in raw_messages:

@@ -40,14 +40,14 @@ class EyeStateServicer(eyestate_pb2_grpc.EyeStateServiceServicer):
         if count > self.max_crops:
             raise InvalidInput(f"{count} crops in one request exceed the limit of {self.max_crops}")
         if kind == "crops":
-            return images.check_pixel_budget([(crop, f"crops[{i}]") for i, crop in enumerate(request.crops.crops)])
+            sizes = images.check_pixel_budget([(crop, f"crops[{i}]") for i, crop in enumerate(request.crops.crops)])
+            return sum(width * height for width, height in sizes)
         if not request.frame.HasField("frame"):
             raise InvalidInput("frame.frame is missing")
-        pixels = images.check_pixel_budget([(request.frame.frame, "frame.frame")])
-        width, height = images.declared_size(request.frame.frame, "frame.frame")
+        ((width, height),) = images.check_pixel_budget([(request.frame.frame, "frame.frame")])
         for i, box in enumerate(request.frame.eye_boxes):
             images.check_box(box, width, height, f"frame.eye_boxes[{i}]")
-        return pixels
+        return width * height
 
     @staticmethod
     def _model_input(request: eyestate_pb2.ClassifyEyesRequest) -> np.ndarray:
