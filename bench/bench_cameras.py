@@ -5,7 +5,8 @@
 Starts the stack like `blinkstack up` and, for each K, runs K `watch` streams at once (each its own stream id,
 paced like a camera), then one stream unpaced (the single-stream maximum). Per K: frames/s delivered per
 stream, end-to-end p50/p99 over all frames, the share of frames answered later than 100 ms, and the CPU each
-component used (cores, from its process's CPU time over the run).
+component used (cores, from its process's CPU time over the run; "cameras" is this process, which decodes the
+video and JPEG-encodes the frames as the cameras would).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ def main() -> None:
         target = stack.config.address(stack.config.aggregator_port)
         processes = {s.name: psutil.Process(s.process.pid) for s in stack.services}
         processes["redis"] = psutil.Process(stack.redis.process.pid)
+        processes["cameras"] = psutil.Process()  # this process: the K clients decoding and sending the video
         for cameras, realtime in [(k, True) for k in args.cameras] + [(1, False)]:
             before = cpu_seconds(processes)
             results, wall = run(target, cameras, frames, realtime, f"k{cameras}-{'paced' if realtime else 'max'}")

@@ -12,6 +12,7 @@ import pytest
 import redis
 
 from blinkstack.aggregator import engine, events
+from blinkstack.aggregator.store import KeyLayout
 from blinkstack.v1 import aggregator_pb2, aggregator_pb2_grpc
 from tests.helpers import SERVING
 from tests.helpers.engine import CLOSED_P, OPEN_P, timeline
@@ -102,7 +103,7 @@ def test_subscribers_over_their_limit_and_calls_over_the_service_limit_are_refus
         running.close()
 
 
-def test_a_subscriber_that_does_not_read_is_dropped_with_the_id_to_resume_after(redis_server):
+def test_a_subscriber_that_does_not_read_is_dropped_with_the_cursor_to_resume_from(redis_server):
     running = serving(aggregator_service(redis_server.url, redis_prefix="slow", subscriber_buffer=10))
     try:
         call = running.stub.SubscribeBlinks(aggregator_pb2.SubscribeBlinksRequest(), timeout=60)
@@ -111,7 +112,7 @@ def test_a_subscriber_that_does_not_read_is_dropped_with_the_id_to_resume_after(
         event = engine.Event(engine.EventType.BLINK, engine.Phase.ENDED, 1_000_000, 1_200_000, 0.01)
         pipe = store.pipeline()
         for i in range(5000):  # more than gRPC's flow-control windows hold, so the server's queue fills up
-            pipe.xadd("slow:events", events.to_fields(event, "slow", i + 1))
+            pipe.xadd(KeyLayout("slow").events(0), events.to_fields(event, "slow", i + 1))
         pipe.execute()
         received = []
         with pytest.raises(grpc.RpcError) as dropped:
@@ -122,7 +123,10 @@ def test_a_subscriber_that_does_not_read_is_dropped_with_the_id_to_resume_after(
         assert 0 < len(received) < 5000
         # The others were not held up: a fresh subscriber resumes exactly after the last event received.
         resumed = running.stub.SubscribeBlinks(aggregator_pb2.SubscribeBlinksRequest(after_id=received[-1]))
-        assert next(resumed).id == store.xrange("slow:events", f"({received[-1]}", "+", count=1)[0][0].decode()
+        assert (
+            next(resumed).id
+            == store.xrange(KeyLayout("slow").events(0), f"({received[-1]}", "+", count=1)[0][0].decode()
+        )
         resumed.cancel()
     finally:
         running.close()

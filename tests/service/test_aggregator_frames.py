@@ -7,8 +7,9 @@ import grpc
 import numpy as np
 import pytest
 
-from blinkstack.aggregator.frames import judgeable_faces
-from blinkstack.v1 import aggregator_pb2, detector_pb2, types_pb2
+from blinkstack.aggregator.frames import classify_request, judgeable_faces
+from blinkstack.common import images
+from blinkstack.v1 import aggregator_pb2, detector_pb2, detector_pb2_grpc, eyestate_pb2, eyestate_pb2_grpc, types_pb2
 from blinkstack_train import data
 from tests.helpers import SERVING
 from tests.helpers.servers import aggregator_service, detector_service, eyestate_args, eyestate_service, wait_for_health
@@ -173,3 +174,36 @@ def test_eyes_too_small_to_judge_have_no_state_and_invent_nothing(redis_server, 
         for eye in (result.faces[0].left_eye, result.faces[0].right_eye):
             assert eye.box.width < 16 and eye.state == types_pb2.EYE_STATE_UNSPECIFIED and eye.prob_open == 0
         assert not result.events
+
+
+def test_the_detectors_eye_crops_classify_exactly_like_the_frame_and_boxes(stack, jpegs):
+    """TrackFrames sends the detector's crops instead of the frame: the eye-state answer must not change."""
+    with (
+        grpc.insecure_channel(stack["detector_addr"]) as detector_channel,
+        grpc.insecure_channel(stack["eyestate_addr"]) as eyestate_channel,
+    ):
+        detector = detector_pb2_grpc.DetectorServiceStub(detector_channel)
+        eyestate = eyestate_pb2_grpc.EyeStateServiceStub(eyestate_channel)
+        compared = 0
+        for jpeg in jpegs[::10]:
+            image = types_pb2.Image(encoded=jpeg)
+            request = detector_pb2.DetectEyesRequest(frame=types_pb2.Frame(image=image), eye_crops=True)
+            eyes = [
+                eye
+                for face in detector.DetectEyes(request, timeout=10).faces
+                for eye in (face.left_eye, face.right_eye)
+            ]
+            assert eyes and all(eye.crop.raw.format == types_pb2.PIXEL_FORMAT_GRAY8 for eye in eyes)
+            for eye in eyes:
+                x0, y0, x1, y1 = images.check_box(eye.box, 640, 480, "eye")
+                assert (eye.crop.raw.width, eye.crop.raw.height) == (x1 - x0, y1 - y0)
+            by_crops = eyestate.ClassifyEyes(classify_request(image, eyes), timeout=10)
+            by_frame = eyestate.ClassifyEyes(
+                eyestate_pb2.ClassifyEyesRequest(
+                    frame=eyestate_pb2.FrameWithBoxes(frame=image, eye_boxes=[eye.box for eye in eyes])
+                ),
+                timeout=10,
+            )
+            assert [r.prob_open for r in by_crops.results] == [r.prob_open for r in by_frame.results]
+            compared += len(eyes)
+        assert compared >= 18

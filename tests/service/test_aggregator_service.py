@@ -12,16 +12,16 @@ import grpc
 import pytest
 import redis
 
-from blinkstack.aggregator.engine import EngineConfig, EventType, Observation
+from blinkstack.aggregator.engine import EventType, Observation
+from blinkstack.aggregator.store import KeyLayout
 from blinkstack.common.grpc_server import LIVENESS_SERVICE
 from blinkstack.local.processes import free_port
 from blinkstack.local.redis_server import RedisServer
 from blinkstack.v1 import aggregator_pb2, aggregator_pb2_grpc
 from tests.helpers import NOT_SERVING, SERVING
-from tests.helpers.engine import CLOSED_P, OPEN_P, run, timeline
+from tests.helpers.aggregator import BLINKS, collect, expected_events, messages, observation_messages, shape
+from tests.helpers.engine import OPEN_P, timeline
 from tests.helpers.servers import aggregator_service, wait_for_health
-
-BLINKS = [(20, OPEN_P, OPEN_P), (6, CLOSED_P, CLOSED_P)] * 5 + [(20, OPEN_P, OPEN_P)]
 
 
 @pytest.fixture(scope="module")
@@ -30,52 +30,6 @@ def service(redis_server):
     wait_for_health(running.address, SERVING)
     yield running
     running.close()
-
-
-def messages(stream_id: str, track_id: int, observations: list[Observation], first_seq: int = 0, per_message: int = 1):
-    """PublishEyeStates requests carrying `per_message` observations each."""
-    batch: list[aggregator_pb2.EyeObservation] = []
-    for observation in observation_messages(stream_id, track_id, observations, first_seq):
-        batch.append(observation)
-        if len(batch) == per_message:
-            yield aggregator_pb2.PublishEyeStatesRequest(observations=batch)
-            batch = []
-    if batch:
-        yield aggregator_pb2.PublishEyeStatesRequest(observations=batch)
-
-
-def observation_messages(stream_id: str, track_id: int, observations: list[Observation], first_seq: int = 0):
-    for i, obs in enumerate(observations):
-        message = aggregator_pb2.EyeObservation(
-            stream_id=stream_id, track_id=track_id, seq=first_seq + i, timestamp_us=obs.timestamp_us
-        )
-        if obs.left is not None:
-            message.left_prob_open = obs.left
-        if obs.right is not None:
-            message.right_prob_open = obs.right
-        message.track_lost = obs.track_lost
-        yield message
-
-
-def collect(stub, request: aggregator_pb2.SubscribeBlinksRequest, count: int, timeout: float = 20.0) -> list:
-    """The first `count` events of a subscription (then it is cancelled)."""
-    call = stub.SubscribeBlinks(request, timeout=timeout)
-    got = []
-    for event in call:
-        got.append(event)
-        if len(got) == count:
-            call.cancel()
-            break
-    return got
-
-
-def expected_events(observations: list[Observation]) -> list[tuple[int, int, int]]:
-    _, events = run(observations, EngineConfig())
-    return [(int(e.type), e.start_us, e.end_us) for e in events]
-
-
-def shape(events) -> list[tuple[int, int, int]]:
-    return [(e.type, e.start_us, e.end_us) for e in events]
 
 
 def test_published_observations_become_events_subscriptions_and_stats(service):
@@ -279,7 +233,8 @@ def test_retention_by_count_and_age(redis_server):
         many = timeline(BLINKS * 50)  # 250 blinks
         by_count.stub.PublishEyeStateBatches(messages("kept", 1, many, per_message=1000), timeout=60)
         # MAXLEN ~ trims whole stream nodes (100 entries), so some but not all old events are gone.
-        assert 2 <= client.xlen("count:events") < 250 and 2 <= client.xlen("count:events:kept") < 250
+        assert 2 <= client.xlen(KeyLayout("count").events(0)) < 250
+        assert 2 <= client.xlen(KeyLayout("count").stream_events("kept")) < 250
     finally:
         by_count.close()
     observations = timeline(BLINKS)
@@ -344,7 +299,7 @@ def test_an_aggregator_killed_mid_stream_loses_nothing_when_the_client_resends(r
             assert summary.duplicates > 0 and summary.duplicates + summary.accepted == len(observations)
             request = aggregator_pb2.SubscribeBlinksRequest(stream_ids=["killed"], after_id="0")
             assert shape(collect(stub, request, 20)) == expected_events(observations)
-            assert redis.Redis.from_url(redis_server.url).xlen("blinkstack:events:killed") == 20  # none twice
+            assert redis.Redis.from_url(redis_server.url).xlen(KeyLayout().stream_events("killed")) == 20  # none twice
     finally:
         process.kill()
         process.wait(10)

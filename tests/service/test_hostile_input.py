@@ -13,6 +13,7 @@ import psutil
 import pytest
 import redis
 
+from blinkstack.aggregator.store import KeyLayout
 from blinkstack.tools.hostile import jpeg_claiming, mutations, png_bomb
 from blinkstack.v1 import aggregator_pb2, eyestate_pb2, types_pb2
 from tests.helpers.messages import detect_request, encoded_request
@@ -116,7 +117,7 @@ def test_extreme_ids_and_seqs_are_refused_up_front_and_the_largest_seq_is_stored
         timeout=10,
     )
     assert summary.accepted == 1
-    stored = redis.Redis.from_url(redis_server.url).hget("blinkstack:track:seqs:1", "seq")
+    stored = redis.Redis.from_url(redis_server.url).hget(KeyLayout().track("seqs", 1), "seq")
     assert int(stored) == largest
     again = stub.PublishEyeStates(
         iter([aggregator_pb2.EyeObservation(stream_id="seqs", track_id=1, seq=largest, timestamp_us=2_000_000)]),
@@ -130,7 +131,7 @@ def test_idle_keys_expire(redis_server):
     try:
         obs = aggregator_pb2.EyeObservation(stream_id="idle", track_id=1, seq=1, timestamp_us=1_000_000)
         running.stub.PublishEyeStates(iter([obs]), timeout=10)
-        ttl = redis.Redis.from_url(redis_server.url).pttl("ttl:track:idle:1")
+        ttl = redis.Redis.from_url(redis_server.url).pttl(KeyLayout("ttl").track("idle", 1))
         assert 0 < ttl <= 3000
     finally:
         running.close()

@@ -16,7 +16,8 @@ from blinkstack.services import SERVICES
 from blinkstack.tools import config_table
 from tests.helpers import REPO_ROOT
 
-OVERLAYS = ("cpu", "gpu")
+OVERLAYS = ("cpu", "gpu", "cpu-redis-cluster")
+MANAGED_REDIS = {"cpu-redis-cluster"}  # overlays on a Redis Cluster outside the namespace
 K8S = REPO_ROOT / "deploy" / "k8s"
 DOCKER = REPO_ROOT / "deploy" / "docker"
 KUBERNETES_VERSION = "1.32.0"
@@ -120,9 +121,12 @@ def test_scaling_objects_exist(rendered):
         "detector",
         "eyestate",
     }
-    assert {"detector", "eyestate", "aggregator", "redis"} <= {
+    assert {"detector", "eyestate", "aggregator"} <= {
         p["metadata"]["name"] for p in of_kind(objects, "PodDisruptionBudget")
     }
+    if overlay in MANAGED_REDIS:
+        assert not of_kind(objects, "StatefulSet") and "redis" not in {p["metadata"]["name"] for p in objects}
+        return
     redis = next(w for w in of_kind(objects, "StatefulSet") if w["metadata"]["name"] == "redis")
     assert "--appendonly" in redis["spec"]["template"]["spec"]["containers"][0]["args"]
     assert redis["spec"]["volumeClaimTemplates"]
@@ -172,6 +176,8 @@ def test_network_policies_allow_exactly_the_intended_flows(rendered):
     } | metrics
     if overlay == "gpu":
         expected |= {("eyestate", "triton", 8001), ("detector", "triton", 8001)}
+    if overlay in MANAGED_REDIS:
+        expected -= {("aggregator", "redis", 6379)}
     assert allowed_flows(objects) == expected
     deny_all = [p for p in of_kind(objects, "NetworkPolicy") if p["spec"]["podSelector"] == {}]
     assert deny_all and deny_all[0]["spec"]["policyTypes"] == ["Ingress"]
@@ -261,7 +267,16 @@ def test_overlays_turn_on_tls_mtls_tokens_and_probe_the_plaintext_health_port(re
 
 
 def test_redis_needs_a_password_from_a_secret_and_never_evicts_state(rendered):
-    _, _, objects = rendered
+    overlay, _, objects = rendered
+    if overlay in MANAGED_REDIS:
+        (config,) = of_kind(objects, "ConfigMap")
+        assert (
+            config["data"]["BLINKSTACK_REDIS_CLUSTER"] == "true" and int(config["data"]["BLINKSTACK_EVENT_SHARDS"]) > 1
+        )
+        aggregator = next(c for w in workloads(objects) if w["metadata"]["name"] == "aggregator" for c in containers(w))
+        (url,) = [e for e in aggregator["env"] if e["name"] == "BLINKSTACK_REDIS_URL"]
+        assert url["valueFrom"]["secretKeyRef"] == {"name": "blinkstack-redis", "key": "url"}
+        return
     redis_container = next(c for w in workloads(objects) if w["metadata"]["name"] == "redis" for c in containers(w))
     args = redis_container["args"]
 

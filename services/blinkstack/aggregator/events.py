@@ -91,6 +91,7 @@ def is_event_id(text: str) -> bool:
 
 
 def id_order(event_id: str) -> tuple[int, int]:
-    """Sort key of a Redis stream id; an event not stored yet (empty id) sorts first."""
-    ms, _, n = event_id.partition("-")
+    """Sort key of a Redis stream id (or of an event id, `@<shard>` ignored); an event not stored yet (empty id)
+    sorts first."""
+    ms, _, n = event_id.partition("@")[0].partition("-")
     return (int(ms), int(n or 0)) if ms else (0, 0)

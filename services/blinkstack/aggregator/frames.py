@@ -2,9 +2,10 @@
 eye-state service and the blink engine.
 
 Each frame goes to the detector (one `StreamDetectEyes` call per camera stream, so `--detect-every N` on the
-detector can follow faces by optical flow between detections) and all its judgeable eyes to the eye-state
-service in one `ClassifyEyes` (frame + eye boxes). The aggregator tracks faces itself, with the tracker's state kept in
-Redis beside the tracks, so a restarted aggregator (or another replica) keeps the track ids.
+detector can follow faces by optical flow between detections), which also returns the eyes' pixels; all the
+judgeable eyes go to the eye-state service in one `ClassifyEyes` as crops, so the frame is decoded only once.
+The aggregator tracks faces itself, with the tracker's state kept in Redis beside the tracks, so a restarted
+aggregator (or another replica) keeps the track ids.
 """
 
 from __future__ import annotations
@@ -84,6 +85,14 @@ def _refusal(exc: grpc.aio.AioRpcError, what: str) -> ServiceError:
     return Unavailable(f"{what} failed: {exc.code().name}: {exc.details()}")
 
 
+def classify_request(image: types_pb2.Image, eyes: list[detector_pb2.EyeDetection]) -> eyestate_pb2.ClassifyEyesRequest:
+    """The eyes' crops as the detector cut them (the frame is decoded once), else the frame and the eye boxes."""
+    if all(eye.HasField("crop") for eye in eyes):
+        return eyestate_pb2.ClassifyEyesRequest(crops=eyestate_pb2.CropBatch(crops=[eye.crop for eye in eyes]))
+    boxes = [eye.box for eye in eyes]
+    return eyestate_pb2.ClassifyEyesRequest(frame=eyestate_pb2.FrameWithBoxes(frame=image, eye_boxes=boxes))
+
+
 class DetectorStream:
     """The camera's frames on one `StreamDetectEyes` call: the detector keeps per-camera state between frames
     (with `--detect-every N` it runs the face model on every Nth frame and follows the landmarks by optical
@@ -142,7 +151,7 @@ class CameraStream:
 
     async def _start(self, stream_id: str) -> None:
         store = self.services.store
-        stored = await store.read_hash(store.stream_key(stream_id))
+        stored = await store.read_hash(store.keys.stream(stream_id))
         self.stream_id = stream_id
         self.last_seq = int(stored.get("seq", -1))
         self.last_us = int(stored.get("timestamp_us", -1))
@@ -176,7 +185,8 @@ class CameraStream:
         start = time.perf_counter()
         untracked = types_pb2.Frame(image=frame.image, seq=frame.seq, timestamp_us=timestamp)
         detection = await self.detector.detect(
-            detector_pb2.DetectEyesRequest(frame=untracked), self.time_remaining() or DOWNSTREAM_TIMEOUT_S
+            detector_pb2.DetectEyesRequest(frame=untracked, eye_crops=True),
+            self.time_remaining() or DOWNSTREAM_TIMEOUT_S,
         )
         detected = time.perf_counter()
         faces = judgeable_faces(detection)
@@ -218,8 +228,7 @@ class CameraStream:
         min_px = self.services.min_eye_px
         judged = [i for i, f in enumerate(faces) if min(f.left_eye.box.width, f.right_eye.box.width) >= min_px]
         if judged:
-            boxes = [eye.box for i in judged for eye in (faces[i].left_eye, faces[i].right_eye)]
-            classify = eyestate_pb2.ClassifyEyesRequest(frame=eyestate_pb2.FrameWithBoxes(frame=image, eye_boxes=boxes))
+            classify = classify_request(image, [eye for i in judged for eye in (faces[i].left_eye, faces[i].right_eye)])
             reply = await call_downstream(
                 self.services.eyestate.ClassifyEyes, classify, "eye-state", self.time_remaining()
             )
@@ -252,7 +261,7 @@ class CameraStream:
         writes = self.book.writes()
         store = self.services.store
         tracker_state = {"timestamp_us": str(timestamp), "tracker": self.tracker.to_json()}
-        stream_write = Write(store.stream_key(self.stream_id), self.stream_id, seq, tracker_state)
+        stream_write = Write(store.keys.stream(self.stream_id), self.stream_id, seq, tracker_state)
         event_ids = await ingest.commit(store, [stream_write, *writes])
         self.last_seq, self.last_us = seq, timestamp
         messages = [

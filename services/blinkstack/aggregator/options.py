@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from blinkstack.aggregator import engine
-from blinkstack.common.config import env_option
+from blinkstack.common.config import env_option, parse_bool
 from blinkstack.common.grpc_server import add_server_options
 from blinkstack.common.security import add_client_security_options
 from blinkstack.services import AGGREGATOR, DETECTOR, EYESTATE
@@ -48,8 +48,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     env_option(group, "--redis-prefix", "BLINKSTACK_REDIS_PREFIX", "blinkstack", help="prefix of every Redis key")
     env_option(group, "--redis-retry-s", "BLINKSTACK_REDIS_RETRY_S", 30.0, float, help="how long writes wait for Redis")
     env_option(
-        group, "--events-maxlen", "BLINKSTACK_EVENTS_MAXLEN", 100_000, int, help="events kept in the global stream"
+        group,
+        "--redis-cluster",
+        "BLINKSTACK_REDIS_CLUSTER",
+        False,
+        parse_bool,
+        help="the URL names one node of a Redis Cluster (redis-py's cluster client finds the others)",
     )
+    env_option(
+        group,
+        "--event-shards",
+        "BLINKSTACK_EVENT_SHARDS",
+        1,
+        int,
+        help="event streams the cameras are spread over (a Redis Cluster spreads them over its masters); "
+        "every aggregator of a deployment must use the same number",
+    )
+    env_option(group, "--events-maxlen", "BLINKSTACK_EVENTS_MAXLEN", 100_000, int, help="events kept per event shard")
     env_option(
         group,
         "--stream-events-maxlen",

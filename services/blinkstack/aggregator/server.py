@@ -5,8 +5,9 @@
 - `PublishEyeStates` / `PublishEyeStateBatches`: observations of callers that classify themselves, group
   committed to Redis (`ingest.py`).
 - `SubscribeBlinks`: replays stored events after `after_id`, then follows new ones; all subscribers share one
-  Redis reader (`fanout.py`), filters are applied here, and a subscriber that falls too far behind is dropped
-  with RESOURCE_EXHAUSTED and the id to resume after.
+  Redis reader per event shard (`fanout.py`), filters are applied here, every event carries the cursor to resume
+  after it (`cursor.py`), and a subscriber that falls too far behind is dropped with RESOURCE_EXHAUSTED and the
+  cursor to resume from.
 - `GetStats`: the track's state from Redis, summarised over the sliding window.
 
 A frame or observation counts as accepted once Redis has it; every reply is sent after that. The flags are in
@@ -21,28 +22,27 @@ from functools import partial
 
 import grpc
 
-from blinkstack.aggregator import engine, events, ingest
+from blinkstack.aggregator import cursor, engine, events, ingest
 from blinkstack.aggregator.fanout import EventFanout
 from blinkstack.aggregator.frames import CameraStream, FrameServices
 from blinkstack.aggregator.options import engine_config
-from blinkstack.aggregator.store import RedisStore
+from blinkstack.aggregator.store import MAX_EVENT_SHARDS, RedisStore
 from blinkstack.common import images
-from blinkstack.common.errors import FailedPrecondition, InvalidInput, NotFound, quoted
+from blinkstack.common.errors import FailedPrecondition, InvalidInput, NotFound
 from blinkstack.common.grpc_server import ServiceHost, run_until_signal, settings_from_args
 from blinkstack.common.security import client_security, require_stream, stream_visible
 from blinkstack.services import AGGREGATOR
 from blinkstack.v1 import aggregator_pb2, aggregator_pb2_grpc, detector_pb2_grpc, eyestate_pb2_grpc, types_pb2
 
 
-def check_subscription(request: aggregator_pb2.SubscribeBlinksRequest) -> None:
+def check_subscription(request: aggregator_pb2.SubscribeBlinksRequest, shards: int) -> None:
     for stream_id in request.stream_ids:
         images.check_stream_id(stream_id, "stream_ids[]")
         require_stream(stream_id, "stream_ids[]")
     unknown = [t for t in request.types if t not in events.TYPE_NUMBERS.values()]
     if unknown:
         raise InvalidInput(f"types: unknown event type(s) {unknown}")
-    if request.after_id and not events.is_event_id(request.after_id):
-        raise InvalidInput(f"after_id {quoted(request.after_id)} is not an event id like 1700000000000-0")
+    cursor.parse(request.after_id, shards)
 
 
 def wanted(request: aggregator_pb2.SubscribeBlinksRequest) -> Callable[[aggregator_pb2.BlinkEvent], bool]:
@@ -97,11 +97,12 @@ class AggregatorServicer(aggregator_pb2_grpc.AggregatorServiceServicer):
     async def SubscribeBlinks(
         self, request: aggregator_pb2.SubscribeBlinksRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[aggregator_pb2.BlinkEvent]:
-        check_subscription(request)
+        check_subscription(request, self.store.shards)
         keep = wanted(request)
-        async for event_id, fields in self.fanout.subscribe(request.after_id):
+        async for event_id, fields, position in self.fanout.subscribe(request.after_id):
             message = events.to_message(event_id, fields)
             if keep(message):
+                message.cursor = position
                 yield message
 
     async def GetStats(
@@ -111,7 +112,7 @@ class AggregatorServicer(aggregator_pb2_grpc.AggregatorServiceServicer):
         require_stream(request.stream_id, "stream_id")
         if request.track_id == 0:
             raise InvalidInput("track_id must be > 0")
-        stored = await self.store.read_hash(self.store.track_key(request.stream_id, request.track_id))
+        stored = await self.store.read_hash(self.store.keys.track(request.stream_id, request.track_id))
         if "state" not in stored:
             raise NotFound(f"no track {request.track_id} in stream {request.stream_id!r}")
         result = engine.stats(engine.TrackState.from_json(stored["state"]), self.config)
@@ -142,6 +143,8 @@ class _Backend:
             args.redis_retry_s,
             args.events_max_age_s,
             args.key_ttl_s,
+            args.event_shards,
+            args.redis_cluster,
         )
         self.fanout = EventFanout(self.store, buffer=args.subscriber_buffer)
         self.security = client_security(args)  # how TrackFrames reaches the detector and eye-state service
@@ -169,6 +172,8 @@ def build_backend(args: argparse.Namespace) -> _Backend:
     engine_config(args)  # validates the limits before anything starts
     if args.min_eye_px < 0:
         raise ValueError(f"--min-eye-px must be >= 0 (got {args.min_eye_px})")
+    if not 1 <= args.event_shards <= MAX_EVENT_SHARDS:
+        raise ValueError(f"--event-shards must be 1..{MAX_EVENT_SHARDS} (got {args.event_shards})")
     return _Backend(args)
 
 

@@ -1,17 +1,24 @@
 """Redis as the aggregator's memory: per-track and per-stream state in hashes, events in Streams.
 
-Keys (prefix `blinkstack` by default):
-- `<prefix>:track:<stream_id>:<track_id>` hash: `seq` (last applied observation/frame seq), `state` (engine JSON);
-- `<prefix>:stream:<stream_id>` hash: the camera stream's last frame `seq`, `timestamp_us` and tracker state;
-- `<prefix>:events` (every event) and `<prefix>:events:<stream_id>` (one camera's), trimmed with `MAXLEN ~`
-  and, when a maximum age is set, exactly by age with `MINID` (Redis >= 6.2; events are few, so exact is cheap).
-  An event gets the same id in both: the global XADD picks it, the per-stream XADD reuses it, so an id from
-  either works as a subscription's resume point.
+Keys (prefix `blinkstack` by default) carry their event shard as a Redis Cluster hash tag, `{<k>}`, where a camera
+stream's shard is `crc32(stream_id) % event_shards`:
+- `<prefix>:{<k>}:track:<stream_id>:<track_id>` hash: `seq` (last applied observation/frame seq), `state` (engine
+  JSON);
+- `<prefix>:{<k>}:stream:<stream_id>` hash: the camera stream's last frame `seq`, `timestamp_us` and tracker state;
+- `<prefix>:{<k>}:events` (every event of the shard's streams) and `<prefix>:{<k>}:events:<stream_id>` (one
+  camera's), trimmed with `MAXLEN ~` and, when a maximum age is set, exactly by age with `MINID` (Redis >= 6.2;
+  events are few, so exact is cheap). An event gets the same Redis id in both: the shard's XADD picks it, the
+  per-stream XADD reuses it.
+So everything one write touches lies in one hash slot: on a Redis Cluster one Lua script can update it
+atomically, and the shards (not the camera streams) decide how the event streams spread over the masters.
 
 Every write of a hash and its events goes through one Lua script, atomically, and only if its `seq` is newer
 than the stored one. Re-applying a write (a retry after a lost reply, or a client re-sending observations after
-an aggregator crash) therefore changes nothing and emits no event twice. Calls retry with exponential backoff
-while Redis is unreachable, up to `retry_s`, then raise `StoreUnavailable`.
+an aggregator crash) therefore changes nothing and emits no event twice. That is also why a batch of writes needs
+no transaction on a Redis Cluster (where a transaction cannot span slots): on one Redis a batch is one MULTI
+(one fsync), on a cluster each write is atomic on its own, and a batch that fails half-way is re-sent whole.
+Calls retry with exponential backoff while Redis is unreachable or a cluster is failing over, up to `retry_s`,
+then raise `StoreUnavailable`.
 """
 
 from __future__ import annotations
@@ -19,22 +26,43 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
-from redis.exceptions import BusyLoadingError, ConnectionError, ResponseError, TimeoutError
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import (
+    BusyLoadingError,
+    ClusterError,
+    ConnectionError,
+    ResponseError,
+    SlotNotCoveredError,
+    TimeoutError,
+    TryAgainError,
+)
 
+from blinkstack.aggregator.cursor import public_id
 from blinkstack.common.errors import Unavailable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+MAX_EVENT_SHARDS = 1024  # each has its reader (one blocking connection) in every aggregator
 MAX_SEQ = 2**53 - 1  # the largest seq the Lua script compares exactly; larger ones are refused up front
-TRANSIENT = (ConnectionError, TimeoutError, BusyLoadingError, OSError)  # Redis away or restarting
+# Redis away or restarting, or a cluster whose slots are moving or not covered while a master is down.
+TRANSIENT = (
+    ConnectionError,
+    TimeoutError,
+    BusyLoadingError,
+    OSError,
+    ClusterError,
+    TryAgainError,
+    SlotNotCoveredError,
+)
 
-# KEYS: hash, global events, stream events. ARGV: seq, maxlen global, maxlen stream, min id ("0": no age limit),
+# KEYS: hash, shard events, stream events. ARGV: seq, maxlen shard, maxlen stream, min id ("0": no age limit),
 # idle expiry in ms ("0": never), n hash pairs, pairs..., then per event: n pairs, pairs...
 # Returns {} when the write is not newer than the stored seq, else {"ok", ids...}. Seqs are compared as Lua
 # numbers (doubles): exact up to MAX_SEQ, which callers enforce.
@@ -88,6 +116,16 @@ def raise_if_cancelled() -> None:
         raise asyncio.CancelledError
 
 
+def connection_torn_down(exc: BaseException) -> bool:
+    """An AttributeError or TypeError raised inside redis-py's connection code: how redis-py 8.1's asyncio
+    client reports a write on a connection the peer has just closed (redis/redis-py#4287), e.g. while a cluster
+    node restarts. redis-py drops that connection, so a retry reconnects."""
+    frame = exc.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    return frame is not None and "/redis/asyncio/" in frame.tb_frame.f_code.co_filename
+
+
 def redacted(url: str) -> str:
     """A Redis URL without its password (`redis://user:***@host:6379/0`)."""
     parts = urlsplit(url)
@@ -97,6 +135,32 @@ def redacted(url: str) -> str:
     host = parts.hostname or ""
     netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+@dataclass(frozen=True)
+class KeyLayout:
+    """The key names; see the module docstring."""
+
+    prefix: str = "blinkstack"
+    shards: int = 1
+
+    def shard_of(self, stream_id: str) -> int:
+        return zlib.crc32(stream_id.encode()) % self.shards
+
+    def _tagged(self, stream_id: str) -> str:
+        return f"{self.prefix}:{{{self.shard_of(stream_id)}}}"
+
+    def track(self, stream_id: str, track_id: int) -> str:
+        return f"{self._tagged(stream_id)}:track:{stream_id}:{track_id}"
+
+    def stream(self, stream_id: str) -> str:
+        return f"{self._tagged(stream_id)}:stream:{stream_id}"
+
+    def events(self, shard: int) -> str:
+        return f"{self.prefix}:{{{shard}}}:events"
+
+    def stream_events(self, stream_id: str) -> str:
+        return f"{self._tagged(stream_id)}:events:{stream_id}"
 
 
 class RedisStore:
@@ -109,27 +173,22 @@ class RedisStore:
         retry_s: float = 30.0,
         events_max_age_s: float = 0.0,
         key_ttl_s: float = 0.0,
+        event_shards: int = 1,
+        cluster: bool = False,
     ) -> None:
+        if not 1 <= event_shards <= MAX_EVENT_SHARDS:
+            raise ValueError(f"event shards must be 1..{MAX_EVENT_SHARDS} (got {event_shards})")
+        self.keys = KeyLayout(prefix, event_shards)
         self.events_max_age_s, self.key_ttl_ms = events_max_age_s, round(key_ttl_s * 1000)
-        self.prefix, self.events_maxlen, self.stream_events_maxlen = prefix, events_maxlen, stream_events_maxlen
-        self.retry_s = retry_s
+        self.events_maxlen, self.stream_events_maxlen = events_maxlen, stream_events_maxlen
+        self.retry_s, self.cluster = retry_s, cluster
         self.url = redacted(url)  # what errors and logs show: never the password
-        self.redis = aioredis.Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=10.0)
-        self._apply = self.redis.register_script(_APPLY)
-
-    # --- keys ---
-    def track_key(self, stream_id: str, track_id: int) -> str:
-        return f"{self.prefix}:track:{stream_id}:{track_id}"
-
-    def stream_key(self, stream_id: str) -> str:
-        return f"{self.prefix}:stream:{stream_id}"
+        client = RedisCluster if cluster else aioredis.Redis
+        self.redis = client.from_url(url, socket_connect_timeout=1.0, socket_timeout=10.0)
 
     @property
-    def events_key(self) -> str:
-        return f"{self.prefix}:events"
-
-    def stream_events_key(self, stream_id: str) -> str:
-        return f"{self.prefix}:events:{stream_id}"
+    def shards(self) -> int:
+        return self.keys.shards
 
     # --- calls ---
     async def retrying(self, call: Callable[[], Awaitable[T]], budget_s: float | None = None) -> T:
@@ -139,7 +198,9 @@ class RedisStore:
         while True:
             try:
                 return await call()
-            except TRANSIENT as exc:
+            except (*TRANSIENT, AttributeError, TypeError) as exc:
+                if not isinstance(exc, TRANSIENT) and not connection_torn_down(exc):
+                    raise
                 raise_if_cancelled()
                 if time.monotonic() + delay > deadline:
                     raise StoreUnavailable(f"Redis at {self.url} is unreachable: {exc}") from None
@@ -158,14 +219,15 @@ class RedisStore:
         return {k.decode(): v.decode() for k, v in raw.items()}
 
     async def apply(self, writes: list[Write]) -> list[list[str] | None]:
-        """Apply writes in one transaction; per write, the new event ids, or None when it was not newer."""
+        """Apply writes (one MULTI on one Redis; see the module docstring for a cluster); per write, the new
+        event ids (`events.public_id`), or None when it was not newer."""
         if not writes:
             return []
 
         async def run() -> list:
             # Stream ids start with the Redis server's clock in ms; the local clock stands in for it here.
             min_id = f"{int((time.time() - self.events_max_age_s) * 1000)}-0" if self.events_max_age_s > 0 else "0"
-            pipe = self.redis.pipeline(transaction=True)
+            pipe = self.redis.pipeline(transaction=not self.cluster)
             for w in writes:
                 args: list[str | int] = [w.seq, self.events_maxlen, self.stream_events_maxlen, min_id]
                 args += [self.key_ttl_ms, len(w.fields)]
@@ -175,22 +237,30 @@ class RedisStore:
                     args.append(len(event))
                     for k, v in event.items():
                         args += [k, v]
-                keys = [w.key, self.events_key, self.stream_events_key(w.stream_id)]
-                await self._apply(keys=keys, args=args, client=pipe)
+                shard = self.keys.shard_of(w.stream_id)
+                keys = [w.key, self.keys.events(shard), self.keys.stream_events(w.stream_id)]
+                # EVAL, not EVALSHA: a restarted Redis has an empty script cache, and the script's text costs
+                # less than the round trip a pipeline needs to check the cache first.
+                pipe.eval(_APPLY, len(keys), *keys, *args)
             return await pipe.execute()
 
         results = await self.retrying(run)
-        return [[i.decode() for i in r[1:]] if r else None for r in results]
+        return [
+            [public_id(i.decode(), self.keys.shard_of(w.stream_id), self.shards) for i in r[1:]] if r else None
+            for w, r in zip(writes, results, strict=True)
+        ]
 
-    async def last_event_id(self) -> str:
-        newest = await self.retrying(lambda: self.redis.xrevrange(self.events_key, count=1))
+    async def last_event_id(self, shard: int) -> str:
+        """The Redis id of the shard's newest event ("0-0": none)."""
+        newest = await self.retrying(lambda: self.redis.xrevrange(self.keys.events(shard), count=1))
         return newest[0][0].decode() if newest else "0-0"
 
     async def read_events(
-        self, after_id: str, block_ms: int | None, count: int = 256
+        self, shard: int, after_id: str, block_ms: int | None, count: int = 256
     ) -> list[tuple[str, dict[str, str]]]:
-        """Events with ids after `after_id`, waiting up to `block_ms` for the first one (None: not at all)."""
-        reply = await self.redis.xread({self.events_key: after_id}, count=count, block=block_ms)
+        """The shard's events (Redis ids) after `after_id`, waiting up to `block_ms` for the first one (None:
+        not at all)."""
+        reply = await self.redis.xread({self.keys.events(shard): after_id}, count=count, block=block_ms)
         if not reply:
             return []
         return [

@@ -56,7 +56,7 @@ class TrackBook:
         if key not in self._entries:
             if len(self._entries) >= MAX_TRACKS_PER_CALL:  # at most a batch (ingest.MAX_BATCH) is pending
                 self._forget_clean()
-            stored = await self.store.read_hash(self.store.track_key(stream_id, track_id))
+            stored = await self.store.read_hash(self.store.keys.track(stream_id, track_id))
             state = TrackState.from_json(stored["state"]) if "state" in stored else TrackState()
             self._entries[key] = _Entry(state, int(stored.get("seq", -1)))
         return self._entries[key]
@@ -88,7 +88,7 @@ class TrackBook:
                 continue
             writes.append(
                 Write(
-                    self.store.track_key(stream_id, track_id),
+                    self.store.keys.track(stream_id, track_id),
                     stream_id,
                     entry.seq,
                     {"state": entry.state.to_json()},

@@ -19,6 +19,7 @@ from blinkstack.common.backend import start_or_await_ready
 from blinkstack.common.backend_options import backend_options
 from blinkstack.common.errors import InvalidInput
 from blinkstack.common.grpc_server import ServiceHost, run_until_signal, settings_from_args
+from blinkstack.common.preprocess import to_gray
 from blinkstack.common.security import require_stream
 from blinkstack.common.tracking import Tracker
 from blinkstack.detector.backend import FaceDetectorBackend, OnnxRuntimeDetector, TritonDetector
@@ -45,6 +46,27 @@ class TrackerPool:
 
 def _point(xy: np.ndarray) -> types_pb2.Point:
     return types_pb2.Point(x=float(xy[0]), y=float(xy[1]))
+
+
+def eye_crop(pixels: np.ndarray, box: types_pb2.Box) -> types_pb2.Image | None:
+    """The eye's pixels as raw gray, as the eye-state service would cut them from the frame; None where it would
+    refuse the box."""
+    try:
+        gray = np.ascontiguousarray(to_gray(images.crop(pixels, box, "eye box")))
+    except InvalidInput:
+        return None
+    raw = types_pb2.RawImage(
+        pixels=gray.tobytes(), width=gray.shape[1], height=gray.shape[0], format=types_pb2.PIXEL_FORMAT_GRAY8
+    )
+    return types_pb2.Image(raw=raw)
+
+
+def add_eye_crops(pixels: np.ndarray, faces: list[detector_pb2.FaceDetection]) -> None:
+    for face in faces:
+        for eye in (face.left_eye, face.right_eye):
+            crop = eye_crop(pixels, eye.box)
+            if crop is not None:
+                eye.crop.CopyFrom(crop)
 
 
 def face_message(face: Face, track_id: int) -> detector_pb2.FaceDetection:
@@ -101,6 +123,9 @@ class DetectorServicer(detector_pb2_grpc.DetectorServiceServicer):
             ids = tracker.update(np.array([f.box for f in faces]).reshape(-1, 4))
         else:
             ids = list(range(1, len(faces) + 1))
+        messages = [face_message(face, track_id) for face, track_id in zip(faces, ids, strict=True)]
+        if request.eye_crops:
+            add_eye_crops(pixels, messages)
         has_timestamp = frame.HasField("timestamp_us")
         return detector_pb2.DetectEyesResponse(
             stream_id=frame.stream_id,
@@ -109,7 +134,7 @@ class DetectorServicer(detector_pb2_grpc.DetectorServiceServicer):
             timestamp_from_server=not has_timestamp,
             frame_width=pixels.shape[1],
             frame_height=pixels.shape[0],
-            faces=[face_message(face, track_id) for face, track_id in zip(faces, ids, strict=True)],
+            faces=messages,
             landmarks_tracked=tracked,
         )
 

@@ -48,12 +48,13 @@ class RedisServer:
         log_path: Path | None = None,
         password: str | None = None,
         maxmemory: str = "1gb",
+        cluster: bool = False,
     ) -> None:
         # Absolute: redis-server changes into --dir before it opens --logfile, so relative paths would break.
         self.host, self.port, self.data_dir = host, port, Path(data_dir).resolve()
         self.log_path = Path(log_path).resolve() if log_path else self.data_dir / "redis.log"
         self.password = secrets.token_urlsafe(24) if password is None else password
-        self.maxmemory = maxmemory
+        self.maxmemory, self.cluster = maxmemory, cluster
         self.process: subprocess.Popen | None = None
 
     @property
@@ -85,6 +86,9 @@ class RedisServer:
             "--maxmemory-policy", "noeviction",
             "--logfile", str(self.log_path),
         ]  # fmt: skip
+        if self.cluster:  # a cluster node; its slots and peers are kept in <data dir>/nodes.conf across restarts
+            command += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+            command += ["--cluster-node-timeout", "2000", "--cluster-require-full-coverage", "no"]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

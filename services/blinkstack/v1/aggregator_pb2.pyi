@@ -43,7 +43,7 @@ FRAME_STATUS_DUPLICATE: FrameStatus
 FRAME_STATUS_LATE: FrameStatus
 
 class BlinkEvent(_message.Message):
-    __slots__ = ("id", "stream_id", "track_id", "type", "phase", "start_us", "end_us", "duration_ms", "min_prob_open", "truncated", "key")
+    __slots__ = ("id", "stream_id", "track_id", "type", "phase", "start_us", "end_us", "duration_ms", "min_prob_open", "truncated", "key", "cursor")
     ID_FIELD_NUMBER: _ClassVar[int]
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]
     TRACK_ID_FIELD_NUMBER: _ClassVar[int]
@@ -55,6 +55,7 @@ class BlinkEvent(_message.Message):
     MIN_PROB_OPEN_FIELD_NUMBER: _ClassVar[int]
     TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
     id: str
     stream_id: str
     track_id: int
@@ -66,7 +67,8 @@ class BlinkEvent(_message.Message):
     min_prob_open: float
     truncated: bool
     key: str
-    def __init__(self, id: _Optional[str] = ..., stream_id: _Optional[str] = ..., track_id: _Optional[int] = ..., type: _Optional[_Union[EventType, str]] = ..., phase: _Optional[_Union[EventPhase, str]] = ..., start_us: _Optional[int] = ..., end_us: _Optional[int] = ..., duration_ms: _Optional[int] = ..., min_prob_open: _Optional[float] = ..., truncated: _Optional[bool] = ..., key: _Optional[str] = ...) -> None: ...
+    cursor: str
+    def __init__(self, id: _Optional[str] = ..., stream_id: _Optional[str] = ..., track_id: _Optional[int] = ..., type: _Optional[_Union[EventType, str]] = ..., phase: _Optional[_Union[EventPhase, str]] = ..., start_us: _Optional[int] = ..., end_us: _Optional[int] = ..., duration_ms: _Optional[int] = ..., min_prob_open: _Optional[float] = ..., truncated: _Optional[bool] = ..., key: _Optional[str] = ..., cursor: _Optional[str] = ...) -> None: ...
 
 class EyeReading(_message.Message):
     __slots__ = ("eye", "box", "prob_open", "state")

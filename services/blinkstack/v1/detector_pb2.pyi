@@ -8,20 +8,24 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class DetectEyesRequest(_message.Message):
-    __slots__ = ("frame",)
+    __slots__ = ("frame", "eye_crops")
     FRAME_FIELD_NUMBER: _ClassVar[int]
+    EYE_CROPS_FIELD_NUMBER: _ClassVar[int]
     frame: _types_pb2.Frame
-    def __init__(self, frame: _Optional[_Union[_types_pb2.Frame, _Mapping]] = ...) -> None: ...
+    eye_crops: bool
+    def __init__(self, frame: _Optional[_Union[_types_pb2.Frame, _Mapping]] = ..., eye_crops: _Optional[bool] = ...) -> None: ...
 
 class EyeDetection(_message.Message):
-    __slots__ = ("eye", "center", "box")
+    __slots__ = ("eye", "center", "box", "crop")
     EYE_FIELD_NUMBER: _ClassVar[int]
     CENTER_FIELD_NUMBER: _ClassVar[int]
     BOX_FIELD_NUMBER: _ClassVar[int]
+    CROP_FIELD_NUMBER: _ClassVar[int]
     eye: _types_pb2.Eye
     center: _types_pb2.Point
     box: _types_pb2.Box
-    def __init__(self, eye: _Optional[_Union[_types_pb2.Eye, str]] = ..., center: _Optional[_Union[_types_pb2.Point, _Mapping]] = ..., box: _Optional[_Union[_types_pb2.Box, _Mapping]] = ...) -> None: ...
+    crop: _types_pb2.Image
+    def __init__(self, eye: _Optional[_Union[_types_pb2.Eye, str]] = ..., center: _Optional[_Union[_types_pb2.Point, _Mapping]] = ..., box: _Optional[_Union[_types_pb2.Box, _Mapping]] = ..., crop: _Optional[_Union[_types_pb2.Image, _Mapping]] = ...) -> None: ...
 
 class FaceDetection(_message.Message):
     __slots__ = ("track_id", "box", "score", "left_eye", "right_eye", "landmarks")
