@@ -7,7 +7,8 @@ Each server runs in its own process (`blinkstack serve eyestate`, and a local `t
 backend) on loopback; the load generator is an asyncio gRPC client keeping `concurrency` requests in flight,
 each carrying `batch` eye crops of the size a detector cuts from 640x480 video (48x48), either as raw gray8
 pixels (what a client that already holds decoded frames sends) or PNG-encoded (which adds a PNG decode per
-crop on the server). Prints crops/s and p50/p99 request latency per cell, with two floors in the same run:
+crop on the server). Prints crops/s, p50/p99 request latency and the cores the load generator itself used
+(on a small machine it competes with the server) per cell, with two floors in the same run:
 `raw onnxruntime`, the service's work done in-process (decode + preprocessing + session.run), and
 `grpc echo`, a grpc.aio server that answers ClassifyEyes without looking at the crops: what the Python gRPC
 round trip alone costs on this machine.
@@ -28,11 +29,11 @@ import grpc
 import numpy as np
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from blinkstack import stack
 from blinkstack.common import images
 from blinkstack.common.model_repository import EYE_STATE_MODEL, resolve_model_file
 from blinkstack.common.onnx_runtime import create_session
 from blinkstack.common.preprocess import preprocess_batch
+from blinkstack.local import stack
 from blinkstack.local.processes import free_port
 from blinkstack.local.triton_server import TritonServer
 from blinkstack.v1 import eyestate_pb2, eyestate_pb2_grpc, types_pb2
@@ -94,6 +95,7 @@ async def load(address: str, crops: list[types_pb2.Image], batch: int, concurren
         for _ in range(20):  # warm-up
             await stub.ClassifyEyes(request)
         end = time.perf_counter() + seconds
+        cpu_start = time.process_time()
 
         async def worker() -> None:
             while time.perf_counter() < end:
@@ -102,6 +104,7 @@ async def load(address: str, crops: list[types_pb2.Image], batch: int, concurren
                 latencies.append(time.perf_counter() - start)
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
+        client_cores = (time.process_time() - cpu_start) / seconds
     p50, p99 = percentiles(latencies)
     return {
         "batch": batch,
@@ -109,6 +112,7 @@ async def load(address: str, crops: list[types_pb2.Image], batch: int, concurren
         "crops_per_s": batch * len(latencies) / seconds,
         "p50_ms": p50,
         "p99_ms": p99,
+        "client_cores": client_cores,
     }
 
 
@@ -189,11 +193,35 @@ def main() -> None:
     ]
     for backend in args.backends.split(","):
         rows += bench_backend(backend, crops, args.seconds)
-    print(f"{'backend':<16}{'crops':>6}{'batch':>6}{'conc':>6}{'crops/s':>12}{'p50 ms':>9}{'p99 ms':>9}")
+    print(f"{'backend':<16}{'crops':>6}{'batch':>6}{'conc':>6}{'crops/s':>12}{'p50 ms':>9}{'p99 ms':>9}{'client':>8}")
     for r in rows:
         print(
             f"{r['backend']:<16}{r['encoding']:>6}{r['batch']:>6}{r['concurrency']:>6}{r['crops_per_s']:>12,.0f}"
-            f"{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
+            f"{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r.get('client_cores', 0):>8.2f}"
+        )
+    print_ratios(rows)
+
+
+def print_ratios(rows: list[dict]) -> None:
+    """The two service-overhead figures, from raw crops: one crop's p50 over the gRPC echo floor, and the best
+    batched crops/s over the same batches done in-process."""
+
+    def cell(backend: str, batch: int) -> list[dict]:
+        return [r for r in rows if r["backend"] == backend and r["encoding"] == "raw" and r["batch"] == batch]
+
+    single, echo = cell("onnxruntime", 1), cell("grpc echo", 1)
+    if single and echo:
+        service_p50 = min(r["p50_ms"] for r in single if r["concurrency"] == 1)
+        echo_p50 = min(r["p50_ms"] for r in echo if r["concurrency"] == 1)
+        print(f"single crop: p50 {service_p50:.2f} ms = {service_p50 / echo_p50:.2f}x the echo floor {echo_p50:.2f} ms")
+    batch = max(BATCHES)
+    served, in_process = cell("onnxruntime", batch), cell("raw onnxruntime", batch)
+    if served and in_process:
+        best = max(served, key=lambda r: r["crops_per_s"])
+        floor = in_process[0]["crops_per_s"]
+        print(
+            f"batches of {batch}: {best['crops_per_s']:,.0f} crops/s = {best['crops_per_s'] / floor:.2f}x in-process "
+            f"({floor:,.0f} crops/s), while the load generator itself used {best['client_cores']:.2f} cores"
         )
 
 

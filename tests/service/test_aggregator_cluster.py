@@ -12,11 +12,11 @@ import pytest
 
 from blinkstack.aggregator.events import id_order
 from blinkstack.aggregator.store import KeyLayout
+from blinkstack.local.redis_cluster import LocalRedisCluster
 from blinkstack.v1 import aggregator_pb2
 from tests.helpers import SERVING
 from tests.helpers.aggregator import BLINKS, collect, expected_events, messages, observation_messages, shape
 from tests.helpers.engine import timeline
-from tests.helpers.redis_cluster import LocalRedisCluster
 from tests.helpers.servers import aggregator_service, wait_for_health
 
 SHARDS = 6

@@ -63,7 +63,7 @@ def phase_name(event: aggregator_pb2.BlinkEvent) -> str:
 
 
 def to_json(event: aggregator_pb2.BlinkEvent) -> dict:
-    """The fields a tool writes to events.json."""
+    """The fields a tool writes to events.json and `blinkstack events --format json|csv` prints."""
     return {
         "id": event.id,
         "type": type_name(event),
@@ -72,6 +72,7 @@ def to_json(event: aggregator_pb2.BlinkEvent) -> dict:
         "start_us": event.start_us,
         "end_us": event.end_us,
         "duration_ms": event.duration_ms,
+        "cursor": event.cursor,  # SubscribeBlinks' position after this event: `events --after` resumes from it
     }
 
 

@@ -36,6 +36,7 @@ class FrameServices:
     """What every camera stream of one aggregator uses."""
 
     store: RedisStore
+    commits: ingest.GroupCommit  # every camera stream's frame commits, shared
     config: engine.EngineConfig
     detector: detector_pb2_grpc.DetectorServiceStub
     eyestate: eyestate_pb2_grpc.EyeStateServiceStub
@@ -262,7 +263,7 @@ class CameraStream:
         store = self.services.store
         tracker_state = {"timestamp_us": str(timestamp), "tracker": self.tracker.to_json()}
         stream_write = Write(store.keys.stream(self.stream_id), self.stream_id, seq, tracker_state)
-        event_ids = await ingest.commit(store, [stream_write, *writes])
+        event_ids = await self.services.commits.commit([stream_write, *writes])
         self.last_seq, self.last_us = seq, timestamp
         messages = [
             events.to_message(event_id, fields)

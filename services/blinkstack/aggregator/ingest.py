@@ -43,6 +43,50 @@ async def commit(store: RedisStore, writes: list[Write]) -> list[list[str] | Non
     return ids
 
 
+class GroupCommit:
+    """The writes of concurrent callers (TrackFrames' camera streams) in one Redis transaction: a caller's
+    writes join whatever other callers queued while the previous transaction was in flight.
+
+    One MULTI (one fsync) and one connection for many cameras instead of one each: with hundreds of cameras per
+    aggregator, per-camera transactions ran out of redis-py's 100 pooled connections and of fsyncs
+    (bench/bench_redis.py). A caller's reply still waits for its own writes to be in Redis; if the
+    transaction fails, every caller in it gets the error and re-sends (re-applied writes change nothing).
+    """
+
+    def __init__(self, store: RedisStore, max_writes: int = MAX_BATCH) -> None:
+        self.store, self.max_writes = store, max_writes
+        self._queue: list[tuple[list[Write], asyncio.Future]] = []
+        self._committer: asyncio.Task | None = None
+
+    async def commit(self, writes: list[Write]) -> list[list[str] | None]:
+        """`commit(store, writes)`, sharing the transaction with concurrent callers."""
+        future = asyncio.get_running_loop().create_future()
+        self._queue.append((writes, future))
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_queued(), name="group-commit")
+        return await future
+
+    async def _commit_queued(self) -> None:
+        while self._queue:
+            taken, count = 0, 0
+            while taken < len(self._queue) and (not taken or count + len(self._queue[taken][0]) <= self.max_writes):
+                count += len(self._queue[taken][0])
+                taken += 1
+            batch, self._queue = self._queue[:taken], self._queue[taken:]
+            try:
+                ids = await commit(self.store, [w for writes, _ in batch for w in writes])
+            except Exception as exc:  # Redis stayed away: each caller learns it
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            offset = 0
+            for writes, future in batch:
+                if not future.done():  # a caller that was cancelled meanwhile: its writes are in, harmlessly
+                    future.set_result(ids[offset : offset + len(writes)])
+                offset += len(writes)
+
+
 async def single_messages(
     requests: AsyncIterator[aggregator_pb2.EyeObservation],
 ) -> AsyncIterator[list[aggregator_pb2.EyeObservation]]:

@@ -183,6 +183,7 @@ def build_host(args: argparse.Namespace, backend: _Backend) -> ServiceHost:
     if backend.detector is not None and backend.eyestate is not None:  # started: TrackFrames can call them
         frames = FrameServices(
             backend.store,
+            ingest.GroupCommit(backend.store),
             config,
             detector_pb2_grpc.DetectorServiceStub(backend.detector),
             eyestate_pb2_grpc.EyeStateServiceStub(backend.eyestate),

@@ -103,7 +103,12 @@ def _add_client_commands(sub: argparse._SubParsersAction) -> None:
 
     events = sub.add_parser("events", help="print events (stored ones after --after, then new ones with --follow)")
     env_option(events, "--target", AGGREGATOR.address_env, AGGREGATOR.default_address(), help="aggregator address")
-    events.add_argument("--after", default="0", help='event id to resume after ("0": all retained, "": only new)')
+    events.add_argument(
+        "--after",
+        default="0",
+        help='cursor (an event\'s "cursor" in --format json/csv) or event id to resume after ("0": all retained, '
+        '"": only new)',
+    )
     events.add_argument("--follow", action="store_true", help="keep following new events until Ctrl-C")
     events.add_argument("--idle", type=float, default=2.0, help="without --follow: stop after this many quiet seconds")
     events.add_argument("--stream-id", action="append", help="only this stream (repeatable)")

@@ -1,5 +1,5 @@
-"""A real Redis Cluster on loopback for the tests: masters started from `RedisServer(cluster=True)`, slots split
-evenly and assigned by the test, no replicas (a killed master comes back from its own AOF and nodes.conf)."""
+"""A real Redis Cluster on loopback for the tests and benchmarks: masters started as `RedisServer(cluster=True)`,
+slots split evenly between them, no replicas (a killed master comes back from its own AOF and nodes.conf)."""
 
 from __future__ import annotations
 
