@@ -157,7 +157,7 @@ def test_a_real_clip_with_spurious_edge_faces_streams_to_the_end(redis_server, s
     assert len(subject) == 1 and sum(bool(r.faces) for r in results) >= 130
 
 
-def test_eyes_too_small_to_judge_have_no_state_and_invent_nothing(redis_server, stack, video_frames):
+def test_eyes_too_small_to_judge_are_unknown_and_invent_nothing(redis_server, stack, video_frames):
     # The webcam subject shrunk to a ~50 px face on a grey frame: tracked and reported, eyes not judged.
     small = cv2.resize(video_frames[0], (0, 0), fx=0.25, fy=0.25, interpolation=cv2.INTER_AREA)
     canvas = np.full((480, 640, 3), 120, np.uint8)
@@ -172,7 +172,8 @@ def test_eyes_too_small_to_judge_have_no_state_and_invent_nothing(redis_server, 
     assert all(len(r.faces) == 1 and r.faces[0].track_id == 1 for r in results)
     for result in results:
         for eye in (result.faces[0].left_eye, result.faces[0].right_eye):
-            assert eye.box.width < 16 and eye.state == types_pb2.EYE_STATE_UNSPECIFIED and eye.prob_open == 0
+            assert eye.box.width < 16 and eye.state == types_pb2.EYE_STATE_UNKNOWN
+            assert eye.reason == types_pb2.UNKNOWN_REASON_EYE_TOO_SMALL and not eye.HasField("prob_open")
         assert not result.events
 
 
@@ -207,3 +208,24 @@ def test_the_detectors_eye_crops_classify_exactly_like_the_frame_and_boxes(stack
             assert [r.prob_open for r in by_crops.results] == [r.prob_open for r in by_frame.results]
             compared += len(eyes)
         assert compared >= 18
+
+
+def test_a_face_leaving_the_frame_goes_unknown_then_ends_its_track_without_events(redis_server, stack, video_frames):
+    # The webcam subject (eyes open, no blink in the first two seconds) slides out of the frame to the left.
+    shifted = []
+    for i, frame in enumerate(video_frames[:60]):
+        dx = -max(0, i - 15) * 12.0  # still for 15 frames, then 12 px per frame: out of the frame by frame 60
+        moved = cv2.warpAffine(frame, np.float32([[1, 0, dx], [0, 1, 0]]), (640, 480), borderValue=(120, 120, 120))
+        shifted.append(cv2.imencode(".jpg", moved)[1].tobytes())
+    running = aggregator_service(redis_server.url, **stack)
+    try:
+        wait_for_health(running.address, SERVING)
+        results = list(running.stub.TrackFrames(frames("cam-leaving", shifted), timeout=120))
+    finally:
+        running.close()
+    assert not any(r.events for r in results), "a face leaving the frame must not look like a blink or a closure"
+    assert {f.track_id for r in results for f in r.faces} == {1}
+    assert not results[-1].faces  # gone: no face, no track
+    readings = [(eye.state, eye.reason) for r in results for f in r.faces for eye in (f.left_eye, f.right_eye)]
+    assert (types_pb2.EYE_STATE_UNKNOWN, types_pb2.UNKNOWN_REASON_EYE_OUTSIDE_FRAME) in readings
+    assert {state for state, _ in readings} <= {types_pb2.EYE_STATE_OPEN, types_pb2.EYE_STATE_UNKNOWN}

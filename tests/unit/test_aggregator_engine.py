@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 from blinkstack.aggregator.engine import (
     EngineConfig,
     EventType,
+    Level,
     Observation,
     Phase,
     TrackState,
@@ -250,7 +252,7 @@ def test_events_never_overlap_and_durations_respect_their_limits(data):
     ):
         intervals = sorted((e.start_us, e.end_us) for e in ended if e.type in eye_types)
         assert all(a[1] <= b[0] for a, b in itertools.pairwise(intervals))
-    started = [e.start_us for e in events if e.phase == Phase.STARTED]
+    started = [e.start_us for e in events if e.phase == Phase.STARTED and e.type == EventType.LONG_CLOSURE]
     long_ended = [e.start_us for e in ended if e.type == EventType.LONG_CLOSURE]
     assert long_ended == started[: len(long_ended)] and len(started) - len(long_ended) <= 1  # STARTED, then ENDED
 
@@ -268,3 +270,110 @@ def test_replays_and_restarts_from_stored_state_give_the_same_events(data, cut_s
     assert restored == state
     _, rest = run(observations[cut:], state=restored)
     assert first + rest == once
+
+
+# --- UNKNOWN readings: missing evidence -------------------------------------------------------------------------
+
+
+@st.composite
+def with_unknown_stretches(draw):
+    """A random timeline whose readings are partly replaced by UNKNOWN (None for both eyes), in stretches."""
+    observations, _ = draw(eye_timelines())
+    mixed, i = [], 0
+    while i < len(observations):
+        length = draw(st.integers(1, 40))
+        unknown = draw(st.booleans())
+        for obs in observations[i : i + length]:
+            mixed.append(replace(obs, left=None, right=None) if unknown else obs)
+        i += length
+    return mixed
+
+
+@settings(max_examples=200, deadline=None)
+@given(with_unknown_stretches())
+def test_no_episode_starts_or_ends_on_an_unknown_reading(mixed):
+    _, events = run(mixed)
+    known = {obs.timestamp_us for obs in mixed if obs.left is not None}
+    for event in events:
+        assert event.start_us in known
+        assert event.end_us in known  # truncated ones too: they end at the last reading
+
+
+@settings(max_examples=200, deadline=None)
+@given(with_unknown_stretches())
+def test_no_event_spans_an_unknown_stretch_longer_than_the_gap_limit(mixed):
+    _, events = run(mixed)
+    for event in (e for e in events if not e.truncated):
+        inside = [obs for obs in mixed if event.start_us <= obs.timestamp_us <= event.end_us]
+        known_times = [obs.timestamp_us for obs in inside if obs.left is not None]
+        assert all((b - a) / 1000 <= CONFIG.max_gap_ms for a, b in itertools.pairwise(known_times))
+
+
+@settings(max_examples=100, deadline=None)
+@given(eye_timelines())
+def test_a_track_seen_only_as_unknown_emits_nothing_and_counts_no_time(data):
+    observations, _ = data
+    state, events = run([replace(obs, left=None, right=None) for obs in observations])
+    assert events == [] and state.segments == () and state.episode is None
+
+
+# --- drowsiness levels ----------------------------------------------------------------------------------------
+
+
+def drowsiness_events(events: list) -> list:
+    return [e for e in events if e.type == EventType.DROWSINESS]
+
+
+def test_perclos_makes_a_track_drowsy_a_sustained_closure_escalates_and_recovery_brings_it_back():
+    config = replace(CONFIG, asleep_perclos=0.5)
+    # 40 s of 700 ms closures every 3 s (PERCLOS ~0.23), then 6 s closed, then 80 s open.
+    heavy = [(69, OPEN_P, OPEN_P), (21, CLOSED_P, CLOSED_P)] * 13
+    spec = [(30, OPEN_P, OPEN_P), *heavy, (180, CLOSED_P, CLOSED_P), (2400, OPEN_P, OPEN_P)]
+    state, events = run(timeline(spec), config)
+    changes = [(e.level, e.escalation) for e in drowsiness_events(events)]
+    assert changes == [
+        (Level.DROWSY, 0),
+        (Level.ASLEEP, 0),  # 3 s with both eyes closed
+        (Level.ASLEEP, 1),
+        (Level.ASLEEP, 2),  # 5 s; the closure ends before 11 s
+        (Level.DROWSY, 0),  # 10 s after the eyes reopened, PERCLOS still high
+        (Level.AWAKE, 0),
+    ]
+    escalations = [e for e in drowsiness_events(events) if e.escalation]
+    assert [round(e.duration_ms / 1000) for e in escalations] == [3, 5]
+    assert state.level == Level.AWAKE and stats(state, config).level == Level.AWAKE
+    assert len({e.key("s", 1) for e in events}) == len(events)  # a level change and an alert never share a key
+
+
+def test_long_blinks_make_a_track_drowsy():
+    slow = [(40, OPEN_P, OPEN_P), (14, CLOSED_P, CLOSED_P)] * 4  # 467 ms blinks
+    _, events = run(timeline([(30, OPEN_P, OPEN_P), *slow, (30, OPEN_P, OPEN_P)]))
+    assert [(e.level, e.escalation) for e in drowsiness_events(events)] == [(Level.DROWSY, 0)]
+
+
+@settings(max_examples=150, deadline=None)
+@given(eye_timelines())
+def test_open_eyes_never_raise_a_level_and_every_track_recovers(data):
+    observations, _ = data
+    open_only = [replace(obs, left=max(obs.left, 0.9), right=max(obs.right, 0.9)) for obs in observations]
+    _, events = run(open_only)
+    assert drowsiness_events(events) == []
+    state, events = run(observations)
+    t = observations[-1].timestamp_us
+    recovery = timeline([(int((CONFIG.window_s + CONFIG.recovery_s + 2) * 30), OPEN_P, OPEN_P)])
+    shifted = [replace(obs, timestamp_us=obs.timestamp_us - recovery[0].timestamp_us + t + 33_333) for obs in recovery]
+    state, _ = run(shifted, state=state)
+    assert state.level == Level.AWAKE
+
+
+@settings(max_examples=150, deadline=None)
+@given(eye_timelines())
+def test_a_level_falls_only_after_the_recovery_time(data):
+    observations, _ = data
+    _, events = run(observations)
+    changes = [e for e in drowsiness_events(events) if not e.escalation]
+    previous_level, previous_at = Level.AWAKE, None
+    for change in changes:
+        if change.level < previous_level and previous_at is not None:
+            assert (change.start_us - previous_at) / 1e6 >= CONFIG.recovery_s
+        previous_level, previous_at = change.level, change.start_us

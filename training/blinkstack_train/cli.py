@@ -43,6 +43,18 @@ def _train(args: argparse.Namespace) -> None:
     print(json.dumps({"best": summary["best"], "parameters": summary["parameters"]}))
 
 
+def _train_gate(args: argparse.Namespace) -> None:
+    from blinkstack_train.eye_gate import run_gate_training
+
+    report = run_gate_training(args.repository, args.data_dir, args.out, args.epochs, args.seed)
+    test = report["test"]
+    print(
+        f"eye gate installed in {args.repository / 'eye_gate'}: on the test split {test['eyes_called_unknown']:.2%} "
+        f"of {test['eyes']} real eyes and {test['not_eyes_called_unknown']:.1%} of {test['not_eyes']} non-eye "
+        f"patches are called UNKNOWN (report: {args.out / 'eye_gate.json'})"
+    )
+
+
 def _cut_video_crops(args: argparse.Namespace) -> None:
     from blinkstack_train import video_crops, zju
 
@@ -170,7 +182,7 @@ def _evaluate_events(args: argparse.Namespace) -> None:
 
 
 def _add_data_and_training(sub: argparse._SubParsersAction) -> None:
-    """prepare, train, cut-video-crops"""
+    """prepare, train, train-gate, cut-video-crops"""
     p = sub.add_parser("prepare", help="de-duplicate, split by person and print the split summary")
     p.add_argument("--json", help="also write the summary as JSON here")
     p.set_defaults(func=_prepare)
@@ -199,6 +211,14 @@ def _add_data_and_training(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--video-repeat", type=int, help="times each video crop is seen per epoch")
     p.add_argument("--mrl-per-epoch", type=int, help="MRL crops sampled per epoch (0: all)")
     p.set_defaults(func=_train)
+
+    p = sub.add_parser("train-gate", help="train the eye gate (eye or not) and install it in the repository")
+    p.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
+    p.add_argument("--data-dir", type=Path, default=data.DEFAULT_DATA_DIR)
+    p.add_argument("--out", type=Path, default=Path("runs") / "eye_gate")
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_train_gate)
 
     p = sub.add_parser("cut-video-crops", help="eye crops cut by the product's detector from ZJU-format clips")
     p.add_argument("--videos", type=Path, default=data.DEFAULT_DATA_DIR / "video" / "zju_dev")

@@ -66,7 +66,7 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     return folded
 
 
-def to_onnx(model: nn.Module, path: Path) -> None:
+def to_onnx(model: nn.Module, path: Path, output_name: str = "prob_open") -> None:
     """Fold, export with a dynamic batch axis, simplify, and save as one file."""
     wrapper = ProbOpen(fold_batchnorm(model)).eval()
     example = torch.zeros(2, *INPUT_SHAPE)
@@ -74,7 +74,7 @@ def to_onnx(model: nn.Module, path: Path) -> None:
         wrapper,
         (example,),
         input_names=["images"],
-        output_names=["prob_open"],
+        output_names=[output_name],
         dynamic_shapes={"images": {0: torch.export.Dim("batch", min=1, max=65536)}},
         opset_version=OPSET,
         dynamo=True,

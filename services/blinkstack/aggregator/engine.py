@@ -51,6 +51,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from blinkstack.aggregator import drowsiness
 from blinkstack.aggregator.readings import relative, relative_probs, smooth
 from blinkstack.aggregator.track_state import (
     CLOSED,
@@ -60,6 +61,7 @@ from blinkstack.aggregator.track_state import (
     Episode,
     Event,
     EventType,
+    Level,
     Observation,
     Phase,
     TrackState,
@@ -70,6 +72,7 @@ __all__ = [
     "EngineConfig",
     "Event",
     "EventType",
+    "Level",
     "Observation",
     "Phase",
     "Stats",
@@ -124,13 +127,13 @@ def _clear_wink(episode: Episode, config: EngineConfig) -> bool:
 
 
 def _end_abruptly(state: TrackState) -> tuple[TrackState, list[Event]]:
-    """Track lost or observation gap: the episode ends without an event, except a STARTED long closure."""
+    """Track lost or observation gap: the episode ends without an event, except a STARTED long closure (ENDED,
+    truncated at the last reading)."""
     events = []
     episode = state.episode
-    if episode is not None and episode.long_started and state.last_us is not None:
-        events.append(
-            Event(EventType.LONG_CLOSURE, Phase.ENDED, episode.start_us, state.last_us, episode.min_prob_open, True)
-        )
+    last = state.last_known_us if state.last_known_us is not None else state.last_us
+    if episode is not None and episode.long_started and last is not None:
+        events.append(Event(EventType.LONG_CLOSURE, Phase.ENDED, episode.start_us, last, episode.min_prob_open, True))
     return replace(state, eyes=(UNKNOWN, UNKNOWN), recent=((), ()), episode=None, last_kind=""), events
 
 
@@ -160,6 +163,18 @@ def _add_segment(segments: tuple, start: int, end: int, kind: str) -> tuple:
     return (*segments[-(MAX_SEGMENTS - 1) :], (start, end, kind))
 
 
+def _unknown(state: TrackState, obs: Observation, config: EngineConfig) -> tuple[TrackState, list[Event]]:
+    """Neither eye readable (both UNKNOWN): missing evidence. No episode starts, runs or ends on it, and the time
+    counts for neither open nor closed; once the last reading is more than max_gap_ms old, the episode ends as
+    after a gap in the observations."""
+    events: list[Event] = []
+    last = state.last_known_us
+    if last is not None and (obs.timestamp_us - last) / 1000.0 > config.max_gap_ms:
+        state, events = _end_abruptly(state)
+    state = replace(state, last_us=obs.timestamp_us, last_kind="", observations=state.observations + 1)
+    return _record(state, events), events
+
+
 def step(state: TrackState, obs: Observation, config: EngineConfig) -> tuple[TrackState, list[Event]]:
     """Feed one observation (timestamps must increase; the caller drops duplicates and late ones)."""
     events: list[Event] = []
@@ -170,8 +185,12 @@ def step(state: TrackState, obs: Observation, config: EngineConfig) -> tuple[Tra
         state = replace(state, last_us=obs.timestamp_us, observations=state.observations + 1)
         return _record(state, events), events
 
+    if obs.left is None and obs.right is None:
+        return _unknown(state, obs, config)
+
     segments = state.segments
-    if state.last_us is not None and (obs.timestamp_us - state.last_us) / 1000.0 > config.max_gap_ms:
+    # The gap since the last reading: UNKNOWN observations in between are no evidence either.
+    if state.last_known_us is not None and (obs.timestamp_us - state.last_known_us) / 1000.0 > config.max_gap_ms:
         state, events = _end_abruptly(state)
     elif state.last_us is not None and state.last_kind:
         segments = _add_segment(segments, state.last_us, obs.timestamp_us, state.last_kind)
@@ -193,6 +212,7 @@ def step(state: TrackState, obs: Observation, config: EngineConfig) -> tuple[Tra
         eyes=eyes,
         recent=recent,
         last_us=now,
+        last_known_us=now,
         last_kind=_kind(smoothed[0], smoothed[1], eyes, config),
         episode=episode,
         segments=_trim(segments, horizon, end_field=1),
@@ -201,8 +221,23 @@ def step(state: TrackState, obs: Observation, config: EngineConfig) -> tuple[Tra
         observations=state.observations + 1,
         events=state.events,
         open_level=open_level,
+        level=state.level,
+        below_since_us=state.below_since_us,
+        closure_alerts=state.closure_alerts,
     )
-    return _record(state, events), events
+    state = _record(state, events)
+    state, alerts = _drowsiness(state, config)
+    return _record(state, alerts), events + alerts
+
+
+def _drowsiness(state: TrackState, config: EngineConfig) -> tuple[TrackState, list[Event]]:
+    """The track's drowsiness level after this observation, and its DROWSINESS events (drowsiness.py)."""
+    summary = stats(state, config)
+    closed_since = state.episode.both_since_us if state.episode is not None else None
+    closed_ms = (state.last_us - closed_since) / 1000.0 if closed_since is not None and state.last_us else 0.0
+    durations = [d for _, d in state.blinks]
+    target = drowsiness.evidence_level(summary.perclos, summary.observed_us / 1e6, durations, closed_ms, config)
+    return drowsiness.advance(state, target, closed_since, config)
 
 
 def _advance_episode(
@@ -276,6 +311,8 @@ class Stats:
     mean_blink_duration_ms: float
     last_event: Event | None
     last_timestamp_us: int | None
+    observed_us: int = 0  # time in the window with readings
+    level: Level = Level.UNSPECIFIED
 
 
 def stats(state: TrackState, config: EngineConfig) -> Stats:
@@ -295,6 +332,8 @@ def stats(state: TrackState, config: EngineConfig) -> Stats:
         perclos=by_kind["closed80"] / observed if observed else 0.0,
         open_ratio=by_kind["open"] / observed if observed else 0.0,
         mean_blink_duration_ms=sum(durations) / len(durations) if durations else 0.0,
+        observed_us=observed,
+        level=state.level,
         last_event=state.last_event,
         last_timestamp_us=state.last_us,
     )

@@ -12,7 +12,7 @@ from blinkstack.aggregator import engine
 from blinkstack.v1 import aggregator_pb2
 
 EVENT_ID = re.compile(r"\d+(-\d+)?")  # a Redis stream id, `<ms>-<n>` (`<ms>` alone as a cursor)
-_EYES = {"BLINK": "both", "WINK_LEFT": "left", "WINK_RIGHT": "right", "LONG_CLOSURE": "both"}
+_EYES = {"BLINK": "both", "WINK_LEFT": "left", "WINK_RIGHT": "right", "LONG_CLOSURE": "both", "DROWSINESS": "both"}
 TYPE_NUMBERS = {t.name: aggregator_pb2.EventType.Value(f"EVENT_TYPE_{t.name}") for t in engine.EventType}
 _PHASE_NUMBERS = {p.name: aggregator_pb2.EventPhase.Value(f"EVENT_PHASE_{p.name}") for p in engine.Phase}
 
@@ -30,6 +30,8 @@ def to_fields(event: engine.Event, stream_id: str, track_id: int) -> dict[str, s
         "min_prob_open": repr(float(event.min_prob_open)),
         "truncated": "1" if event.truncated else "0",
         "key": event.key(stream_id, track_id),
+        "level": str(int(event.level)),
+        "escalation": str(event.escalation),
     }
 
 
@@ -47,6 +49,8 @@ def to_message(event_id: str, fields: dict[str, str]) -> aggregator_pb2.BlinkEve
         min_prob_open=float(fields["min_prob_open"]),
         truncated=fields["truncated"] == "1",
         key=fields["key"],
+        level=int(fields.get("level", 0)),  # events stored before drowsiness levels have neither field
+        escalation=int(fields.get("escalation", 0)),
     )
 
 
@@ -72,13 +76,30 @@ def to_json(event: aggregator_pb2.BlinkEvent) -> dict:
         "start_us": event.start_us,
         "end_us": event.end_us,
         "duration_ms": event.duration_ms,
+        "stream_id": event.stream_id,
+        "level": level_name(event),
+        "escalation": event.escalation,
+        "key": event.key,
         "cursor": event.cursor,  # SubscribeBlinks' position after this event: `events --after` resumes from it
     }
+
+
+def level_name(event: aggregator_pb2.BlinkEvent) -> str:
+    """AWAKE, DROWSY or ASLEEP for DROWSINESS events, else empty."""
+    if not event.level:
+        return ""
+    return aggregator_pb2.DrowsinessLevel.Name(event.level).removeprefix("DROWSINESS_LEVEL_")
 
 
 def describe(event: aggregator_pb2.BlinkEvent) -> str:
     """One printable line, as `blinkstack watch` and `blinkstack events` show it."""
     name = type_name(event)
+    if event.type == aggregator_pb2.EVENT_TYPE_DROWSINESS:
+        what = f"eyes closed {event.duration_ms} ms, alert {event.escalation}" if event.escalation else "level"
+        return (
+            f"DROWSINESS {level_name(event)}  track {event.track_id}  {what}  start {event.start_us / 1e6:8.3f} s  "
+            f"id {event.id}"
+        )
     phase = " started" if event.phase == aggregator_pb2.EVENT_PHASE_STARTED else ""
     return (
         f"{name}{phase}  track {event.track_id}  eye {_EYES.get(name, '?')}  "

@@ -42,6 +42,7 @@ class FrameServices:
     eyestate: eyestate_pb2_grpc.EyeStateServiceStub
     threshold: float = 0.5  # prob_open (relative to the eye's open level) reported as OPEN
     min_eye_px: float = 16.0  # narrower eye boxes are not judged
+    min_face_score: float = 0.5  # eyes of faces detected with a lower score are not judged
 
 
 def judgeable_faces(detection: detector_pb2.DetectEyesResponse) -> list[detector_pb2.FaceDetection]:
@@ -84,6 +85,46 @@ def _refusal(exc: grpc.aio.AioRpcError, what: str) -> ServiceError:
     if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
         return InvalidInput(f"{what}: {exc.details()}")
     return Unavailable(f"{what} failed: {exc.code().name}: {exc.details()}")
+
+
+@dataclass(frozen=True)
+class EyeVerdict:
+    """What is known about one eye in one frame: the eye-state service's answer, or why it was not asked
+    (`reason` != 0: an UnknownReason; the eye is then missing evidence for the engine)."""
+
+    prob_open: float | None = None
+    prob_eye: float | None = None
+    reason: int = 0
+
+    @classmethod
+    def from_result(cls, result: eyestate_pb2.EyeStateResult) -> EyeVerdict:
+        prob_eye = result.prob_eye if result.HasField("prob_eye") else None
+        reason = 0
+        if result.state == types_pb2.EYE_STATE_UNKNOWN:  # an older service may leave the reason out
+            reason = result.reason or types_pb2.UNKNOWN_REASON_MODEL_UNCERTAIN
+        return cls(result.prob_open, prob_eye, reason)
+
+    @property
+    def usable_prob(self) -> float:
+        """prob_open for the engine, NaN when the eye cannot be judged."""
+        return math.nan if self.reason or self.prob_open is None else self.prob_open
+
+
+def eyes_of(face: detector_pb2.FaceDetection) -> tuple[detector_pb2.EyeDetection, detector_pb2.EyeDetection]:
+    return face.left_eye, face.right_eye
+
+
+def unjudgeable(
+    face: detector_pb2.FaceDetection, eye: detector_pb2.EyeDetection, size: tuple[int, int], services: FrameServices
+) -> int:
+    """Why `eye` cannot be judged in this frame (an UnknownReason), or 0."""
+    if face.score < services.min_face_score:
+        return types_pb2.UNKNOWN_REASON_LOW_CONFIDENCE_DETECTION
+    if eye.unjudgeable or images.mostly_outside(eye.box, *size):
+        return types_pb2.UNKNOWN_REASON_EYE_OUTSIDE_FRAME
+    if eye.box.width < services.min_eye_px:
+        return types_pb2.UNKNOWN_REASON_EYE_TOO_SMALL
+    return 0
 
 
 def classify_request(image: types_pb2.Image, eyes: list[detector_pb2.EyeDetection]) -> eyestate_pb2.ClassifyEyesRequest:
@@ -149,6 +190,7 @@ class CameraStream:
         self.stream_id = ""
         self.tracker = Tracker()
         self.last_seq, self.last_us = -1, -1  # nothing seen: any seq and timestamp (0 included) is new
+        self.model = eyestate_pb2.ModelRef()  # the eye-state model of the last ClassifyEyes answer
 
     async def _start(self, stream_id: str) -> None:
         store = self.services.store
@@ -192,7 +234,10 @@ class CameraStream:
         detected = time.perf_counter()
         faces = judgeable_faces(detection)
         result.faces_dropped = len(detection.faces) - len(faces)
-        probs = await self._classify(frame.image, faces, result)
+        verdicts = await self._classify(frame.image, faces, (detection.frame_width, detection.frame_height))
+        if verdicts:
+            result.model.CopyFrom(self.model)
+        probs = np.array([[v.usable_prob for v in face] for face in verdicts], dtype=float).reshape(-1, 2)
         classified = time.perf_counter()
 
         result.frame_width, result.frame_height = detection.frame_width, detection.frame_height
@@ -204,7 +249,9 @@ class CameraStream:
             ids, emitted, judged = await self._advance(frame.seq, timestamp, faces, probs)
             result.status = aggregator_pb2.FRAME_STATUS_PROCESSED
             result.events.extend(emitted)
-        for face, track_id, (left, right), (left_judged, right_judged) in zip(faces, ids, probs, judged, strict=True):
+        for face, track_id, (left, right), (left_judged, right_judged) in zip(
+            faces, ids, verdicts, judged, strict=True
+        ):
             result.faces.append(
                 aggregator_pb2.TrackedFace(
                     track_id=track_id,
@@ -219,29 +266,36 @@ class CameraStream:
         result.timings.classify_us = round((classified - detected) * 1e6)
         result.timings.aggregate_us = round((done - classified) * 1e6)
 
-    async def _classify(self, image: types_pb2.Image, faces: list, result: aggregator_pb2.FrameResult) -> np.ndarray:
-        """prob_open [faces, 2] in one ClassifyEyes call; NaN for faces whose eye boxes are under `min_eye_px`.
-
-        Such eyes are not judged (a few pixels of eyelid: any answer would be a guess): the face is reported and
-        tracked, its eyes have no state, and the engine sees them as not visible.
-        """
-        probs = np.full((len(faces), 2), np.nan)
-        min_px = self.services.min_eye_px
-        judged = [i for i, f in enumerate(faces) if min(f.left_eye.box.width, f.right_eye.box.width) >= min_px]
-        if judged:
-            classify = classify_request(image, [eye for i in judged for eye in (faces[i].left_eye, faces[i].right_eye)])
+    async def _classify(self, image: types_pb2.Image, faces: list, size: tuple[int, int]) -> list[list[EyeVerdict]]:
+        """Each face's [left, right] verdicts; the eyes that can be judged go to the eye-state service in one call."""
+        verdicts = [[EyeVerdict(reason=unjudgeable(f, eye, size, self.services)) for eye in eyes_of(f)] for f in faces]
+        wanted = [(i, j) for i, face in enumerate(verdicts) for j, verdict in enumerate(face) if not verdict.reason]
+        if wanted:
+            request = classify_request(image, [eyes_of(faces[i])[j] for i, j in wanted])
             reply = await call_downstream(
-                self.services.eyestate.ClassifyEyes, classify, "eye-state", self.time_remaining()
+                self.services.eyestate.ClassifyEyes, request, "eye-state", self.time_remaining()
             )
-            probs[judged] = np.array([r.prob_open for r in reply.results]).reshape(-1, 2)
-            result.model.CopyFrom(reply.model)
-        return probs
+            for (i, j), answer in zip(wanted, reply.results, strict=True):
+                verdicts[i][j] = EyeVerdict.from_result(answer)
+            self.model.CopyFrom(reply.model)
+        return verdicts
 
-    def _reading(self, eye: detector_pb2.EyeDetection, prob: float, judged: float | None) -> aggregator_pb2.EyeReading:
-        if judged is None or math.isnan(judged):  # not judged: no state, no prob_open
-            return aggregator_pb2.EyeReading(eye=eye.eye, box=eye.box)
-        state = types_pb2.EYE_STATE_OPEN if judged >= self.services.threshold else types_pb2.EYE_STATE_CLOSED
-        return aggregator_pb2.EyeReading(eye=eye.eye, box=eye.box, prob_open=float(prob), state=state)
+    def _reading(
+        self, eye: detector_pb2.EyeDetection, verdict: EyeVerdict, judged: float | None
+    ) -> aggregator_pb2.EyeReading:
+        """OPEN/CLOSED from `judged` (prob_open relative to the eye's open level), or UNKNOWN with the reason."""
+        reading = aggregator_pb2.EyeReading(eye=eye.eye, box=eye.box, reason=verdict.reason)
+        if verdict.prob_open is not None:
+            reading.prob_open = verdict.prob_open
+        if verdict.prob_eye is not None:
+            reading.prob_eye = verdict.prob_eye
+        if verdict.reason or judged is None or math.isnan(judged):
+            reading.state = types_pb2.EYE_STATE_UNKNOWN
+        else:
+            reading.state = (
+                types_pb2.EYE_STATE_OPEN if judged >= self.services.threshold else types_pb2.EYE_STATE_CLOSED
+            )
+        return reading
 
     async def _advance(
         self, seq: int, timestamp: int, faces: list, probs: np.ndarray

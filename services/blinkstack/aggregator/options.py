@@ -38,6 +38,15 @@ ENGINE_OPTIONS = (
     ("open_level_fall_ms", "BLINKSTACK_OPEN_LEVEL_FALL_MS", "time constant of the open level falling"),
     ("open_level_min", "BLINKSTACK_OPEN_LEVEL_MIN", "lowest open level (logit)"),
     ("open_level_max", "BLINKSTACK_OPEN_LEVEL_MAX", "highest open level (logit)"),
+    ("drowsy_perclos", "BLINKSTACK_DROWSY_PERCLOS", "PERCLOS over the window at or above which a track is DROWSY"),
+    ("asleep_perclos", "BLINKSTACK_ASLEEP_PERCLOS", "PERCLOS over the window at or above which a track is ASLEEP"),
+    (
+        "drowsy_blink_ms",
+        "BLINKSTACK_DROWSY_BLINK_MS",
+        "mean blink duration over the window (3 blinks or more) at or above which a track is DROWSY",
+    ),
+    ("asleep_closure_ms", "BLINKSTACK_ASLEEP_CLOSURE_MS", "both eyes closed this long: ASLEEP"),
+    ("recovery_s", "BLINKSTACK_DROWSY_RECOVERY_S", "a level falls after the evidence stayed below it this long"),
 )
 
 
@@ -134,13 +143,41 @@ def _add_limits_and_frames(parser: argparse.ArgumentParser, group: argparse._Arg
         "BLINKSTACK_AGGREGATOR_MIN_EYE_PX",
         16.0,
         float,
-        help="eye boxes narrower than this are not judged (half the model's 32 px input)",
+        help="eye boxes narrower than this are UNKNOWN (EYE_TOO_SMALL; half the model's 32 px input)",
+    )
+    env_option(
+        group,
+        "--min-face-score",
+        "BLINKSTACK_AGGREGATOR_MIN_FACE_SCORE",
+        0.6,
+        float,
+        help="eyes of faces detected with a lower score are UNKNOWN (LOW_CONFIDENCE_DETECTION); the best face of "
+        "every sampled ZJU frame scored >= 0.81, of the Eyeblink8 video >= 0.92",
     )
     defaults = engine.EngineConfig()
     for name, env, help_text in ENGINE_OPTIONS:
         env_option(group, "--" + name.replace("_", "-"), env, getattr(defaults, name), float, help=help_text)
+    env_option(
+        group,
+        "--closure-alerts-s",
+        "BLINKSTACK_CLOSURE_ALERTS_S",
+        defaults.closure_alerts_s,
+        seconds_list,
+        help="DROWSINESS escalations while both eyes stay closed, in seconds (comma-separated)",
+    )
+
+
+def seconds_list(text: str | tuple[float, ...]) -> tuple[float, ...]:
+    """ "3,5,11" -> (3.0, 5.0, 11.0)."""
+    if isinstance(text, tuple):
+        return text
+    try:
+        return tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of seconds: {text!r}") from None
 
 
 def engine_config(args: argparse.Namespace) -> engine.EngineConfig:
     """The engine settings from parsed flags; EngineConfig checks the limits."""
-    return engine.EngineConfig(**{name: getattr(args, name) for name, _, _ in ENGINE_OPTIONS})
+    values = {name: getattr(args, name) for name, _, _ in ENGINE_OPTIONS}
+    return engine.EngineConfig(**values, closure_alerts_s=args.closure_alerts_s)

@@ -68,6 +68,7 @@ def stats_message(stream_id: str, track_id: int, result: engine.Stats) -> aggreg
         open_ratio=result.open_ratio,
         mean_blink_duration_ms=result.mean_blink_duration_ms,
         last_timestamp_us=result.last_timestamp_us or 0,
+        drowsiness=int(result.level),
     )
     if result.last_event is not None:
         reply.last_event.CopyFrom(events.to_message("", events.to_fields(result.last_event, stream_id, track_id)))
@@ -189,6 +190,7 @@ def build_host(args: argparse.Namespace, backend: _Backend) -> ServiceHost:
             eyestate_pb2_grpc.EyeStateServiceStub(backend.eyestate),
             args.threshold,
             args.min_eye_px,
+            args.min_face_score,
         )
     servicer = AggregatorServicer(backend.store, config, backend.fanout, frames)
     register = partial(aggregator_pb2_grpc.add_AggregatorServiceServicer_to_server, servicer)

@@ -18,6 +18,14 @@ class EventType(IntEnum):  # values as in blinkstack.v1.EventType
     WINK_LEFT = 2
     WINK_RIGHT = 3
     LONG_CLOSURE = 4
+    DROWSINESS = 5
+
+
+class Level(IntEnum):  # values as in blinkstack.v1.DrowsinessLevel
+    UNSPECIFIED = 0
+    AWAKE = 1
+    DROWSY = 2
+    ASLEEP = 3
 
 
 class Phase(IntEnum):  # values as in blinkstack.v1.EventPhase
@@ -53,6 +61,13 @@ class EngineConfig:
     open_level_fall_ms: float = 5000.0
     open_level_min: float = 2.0
     open_level_max: float = 7.5
+    # Drowsiness levels (drowsiness.py explains the rules and the literature behind the defaults).
+    drowsy_perclos: float = 0.15
+    asleep_perclos: float = 0.30
+    drowsy_blink_ms: float = 400.0
+    asleep_closure_ms: float = 3000.0
+    recovery_s: float = 10.0
+    closure_alerts_s: tuple[float, ...] = (3.0, 5.0, 11.0)
 
     @classmethod
     def independent_readings(cls, **overrides: float) -> EngineConfig:
@@ -76,6 +91,14 @@ class EngineConfig:
             raise ValueError("open_level_rise_ms and open_level_fall_ms must be > 0")
         if not self.open_level_min <= self.open_level_max:
             raise ValueError("need open_level_min <= open_level_max")
+        if not 0.0 < self.drowsy_perclos <= self.asleep_perclos <= 1.0:
+            raise ValueError("need 0 < drowsy_perclos <= asleep_perclos <= 1")
+        if self.drowsy_blink_ms <= 0 or self.asleep_closure_ms <= 0 or self.recovery_s < 0:
+            raise ValueError("drowsy_blink_ms and asleep_closure_ms must be > 0, recovery_s >= 0")
+        if any(b <= a for a, b in zip(self.closure_alerts_s, self.closure_alerts_s[1:], strict=False)) or any(
+            s <= 0 for s in self.closure_alerts_s
+        ):
+            raise ValueError(f"closure_alerts_s must be positive and increasing (got {self.closure_alerts_s})")
         for name in ("partner_dip_below", "wink_open_min", "wink_closed_max"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1] (got {getattr(self, name)})")
@@ -97,6 +120,8 @@ class Event:
     end_us: int
     min_prob_open: float
     truncated: bool = False
+    level: Level = Level.UNSPECIFIED  # DROWSINESS: the level now
+    escalation: int = 0  # DROWSINESS: k >= 1 for the kth sustained-closure alert, 0 for a level change
 
     @property
     def duration_ms(self) -> float:
@@ -104,7 +129,10 @@ class Event:
 
     def key(self, stream_id: str, track_id: int) -> str:
         """Identifies the event across re-emissions (an aggregator replaying observations after a crash)."""
-        return f"{stream_id}/{track_id}/{self.type.name}/{self.phase.name}/{self.start_us}"
+        key = f"{stream_id}/{track_id}/{self.type.name}/{self.phase.name}/{self.start_us}"
+        if self.type == EventType.DROWSINESS:  # a level change and an escalation may share a frame
+            key += f"/{self.level.name}/{self.escalation}"
+        return key
 
 
 @dataclass(frozen=True)
@@ -127,6 +155,7 @@ class TrackState:
     eyes: tuple[str, str] = (UNKNOWN, UNKNOWN)  # (left, right)
     recent: tuple[tuple[tuple[int, float], ...], ...] = ((), ())  # per eye (timestamp, prob) inside smooth_ms
     last_us: int | None = None
+    last_known_us: int | None = None  # the last observation with a reading of either eye (not both UNKNOWN)
     last_kind: str = ""  # window statistics class of the last observation: open / closed80 / other
     episode: Episode | None = None
     segments: tuple[tuple[int, int, str], ...] = ()  # (start, end, kind), merged; those ending in the window
@@ -135,6 +164,9 @@ class TrackState:
     observations: int = 0
     events: int = field(default=0)
     open_level: tuple[float | None, float | None] = (None, None)  # per eye, logit (see EngineConfig)
+    level: Level = Level.UNSPECIFIED  # drowsiness
+    below_since_us: int | None = None  # the evidence has pointed below `level` since then
+    closure_alerts: int = 0  # sustained-closure alerts emitted during the current closure
 
     def to_json(self) -> str:
         episode = self.episode.__dict__ if self.episode else None
@@ -153,12 +185,18 @@ class TrackState:
         last_event = raw["last_event"]
         if last_event:
             last_event = Event(
-                **{**last_event, "type": EventType(last_event["type"]), "phase": Phase(last_event["phase"])}
+                **{
+                    **last_event,
+                    "type": EventType(last_event["type"]),
+                    "phase": Phase(last_event["phase"]),
+                    "level": Level(last_event.get("level", 0)),
+                }
             )
         return TrackState(
             eyes=tuple(raw["eyes"]),
             recent=tuple(tuple(tuple(r) for r in eye) for eye in raw["recent"]),
             last_us=raw["last_us"],
+            last_known_us=raw.get("last_known_us", raw["last_us"]),
             last_kind=raw["last_kind"],
             episode=episode,
             segments=tuple(tuple(s) for s in raw["segments"]),
@@ -167,4 +205,7 @@ class TrackState:
             observations=raw["observations"],
             events=raw["events"],
             open_level=tuple(raw.get("open_level", (None, None))),
+            level=Level(raw.get("level", 0)),
+            below_since_us=raw.get("below_since_us"),
+            closure_alerts=raw.get("closure_alerts", 0),
         )

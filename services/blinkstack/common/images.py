@@ -112,6 +112,21 @@ def centre_inside(box: types_pb2.Box, width: int, height: int) -> bool:
     return box.width > 0 and box.height > 0 and 0 <= centre_x < width and 0 <= centre_y < height
 
 
+# An eye box is about twice the eye (its side follows the inter-ocular distance); with a quarter of it past the
+# frame edge the crop's padding (replicated edge pixels) reaches the lid, which the model never saw in training.
+MIN_INSIDE_SHARE = 0.75
+
+
+def mostly_outside(box: types_pb2.Box, width: int, height: int) -> bool:
+    """The box's centre is outside a `width` x `height` frame, or less than MIN_INSIDE_SHARE of its area is
+    inside: an eye that cannot be judged."""
+    if not centre_inside(box, width, height):
+        return True
+    inside_w = max(0.0, min(box.x + box.width, width) - max(box.x, 0.0))
+    inside_h = max(0.0, min(box.y + box.height, height) - max(box.y, 0.0))
+    return inside_w * inside_h < MIN_INSIDE_SHARE * box.width * box.height
+
+
 def check_box(box: types_pb2.Box, width: int, height: int, what: str) -> tuple[int, int, int, int]:
     """The box's whole-pixel corners (x0, y0, x1, y1) in a `width` x `height` frame.
 

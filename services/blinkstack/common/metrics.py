@@ -14,6 +14,9 @@ RPC_LATENCY = Histogram(
     buckets=(0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0),
 )
 EYESTATE_CROPS = Counter("blinkstack_eyestate_crops_total", "Eye crops classified (rate() gives crops/s)", ["backend"])
+EYESTATE_STATES = Counter(
+    "blinkstack_eyestate_states_total", "Eye crops by the state answered: OPEN, CLOSED or UNKNOWN", ["state"]
+)
 EYESTATE_BATCH_SIZE = Histogram(
     "blinkstack_eyestate_batch_size",
     "Crops per backend inference call (after micro-batching)",

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 EYE_STATE_MODEL = "eye_state"
+EYE_GATE_MODEL = "eye_gate"  # optional: is the crop an eye at all (the eye-state service's NOT_AN_EYE)
 FACE_DETECTOR_MODEL = "face_detector"
 MODEL_FILENAME = "model.onnx"
 

@@ -41,3 +41,14 @@ def run_prob_open(session: ort.InferenceSession, images: np.ndarray, max_batch: 
         for start in range(0, len(images), max_batch)
     ]
     return np.concatenate(chunks).reshape(-1) if chunks else np.empty(0, dtype=np.float32)
+
+
+def run_readings(
+    session: ort.InferenceSession, gate: ort.InferenceSession | None, images: np.ndarray, max_batch: int = 1024
+) -> np.ndarray:
+    """[N, 1, H, W] float32 -> [N, 2]: P(open) and the eye gate's P(eye) (NaN without a gate)."""
+    readings = np.full((len(images), 2), np.nan, dtype=np.float32)
+    readings[:, 0] = run_prob_open(session, images, max_batch)
+    if gate is not None:
+        readings[:, 1] = run_prob_open(gate, images, max_batch)  # the same shapes: one probability per crop
+    return readings

@@ -61,10 +61,19 @@ def eye_crop(pixels: np.ndarray, box: types_pb2.Box) -> types_pb2.Image | None:
     return types_pb2.Image(raw=raw)
 
 
-def add_eye_crops(pixels: np.ndarray, faces: list[detector_pb2.FaceDetection]) -> None:
+def mark_unjudgeable(faces: list[detector_pb2.FaceDetection], width: int, height: int) -> None:
+    """EYE_OUTSIDE_FRAME for eyes centred outside the frame or mostly outside it."""
     for face in faces:
         for eye in (face.left_eye, face.right_eye):
-            crop = eye_crop(pixels, eye.box)
+            if images.mostly_outside(eye.box, width, height):
+                eye.unjudgeable = types_pb2.UNKNOWN_REASON_EYE_OUTSIDE_FRAME
+
+
+def add_eye_crops(pixels: np.ndarray, faces: list[detector_pb2.FaceDetection]) -> None:
+    """Each judgeable eye's pixels (those marked unjudgeable get none)."""
+    for face in faces:
+        for eye in (face.left_eye, face.right_eye):
+            crop = None if eye.unjudgeable else eye_crop(pixels, eye.box)
             if crop is not None:
                 eye.crop.CopyFrom(crop)
 
@@ -124,6 +133,7 @@ class DetectorServicer(detector_pb2_grpc.DetectorServiceServicer):
         else:
             ids = list(range(1, len(faces) + 1))
         messages = [face_message(face, track_id) for face, track_id in zip(faces, ids, strict=True)]
+        mark_unjudgeable(messages, pixels.shape[1], pixels.shape[0])
         if request.eye_crops:
             add_eye_crops(pixels, messages)
         has_timestamp = frame.HasField("timestamp_us")

@@ -19,6 +19,7 @@ class EyeStateBackend(Protocol):
         """Cheap readiness check used by the health service."""
 
     async def infer(self, images: np.ndarray, timeout: float | None = None) -> np.ndarray:
-        """[N, 1, H, W] float32 (the shared preprocessing's output) -> P(open) [N] float32."""
+        """[N, 1, H, W] float32 (the shared preprocessing's output) -> [N, 2] float32: P(open), and the eye
+        gate's P(eye) (NaN when the backend has no gate model)."""
 
     async def close(self) -> None: ...

@@ -8,6 +8,8 @@ cache and classify about 1.7x more crops/s than one run of 256 (bench/bench_eye_
 default delay of 0 a lone request never waits, while a busy server still batches whatever queued up during
 the previous run. The queue is bounded: when it is full, callers wait (backpressure) instead of piling up work.
 
+Each run also scores the crops with the eye gate (`<repository>/eye_gate`, when present): P(this is an eye).
+
 Idle fast path: a request of at most `inline_max_crops` crops that arrives while no inference is queued or
 running runs at once on the event-loop thread, on a second, single-threaded session. Handing a few crops to a
 worker thread and back, and splitting a ~0.05 ms run across intra-op threads, costs more than the run itself,
@@ -18,6 +20,7 @@ while a batch is pending, take the batching path.
 from __future__ import annotations
 
 import asyncio
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +29,16 @@ import numpy as np
 
 from blinkstack.common import metrics
 from blinkstack.common.backend import BackendInfo, BackendUnavailable
-from blinkstack.common.model_repository import EYE_STATE_MODEL, file_sha256, read_config, resolve_model_file
-from blinkstack.common.onnx_runtime import CPU_PROVIDER, create_session, run_prob_open
+from blinkstack.common.model_repository import (
+    EYE_GATE_MODEL,
+    EYE_STATE_MODEL,
+    file_sha256,
+    read_config,
+    resolve_model_file,
+)
+from blinkstack.common.onnx_runtime import CPU_PROVIDER, create_session, run_readings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -49,6 +60,7 @@ class OnnxRuntimeBackend:
         providers: list[str] | None = None,
         inline_max_crops: int = 4,
         run_batch: int = 32,
+        gate: bool = True,
     ) -> None:
         for flag, value, lowest in (
             ("--max-batch", max_batch, 1),
@@ -65,6 +77,8 @@ class OnnxRuntimeBackend:
         self._providers = providers
         self._inline_max_crops, self._run_batch = inline_max_crops, run_batch
         self._session = self._inline_session = None
+        self._gate_dir = Path(repository) / EYE_GATE_MODEL if gate else None
+        self._gate = self._inline_gate = None
         self._worker: asyncio.Task | None = None
         self._batch_sizes = metrics.EYESTATE_BATCH_SIZE.labels("onnxruntime")
         self._in_flight = 0  # infer calls on the batching path: queued, running or awaiting their result
@@ -80,11 +94,27 @@ class OnnxRuntimeBackend:
                 self._inline_session = self._session
             else:
                 self._inline_session = await asyncio.to_thread(create_session, model_file, 1, self._providers)
+        await self._start_gate()
         max_batch = min(self._max_batch, int(config.get("max_batch_size", self._max_batch)) or self._max_batch)
         self.info = BackendInfo("onnxruntime", self._model_name, str(version), max_batch, file_sha256(model_file))
         self._queue: asyncio.Queue[_Job] = asyncio.Queue(self._queue_size)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnxruntime")
         self._worker = asyncio.create_task(self._batch_loop(), name="onnxruntime-batcher")
+
+    async def _start_gate(self) -> None:
+        if self._gate_dir is None:
+            return
+        if not self._gate_dir.is_dir():
+            log.warning(
+                "no eye gate model at %s: crops that are not eyes get OPEN/CLOSED, never UNKNOWN", self._gate_dir
+            )
+            return
+        gate_file, _ = resolve_model_file(self._gate_dir)
+        self._gate = await asyncio.to_thread(create_session, gate_file, self._threads, self._providers)
+        if self._inline_session is self._session:
+            self._inline_gate = self._gate
+        elif self._inline_session is not None:
+            self._inline_gate = await asyncio.to_thread(create_session, gate_file, 1, self._providers)
 
     async def ready(self) -> bool:
         return self._session is not None and self._worker is not None and not self._worker.done()
@@ -94,7 +124,7 @@ class OnnxRuntimeBackend:
             raise BackendUnavailable("the ONNX Runtime backend is not running")
         if self._inline_session is not None and self._in_flight == 0 and len(images) <= self._inline_max_crops:
             self._batch_sizes.observe(len(images))
-            return run_prob_open(self._inline_session, images)
+            return run_readings(self._inline_session, self._inline_gate, images)
         job = _Job(images, asyncio.get_running_loop().create_future())
         self._in_flight += 1
         try:
@@ -137,7 +167,9 @@ class OnnxRuntimeBackend:
             batch = jobs[0].images if len(jobs) == 1 else np.concatenate([job.images for job in jobs])
             self._batch_sizes.observe(len(batch))
             try:
-                probs = await loop.run_in_executor(self._executor, run_prob_open, self._session, batch, self._run_batch)
+                probs = await loop.run_in_executor(
+                    self._executor, run_readings, self._session, self._gate, batch, self._run_batch
+                )
             except Exception as exc:  # the session failed: every caller in the batch learns why
                 for job in jobs:
                     if not job.result.done():

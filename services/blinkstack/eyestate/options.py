@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from blinkstack.common.backend_options import add_backend_options
-from blinkstack.common.config import env_option
+from blinkstack.common.config import env_option, parse_bool
 from blinkstack.common.grpc_server import add_server_options
 from blinkstack.common.model_repository import EYE_STATE_MODEL
 from blinkstack.services import EYESTATE
@@ -22,6 +22,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         0.5,
         float,
         help="prob_open at or above which an eye is OPEN",
+    )
+    env_option(
+        group,
+        "--gate",
+        "BLINKSTACK_EYESTATE_GATE",
+        True,
+        parse_bool,
+        help="score every crop with the eye gate model (eye_gate in the repository or on Triton) and report crops "
+        "that are not eyes as UNKNOWN (NOT_AN_EYE)",
+    )
+    env_option(
+        group,
+        "--uncertain-band",
+        "BLINKSTACK_EYESTATE_UNCERTAIN_BAND",
+        0.0,
+        float,
+        help="prob_open within this distance of --threshold is UNKNOWN (MODEL_UNCERTAIN); 0: off, because a person "
+        "whose open eyes read near the threshold would lose every reading (the aggregator judges eyes against each "
+        "eye's own open level instead)",
     )
     env_option(group, "--max-crops", "BLINKSTACK_EYESTATE_MAX_CROPS", 256, int, help="most crops per request")
     env_option(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 from functools import partial
 
 import cv2
@@ -25,8 +26,13 @@ from blinkstack.v1 import eyestate_pb2, eyestate_pb2_grpc, types_pb2
 
 
 class EyeStateServicer(eyestate_pb2_grpc.EyeStateServiceServicer):
-    def __init__(self, backend: EyeStateBackend, threshold: float = 0.5, max_crops: int = 256) -> None:
+    def __init__(
+        self, backend: EyeStateBackend, threshold: float = 0.5, max_crops: int = 256, uncertain_band: float = 0.0
+    ) -> None:
+        if not 0.0 <= uncertain_band < 0.5:
+            raise ValueError(f"--uncertain-band must be in [0, 0.5) (got {uncertain_band})")
         self.backend, self.threshold, self.max_crops = backend, threshold, max_crops
+        self.uncertain_band = uncertain_band
 
     def _check_request(self, request: eyestate_pb2.ClassifyEyesRequest) -> int:
         """Everything that can be checked before decoding: counts, image headers, boxes. Returns the pixels
@@ -70,14 +76,24 @@ class EyeStateServicer(eyestate_pb2_grpc.EyeStateServiceServicer):
             batch = await asyncio.to_thread(self._model_input, request)
         else:
             batch = self._model_input(request)
-        probs = await self.backend.infer(batch, timeout=context.time_remaining())
-        metrics.EYESTATE_CROPS.labels(self.backend.info.name).inc(len(probs))
-        open_, closed = types_pb2.EYE_STATE_OPEN, types_pb2.EYE_STATE_CLOSED
-        results = [
-            eyestate_pb2.EyeStateResult(prob_open=float(p), state=open_ if p >= self.threshold else closed)
-            for p in probs
-        ]
+        readings = await self.backend.infer(batch, timeout=context.time_remaining())
+        metrics.EYESTATE_CROPS.labels(self.backend.info.name).inc(len(readings))
+        results = [self.result(float(prob_open), float(prob_eye)) for prob_open, prob_eye in readings]
         return eyestate_pb2.ClassifyEyesResponse(results=results, model=self._model_ref())
+
+    def result(self, prob_open: float, prob_eye: float) -> eyestate_pb2.EyeStateResult:
+        """One crop's answer: UNKNOWN when it is not an eye or prob_open sits in the uncertain band."""
+        result = eyestate_pb2.EyeStateResult(prob_open=prob_open)
+        if not math.isnan(prob_eye):
+            result.prob_eye = prob_eye
+        if prob_eye < 0.5:  # False for NaN: no gate, no verdict
+            result.state, result.reason = types_pb2.EYE_STATE_UNKNOWN, types_pb2.UNKNOWN_REASON_NOT_AN_EYE
+        elif abs(prob_open - self.threshold) < self.uncertain_band:
+            result.state, result.reason = types_pb2.EYE_STATE_UNKNOWN, types_pb2.UNKNOWN_REASON_MODEL_UNCERTAIN
+        else:
+            result.state = types_pb2.EYE_STATE_OPEN if prob_open >= self.threshold else types_pb2.EYE_STATE_CLOSED
+        metrics.EYESTATE_STATES.labels(types_pb2.EyeState.Name(result.state).removeprefix("EYE_STATE_")).inc()
+        return result
 
     async def GetModelInfo(
         self, request: eyestate_pb2.GetModelInfoRequest, context: grpc.aio.ServicerContext
@@ -99,7 +115,10 @@ def build_backend(args: argparse.Namespace) -> EyeStateBackend:
     if options.backend == "triton":
         from blinkstack.eyestate.triton_backend import TritonBackend
 
-        return TritonBackend.from_options(options)
+        backend = TritonBackend.from_options(options)
+        if not args.gate:
+            backend.gate = None
+        return backend
     from blinkstack.eyestate.onnxruntime_backend import OnnxRuntimeBackend
 
     return OnnxRuntimeBackend(
@@ -112,11 +131,12 @@ def build_backend(args: argparse.Namespace) -> EyeStateBackend:
         providers=options.providers,
         inline_max_crops=args.inline_max_crops,
         run_batch=args.run_batch,
+        gate=args.gate,
     )
 
 
 def build_host(args: argparse.Namespace, backend: EyeStateBackend) -> ServiceHost:
-    servicer = EyeStateServicer(backend, threshold=args.threshold, max_crops=args.max_crops)
+    servicer = EyeStateServicer(backend, args.threshold, args.max_crops, args.uncertain_band)
     register = partial(eyestate_pb2_grpc.add_EyeStateServiceServicer_to_server, servicer)
     return ServiceHost(settings_from_args(args), EYESTATE, register, backend.ready)
 

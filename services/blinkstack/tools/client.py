@@ -17,6 +17,7 @@ from blinkstack.aggregator import events as event_forms
 from blinkstack.common.preprocess import decode_image
 from blinkstack.common.security import client_security
 from blinkstack.tools.annotate import draw_faces
+from blinkstack.tools.frames_table import reason_name, state_name
 from blinkstack.tools.scoring import load_spans, score
 from blinkstack.v1 import (
     aggregator_pb2,
@@ -50,8 +51,8 @@ def classify(args: argparse.Namespace) -> int:
                 print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
                 return 1
             for path, result in zip(chunk, response.results, strict=True):
-                state = types_pb2.EyeState.Name(result.state).removeprefix("EYE_STATE_").lower()
-                print(f"{path}\t{result.prob_open:.4f}\t{state}")
+                why = f" ({reason_name(result.reason)})" if result.reason else ""
+                print(f"{path}\t{result.prob_open:.4f}\t{state_name(result.state)}{why}")
     return 0
 
 

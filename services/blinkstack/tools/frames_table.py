@@ -1,6 +1,7 @@
 """frames.csv: one row per frame and face, as `blinkstack watch` receives them (a frame without a face is one
-row with the face columns empty). Written as the results arrive, so a run of any length stays in constant
-memory. The README's "Per-frame export" table documents COLUMNS; a test keeps the two equal."""
+row with the face columns empty and both eyes UNKNOWN, reason NO_FACE). Written as the results arrive, so a run
+of any length stays in constant memory. The README's "Per-frame export" table documents COLUMNS; a test keeps
+the two equal."""
 
 from __future__ import annotations
 
@@ -28,8 +29,14 @@ COLUMNS = (
             (f"{eye}_x", f"the subject's {eye} eye box, left edge"),
             (f"{eye}_y", f"the subject's {eye} eye box, top edge"),
             (f"{eye}_size", f"the {eye} eye box side (square)"),
-            (f"{eye}_prob_open", f"P({eye} eye open) from the model (empty: not judged)"),
-            (f"{eye}_state", f"open, closed, or empty when the {eye} eye was not judged (box under --min-eye-px)"),
+            (f"{eye}_prob_open", f"P({eye} eye open) from the model (empty: not classified)"),
+            (f"{eye}_prob_eye", f"the eye gate's P(the {eye} eye's crop is an eye) (empty: not classified)"),
+            (f"{eye}_state", "open, closed or unknown"),
+            (
+                f"{eye}_reason",
+                "why unknown: no_face, eye_too_small, eye_outside_frame, low_confidence_detection, "
+                "model_uncertain or not_an_eye (empty when open or closed)",
+            ),
         )
     ),
     ("detect_us", "time in the detector call"),
@@ -37,19 +44,30 @@ COLUMNS = (
     ("aggregate_us", "time in the aggregator's own work (tracking, engine, Redis)"),
     ("latency_ms", "frame sent to result back, at the client"),
 )
-_STATES = {types_pb2.EYE_STATE_OPEN: "open", types_pb2.EYE_STATE_CLOSED: "closed"}
+
+
+def state_name(state: int) -> str:
+    return types_pb2.EyeState.Name(state).removeprefix("EYE_STATE_").lower()
+
+
+def reason_name(reason: int) -> str:
+    return types_pb2.UnknownReason.Name(reason).removeprefix("UNKNOWN_REASON_").lower() if reason else ""
 
 
 def _eye(reading: aggregator_pb2.EyeReading) -> list:
-    judged = reading.state in _STATES
     box = reading.box
     return [
         round(box.x, 1),
         round(box.y, 1),
         round(box.width, 1),
-        round(reading.prob_open, 5) if judged else "",
-        _STATES.get(reading.state, ""),
+        round(reading.prob_open, 5) if reading.HasField("prob_open") else "",
+        round(reading.prob_eye, 5) if reading.HasField("prob_eye") else "",
+        state_name(reading.state),
+        reason_name(reading.reason),
     ]
+
+
+_NO_FACE = ["", "", "", "", "", state_name(types_pb2.EYE_STATE_UNKNOWN), reason_name(types_pb2.UNKNOWN_REASON_NO_FACE)]
 
 
 class FrameTable:
@@ -65,7 +83,7 @@ class FrameTable:
         t = result.timings
         tail = [t.detect_us, t.classify_us, t.aggregate_us, round(latency_s * 1e3, 2)]
         if not result.faces:
-            self._writer.writerow([*head, *[""] * (len(COLUMNS) - len(head) - len(tail)), *tail])
+            self._writer.writerow([*head, *[""] * 6, *_NO_FACE, *_NO_FACE, *tail])
         for face in result.faces:
             b = face.box
             box = [round(b.x, 1), round(b.y, 1), round(b.width, 1), round(b.height, 1), round(face.score, 4)]

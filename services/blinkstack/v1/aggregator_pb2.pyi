@@ -16,6 +16,14 @@ class EventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EVENT_TYPE_WINK_LEFT: _ClassVar[EventType]
     EVENT_TYPE_WINK_RIGHT: _ClassVar[EventType]
     EVENT_TYPE_LONG_CLOSURE: _ClassVar[EventType]
+    EVENT_TYPE_DROWSINESS: _ClassVar[EventType]
+
+class DrowsinessLevel(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DROWSINESS_LEVEL_UNSPECIFIED: _ClassVar[DrowsinessLevel]
+    DROWSINESS_LEVEL_AWAKE: _ClassVar[DrowsinessLevel]
+    DROWSINESS_LEVEL_DROWSY: _ClassVar[DrowsinessLevel]
+    DROWSINESS_LEVEL_ASLEEP: _ClassVar[DrowsinessLevel]
 
 class EventPhase(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -34,6 +42,11 @@ EVENT_TYPE_BLINK: EventType
 EVENT_TYPE_WINK_LEFT: EventType
 EVENT_TYPE_WINK_RIGHT: EventType
 EVENT_TYPE_LONG_CLOSURE: EventType
+EVENT_TYPE_DROWSINESS: EventType
+DROWSINESS_LEVEL_UNSPECIFIED: DrowsinessLevel
+DROWSINESS_LEVEL_AWAKE: DrowsinessLevel
+DROWSINESS_LEVEL_DROWSY: DrowsinessLevel
+DROWSINESS_LEVEL_ASLEEP: DrowsinessLevel
 EVENT_PHASE_UNSPECIFIED: EventPhase
 EVENT_PHASE_STARTED: EventPhase
 EVENT_PHASE_ENDED: EventPhase
@@ -43,7 +56,7 @@ FRAME_STATUS_DUPLICATE: FrameStatus
 FRAME_STATUS_LATE: FrameStatus
 
 class BlinkEvent(_message.Message):
-    __slots__ = ("id", "stream_id", "track_id", "type", "phase", "start_us", "end_us", "duration_ms", "min_prob_open", "truncated", "key", "cursor")
+    __slots__ = ("id", "stream_id", "track_id", "type", "phase", "start_us", "end_us", "duration_ms", "min_prob_open", "truncated", "key", "cursor", "level", "escalation")
     ID_FIELD_NUMBER: _ClassVar[int]
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]
     TRACK_ID_FIELD_NUMBER: _ClassVar[int]
@@ -56,6 +69,8 @@ class BlinkEvent(_message.Message):
     TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     CURSOR_FIELD_NUMBER: _ClassVar[int]
+    LEVEL_FIELD_NUMBER: _ClassVar[int]
+    ESCALATION_FIELD_NUMBER: _ClassVar[int]
     id: str
     stream_id: str
     track_id: int
@@ -68,19 +83,25 @@ class BlinkEvent(_message.Message):
     truncated: bool
     key: str
     cursor: str
-    def __init__(self, id: _Optional[str] = ..., stream_id: _Optional[str] = ..., track_id: _Optional[int] = ..., type: _Optional[_Union[EventType, str]] = ..., phase: _Optional[_Union[EventPhase, str]] = ..., start_us: _Optional[int] = ..., end_us: _Optional[int] = ..., duration_ms: _Optional[int] = ..., min_prob_open: _Optional[float] = ..., truncated: _Optional[bool] = ..., key: _Optional[str] = ..., cursor: _Optional[str] = ...) -> None: ...
+    level: DrowsinessLevel
+    escalation: int
+    def __init__(self, id: _Optional[str] = ..., stream_id: _Optional[str] = ..., track_id: _Optional[int] = ..., type: _Optional[_Union[EventType, str]] = ..., phase: _Optional[_Union[EventPhase, str]] = ..., start_us: _Optional[int] = ..., end_us: _Optional[int] = ..., duration_ms: _Optional[int] = ..., min_prob_open: _Optional[float] = ..., truncated: _Optional[bool] = ..., key: _Optional[str] = ..., cursor: _Optional[str] = ..., level: _Optional[_Union[DrowsinessLevel, str]] = ..., escalation: _Optional[int] = ...) -> None: ...
 
 class EyeReading(_message.Message):
-    __slots__ = ("eye", "box", "prob_open", "state")
+    __slots__ = ("eye", "box", "prob_open", "state", "reason", "prob_eye")
     EYE_FIELD_NUMBER: _ClassVar[int]
     BOX_FIELD_NUMBER: _ClassVar[int]
     PROB_OPEN_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    PROB_EYE_FIELD_NUMBER: _ClassVar[int]
     eye: _types_pb2.Eye
     box: _types_pb2.Box
     prob_open: float
     state: _types_pb2.EyeState
-    def __init__(self, eye: _Optional[_Union[_types_pb2.Eye, str]] = ..., box: _Optional[_Union[_types_pb2.Box, _Mapping]] = ..., prob_open: _Optional[float] = ..., state: _Optional[_Union[_types_pb2.EyeState, str]] = ...) -> None: ...
+    reason: _types_pb2.UnknownReason
+    prob_eye: float
+    def __init__(self, eye: _Optional[_Union[_types_pb2.Eye, str]] = ..., box: _Optional[_Union[_types_pb2.Box, _Mapping]] = ..., prob_open: _Optional[float] = ..., state: _Optional[_Union[_types_pb2.EyeState, str]] = ..., reason: _Optional[_Union[_types_pb2.UnknownReason, str]] = ..., prob_eye: _Optional[float] = ...) -> None: ...
 
 class TrackedFace(_message.Message):
     __slots__ = ("track_id", "box", "score", "left_eye", "right_eye")
@@ -191,7 +212,7 @@ class GetStatsRequest(_message.Message):
     def __init__(self, stream_id: _Optional[str] = ..., track_id: _Optional[int] = ...) -> None: ...
 
 class TrackStats(_message.Message):
-    __slots__ = ("stream_id", "track_id", "window_us", "blink_count", "blinks_per_minute", "perclos", "open_ratio", "mean_blink_duration_ms", "last_event", "last_timestamp_us")
+    __slots__ = ("stream_id", "track_id", "window_us", "blink_count", "blinks_per_minute", "perclos", "open_ratio", "mean_blink_duration_ms", "last_event", "last_timestamp_us", "drowsiness")
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]
     TRACK_ID_FIELD_NUMBER: _ClassVar[int]
     WINDOW_US_FIELD_NUMBER: _ClassVar[int]
@@ -202,6 +223,7 @@ class TrackStats(_message.Message):
     MEAN_BLINK_DURATION_MS_FIELD_NUMBER: _ClassVar[int]
     LAST_EVENT_FIELD_NUMBER: _ClassVar[int]
     LAST_TIMESTAMP_US_FIELD_NUMBER: _ClassVar[int]
+    DROWSINESS_FIELD_NUMBER: _ClassVar[int]
     stream_id: str
     track_id: int
     window_us: int
@@ -212,4 +234,5 @@ class TrackStats(_message.Message):
     mean_blink_duration_ms: float
     last_event: BlinkEvent
     last_timestamp_us: int
-    def __init__(self, stream_id: _Optional[str] = ..., track_id: _Optional[int] = ..., window_us: _Optional[int] = ..., blink_count: _Optional[int] = ..., blinks_per_minute: _Optional[float] = ..., perclos: _Optional[float] = ..., open_ratio: _Optional[float] = ..., mean_blink_duration_ms: _Optional[float] = ..., last_event: _Optional[_Union[BlinkEvent, _Mapping]] = ..., last_timestamp_us: _Optional[int] = ...) -> None: ...
+    drowsiness: DrowsinessLevel
+    def __init__(self, stream_id: _Optional[str] = ..., track_id: _Optional[int] = ..., window_us: _Optional[int] = ..., blink_count: _Optional[int] = ..., blinks_per_minute: _Optional[float] = ..., perclos: _Optional[float] = ..., open_ratio: _Optional[float] = ..., mean_blink_duration_ms: _Optional[float] = ..., last_event: _Optional[_Union[BlinkEvent, _Mapping]] = ..., last_timestamp_us: _Optional[int] = ..., drowsiness: _Optional[_Union[DrowsinessLevel, str]] = ...) -> None: ...

@@ -16,16 +16,18 @@ class DetectEyesRequest(_message.Message):
     def __init__(self, frame: _Optional[_Union[_types_pb2.Frame, _Mapping]] = ..., eye_crops: _Optional[bool] = ...) -> None: ...
 
 class EyeDetection(_message.Message):
-    __slots__ = ("eye", "center", "box", "crop")
+    __slots__ = ("eye", "center", "box", "crop", "unjudgeable")
     EYE_FIELD_NUMBER: _ClassVar[int]
     CENTER_FIELD_NUMBER: _ClassVar[int]
     BOX_FIELD_NUMBER: _ClassVar[int]
     CROP_FIELD_NUMBER: _ClassVar[int]
+    UNJUDGEABLE_FIELD_NUMBER: _ClassVar[int]
     eye: _types_pb2.Eye
     center: _types_pb2.Point
     box: _types_pb2.Box
     crop: _types_pb2.Image
-    def __init__(self, eye: _Optional[_Union[_types_pb2.Eye, str]] = ..., center: _Optional[_Union[_types_pb2.Point, _Mapping]] = ..., box: _Optional[_Union[_types_pb2.Box, _Mapping]] = ..., crop: _Optional[_Union[_types_pb2.Image, _Mapping]] = ...) -> None: ...
+    unjudgeable: _types_pb2.UnknownReason
+    def __init__(self, eye: _Optional[_Union[_types_pb2.Eye, str]] = ..., center: _Optional[_Union[_types_pb2.Point, _Mapping]] = ..., box: _Optional[_Union[_types_pb2.Box, _Mapping]] = ..., crop: _Optional[_Union[_types_pb2.Image, _Mapping]] = ..., unjudgeable: _Optional[_Union[_types_pb2.UnknownReason, str]] = ...) -> None: ...
 
 class FaceDetection(_message.Message):
     __slots__ = ("track_id", "box", "score", "left_eye", "right_eye", "landmarks")

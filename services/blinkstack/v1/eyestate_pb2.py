@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from blinkstack.v1 import types_pb2 as blinkstack_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x62linkstack/v1/eyestate.proto\x12\rblinkstack.v1\x1a\x19\x62linkstack/v1/types.proto\"0\n\tCropBatch\x12#\n\x05\x63rops\x18\x01 \x03(\x0b\x32\x14.blinkstack.v1.Image\"\\\n\x0e\x46rameWithBoxes\x12#\n\x05\x66rame\x18\x01 \x01(\x0b\x32\x14.blinkstack.v1.Image\x12%\n\teye_boxes\x18\x02 \x03(\x0b\x32\x12.blinkstack.v1.Box\"y\n\x13\x43lassifyEyesRequest\x12)\n\x05\x63rops\x18\x01 \x01(\x0b\x32\x18.blinkstack.v1.CropBatchH\x00\x12.\n\x05\x66rame\x18\x02 \x01(\x0b\x32\x1d.blinkstack.v1.FrameWithBoxesH\x00\x42\x07\n\x05input\"K\n\x0e\x45yeStateResult\x12\x11\n\tprob_open\x18\x01 \x01(\x02\x12&\n\x05state\x18\x02 \x01(\x0e\x32\x17.blinkstack.v1.EyeState\"n\n\x14\x43lassifyEyesResponse\x12.\n\x07results\x18\x01 \x03(\x0b\x32\x1d.blinkstack.v1.EyeStateResult\x12&\n\x05model\x18\x02 \x01(\x0b\x32\x17.blinkstack.v1.ModelRef\"\x15\n\x13GetModelInfoRequest\")\n\x08ModelRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"\xb1\x01\n\tModelInfo\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.blinkstack.v1.ModelRef\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12\x14\n\x0cinput_height\x18\x03 \x01(\r\x12\x13\n\x0binput_width\x18\x04 \x01(\r\x12\x11\n\tthreshold\x18\x05 \x01(\x02\x12\x1d\n\x15max_crops_per_request\x18\x06 \x01(\r\x12\x0e\n\x06sha256\x18\x07 \x01(\t2\xb8\x01\n\x0f\x45yeStateService\x12W\n\x0c\x43lassifyEyes\x12\".blinkstack.v1.ClassifyEyesRequest\x1a#.blinkstack.v1.ClassifyEyesResponse\x12L\n\x0cGetModelInfo\x12\".blinkstack.v1.GetModelInfoRequest\x1a\x18.blinkstack.v1.ModelInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x62linkstack/v1/eyestate.proto\x12\rblinkstack.v1\x1a\x19\x62linkstack/v1/types.proto\"0\n\tCropBatch\x12#\n\x05\x63rops\x18\x01 \x03(\x0b\x32\x14.blinkstack.v1.Image\"\\\n\x0e\x46rameWithBoxes\x12#\n\x05\x66rame\x18\x01 \x01(\x0b\x32\x14.blinkstack.v1.Image\x12%\n\teye_boxes\x18\x02 \x03(\x0b\x32\x12.blinkstack.v1.Box\"y\n\x13\x43lassifyEyesRequest\x12)\n\x05\x63rops\x18\x01 \x01(\x0b\x32\x18.blinkstack.v1.CropBatchH\x00\x12.\n\x05\x66rame\x18\x02 \x01(\x0b\x32\x1d.blinkstack.v1.FrameWithBoxesH\x00\x42\x07\n\x05input\"\x9d\x01\n\x0e\x45yeStateResult\x12\x11\n\tprob_open\x18\x01 \x01(\x02\x12&\n\x05state\x18\x02 \x01(\x0e\x32\x17.blinkstack.v1.EyeState\x12,\n\x06reason\x18\x03 \x01(\x0e\x32\x1c.blinkstack.v1.UnknownReason\x12\x15\n\x08prob_eye\x18\x04 \x01(\x02H\x00\x88\x01\x01\x42\x0b\n\t_prob_eye\"n\n\x14\x43lassifyEyesResponse\x12.\n\x07results\x18\x01 \x03(\x0b\x32\x1d.blinkstack.v1.EyeStateResult\x12&\n\x05model\x18\x02 \x01(\x0b\x32\x17.blinkstack.v1.ModelRef\"\x15\n\x13GetModelInfoRequest\")\n\x08ModelRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"\xb1\x01\n\tModelInfo\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.blinkstack.v1.ModelRef\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12\x14\n\x0cinput_height\x18\x03 \x01(\r\x12\x13\n\x0binput_width\x18\x04 \x01(\r\x12\x11\n\tthreshold\x18\x05 \x01(\x02\x12\x1d\n\x15max_crops_per_request\x18\x06 \x01(\r\x12\x0e\n\x06sha256\x18\x07 \x01(\t2\xb8\x01\n\x0f\x45yeStateService\x12W\n\x0c\x43lassifyEyes\x12\".blinkstack.v1.ClassifyEyesRequest\x1a#.blinkstack.v1.ClassifyEyesResponse\x12L\n\x0cGetModelInfo\x12\".blinkstack.v1.GetModelInfoRequest\x1a\x18.blinkstack.v1.ModelInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,16 +38,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FRAMEWITHBOXES']._serialized_end=216
   _globals['_CLASSIFYEYESREQUEST']._serialized_start=218
   _globals['_CLASSIFYEYESREQUEST']._serialized_end=339
-  _globals['_EYESTATERESULT']._serialized_start=341
-  _globals['_EYESTATERESULT']._serialized_end=416
-  _globals['_CLASSIFYEYESRESPONSE']._serialized_start=418
-  _globals['_CLASSIFYEYESRESPONSE']._serialized_end=528
-  _globals['_GETMODELINFOREQUEST']._serialized_start=530
-  _globals['_GETMODELINFOREQUEST']._serialized_end=551
-  _globals['_MODELREF']._serialized_start=553
-  _globals['_MODELREF']._serialized_end=594
-  _globals['_MODELINFO']._serialized_start=597
-  _globals['_MODELINFO']._serialized_end=774
-  _globals['_EYESTATESERVICE']._serialized_start=777
-  _globals['_EYESTATESERVICE']._serialized_end=961
+  _globals['_EYESTATERESULT']._serialized_start=342
+  _globals['_EYESTATERESULT']._serialized_end=499
+  _globals['_CLASSIFYEYESRESPONSE']._serialized_start=501
+  _globals['_CLASSIFYEYESRESPONSE']._serialized_end=611
+  _globals['_GETMODELINFOREQUEST']._serialized_start=613
+  _globals['_GETMODELINFOREQUEST']._serialized_end=634
+  _globals['_MODELREF']._serialized_start=636
+  _globals['_MODELREF']._serialized_end=677
+  _globals['_MODELINFO']._serialized_start=680
+  _globals['_MODELINFO']._serialized_end=857
+  _globals['_EYESTATESERVICE']._serialized_start=860
+  _globals['_EYESTATESERVICE']._serialized_end=1044
 # @@protoc_insertion_point(module_scope)

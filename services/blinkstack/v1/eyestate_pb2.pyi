@@ -30,12 +30,16 @@ class ClassifyEyesRequest(_message.Message):
     def __init__(self, crops: _Optional[_Union[CropBatch, _Mapping]] = ..., frame: _Optional[_Union[FrameWithBoxes, _Mapping]] = ...) -> None: ...
 
 class EyeStateResult(_message.Message):
-    __slots__ = ("prob_open", "state")
+    __slots__ = ("prob_open", "state", "reason", "prob_eye")
     PROB_OPEN_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    PROB_EYE_FIELD_NUMBER: _ClassVar[int]
     prob_open: float
     state: _types_pb2.EyeState
-    def __init__(self, prob_open: _Optional[float] = ..., state: _Optional[_Union[_types_pb2.EyeState, str]] = ...) -> None: ...
+    reason: _types_pb2.UnknownReason
+    prob_eye: float
+    def __init__(self, prob_open: _Optional[float] = ..., state: _Optional[_Union[_types_pb2.EyeState, str]] = ..., reason: _Optional[_Union[_types_pb2.UnknownReason, str]] = ..., prob_eye: _Optional[float] = ...) -> None: ...
 
 class ClassifyEyesResponse(_message.Message):
     __slots__ = ("results", "model")

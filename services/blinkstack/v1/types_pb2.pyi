@@ -23,6 +23,17 @@ class EyeState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EYE_STATE_UNSPECIFIED: _ClassVar[EyeState]
     EYE_STATE_OPEN: _ClassVar[EyeState]
     EYE_STATE_CLOSED: _ClassVar[EyeState]
+    EYE_STATE_UNKNOWN: _ClassVar[EyeState]
+
+class UnknownReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    UNKNOWN_REASON_UNSPECIFIED: _ClassVar[UnknownReason]
+    UNKNOWN_REASON_NO_FACE: _ClassVar[UnknownReason]
+    UNKNOWN_REASON_EYE_TOO_SMALL: _ClassVar[UnknownReason]
+    UNKNOWN_REASON_EYE_OUTSIDE_FRAME: _ClassVar[UnknownReason]
+    UNKNOWN_REASON_LOW_CONFIDENCE_DETECTION: _ClassVar[UnknownReason]
+    UNKNOWN_REASON_MODEL_UNCERTAIN: _ClassVar[UnknownReason]
+    UNKNOWN_REASON_NOT_AN_EYE: _ClassVar[UnknownReason]
 PIXEL_FORMAT_UNSPECIFIED: PixelFormat
 PIXEL_FORMAT_GRAY8: PixelFormat
 PIXEL_FORMAT_BGR8: PixelFormat
@@ -32,6 +43,14 @@ EYE_RIGHT: Eye
 EYE_STATE_UNSPECIFIED: EyeState
 EYE_STATE_OPEN: EyeState
 EYE_STATE_CLOSED: EyeState
+EYE_STATE_UNKNOWN: EyeState
+UNKNOWN_REASON_UNSPECIFIED: UnknownReason
+UNKNOWN_REASON_NO_FACE: UnknownReason
+UNKNOWN_REASON_EYE_TOO_SMALL: UnknownReason
+UNKNOWN_REASON_EYE_OUTSIDE_FRAME: UnknownReason
+UNKNOWN_REASON_LOW_CONFIDENCE_DETECTION: UnknownReason
+UNKNOWN_REASON_MODEL_UNCERTAIN: UnknownReason
+UNKNOWN_REASON_NOT_AN_EYE: UnknownReason
 
 class RawImage(_message.Message):
     __slots__ = ("pixels", "width", "height", "format")
