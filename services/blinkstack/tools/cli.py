@@ -15,7 +15,7 @@ from blinkstack.common.security import ClientSecurity, add_client_security_optio
 from blinkstack.local import commands as local
 from blinkstack.serve import add_serve_parser
 from blinkstack.services import AGGREGATOR, DETECTOR, EYESTATE
-from blinkstack.tools import client, progress
+from blinkstack.tools import alerts, client, progress
 from blinkstack.tools.reports import write_outputs
 from blinkstack.tools.watch import SourceError, default_stream_id, watch
 
@@ -116,6 +116,12 @@ def _add_client_commands(sub: argparse._SubParsersAction) -> None:
     events.add_argument("--format", choices=["text", "json", "csv"], default="text", help="json: JSON Lines")
     add_client_security_options(events)
     events.set_defaults(run=client.events)
+
+    alert = sub.add_parser("alerts", help="forward drowsiness alerts to a webhook (at least once) or stdout")
+    env_option(alert, "--target", AGGREGATOR.address_env, AGGREGATOR.default_address(), help="aggregator address")
+    alerts.add_arguments(alert)
+    add_client_security_options(alert)
+    alert.set_defaults(run=alerts.forward)
 
     stats = sub.add_parser("stats", help="a track's blink rate, PERCLOS and last event")
     env_option(stats, "--target", AGGREGATOR.address_env, AGGREGATOR.default_address(), help="aggregator address")

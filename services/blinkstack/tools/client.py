@@ -156,7 +156,6 @@ def events(args: argparse.Namespace) -> int:
 
 
 def stats(args: argparse.Namespace) -> int:
-
     request = aggregator_pb2.GetStatsRequest(stream_id=args.stream_id, track_id=args.track_id)
     with client_security(args).channel(args.target) as channel:
         try:
@@ -169,6 +168,7 @@ def stats(args: argparse.Namespace) -> int:
         f"  blinks {stats.blink_count} ({stats.blinks_per_minute:.1f}/min), mean {stats.mean_blink_duration_ms:.0f} ms"
     )
     print(f"  PERCLOS {stats.perclos:.3f}, eyes open {stats.open_ratio:.1%} of the time")
+    print(f"  drowsiness {aggregator_pb2.DrowsinessLevel.Name(stats.drowsiness).removeprefix('DROWSINESS_LEVEL_')}")
     if stats.HasField("last_event"):
         print(f"  last event: {event_forms.describe(stats.last_event)}")
     return 0

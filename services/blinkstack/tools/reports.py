@@ -39,6 +39,8 @@ def summarize(result: WatchResult, perclos_prob_open: float = 0.2) -> dict:
         "winks_left": names.count("WINK_LEFT"),
         "winks_right": names.count("WINK_RIGHT"),
         "long_closures": names.count("LONG_CLOSURE"),
+        "drowsiness_alerts": sum(e.type == aggregator_pb2.EVENT_TYPE_DROWSINESS for e in result.events),
+        "eyes_unknown_share": float(np.mean([f.unknown for f in faced]) / 2) if faced else 0.0,
         "blinks_per_minute": names.count("BLINK") / minutes if minutes else 0.0,
         "perclos": float(np.mean(closed80)) if closed80 else 0.0,
         "both_eyes_open_share": float(np.mean(opened)) if opened else 0.0,

@@ -48,6 +48,7 @@ class FrameRecord:
     track_ids: list[int]
     left: float | None  # first face's prob_open, None without a face
     right: float | None
+    unknown: int  # the first face's eyes whose state is UNKNOWN (0-2)
     detect_us: int
     classify_us: int
     aggregate_us: int
@@ -181,6 +182,7 @@ def _frame_record(response: aggregator_pb2.FrameResult, latency_s: float) -> Fra
         track_ids=[f.track_id for f in faces],
         left=first.left_eye.prob_open if first and first.left_eye.HasField("prob_open") else None,
         right=first.right_eye.prob_open if first and first.right_eye.HasField("prob_open") else None,
+        unknown=sum(e.state == types_pb2.EYE_STATE_UNKNOWN for e in (first.left_eye, first.right_eye)) if first else 0,
         detect_us=response.timings.detect_us,
         classify_us=response.timings.classify_us,
         aggregate_us=response.timings.aggregate_us,
