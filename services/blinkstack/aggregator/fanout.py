@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator
 from blinkstack.aggregator import cursor
 from blinkstack.aggregator.events import id_order
 from blinkstack.aggregator.store import TRANSIENT, RedisStore, StoreUnavailable
+from blinkstack.common import metrics
 from blinkstack.common.errors import ResourceExhausted
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ class EventFanout:
         await self._started()
         subscriber = _Subscriber(self.buffer)
         self._subscribers.add(subscriber)
+        metrics.AGGREGATOR_SUBSCRIBERS.set(len(self._subscribers))
         # From here on every event after the readers' positions reaches the queue (no await in between).
         positions = positions or [p or "0-0" for p in self._positions]
         try:
@@ -67,6 +69,7 @@ class EventFanout:
                     yield self._deliver(positions, shard, entry)
             while True:
                 if subscriber.overflowed and subscriber.queue.empty():
+                    metrics.AGGREGATOR_SUBSCRIBERS_DROPPED.inc()
                     raise ResourceExhausted(
                         f"this subscriber fell {self.buffer} events behind; resubscribe with "
                         f"after_id={cursor.to_text(positions)}"
@@ -76,6 +79,7 @@ class EventFanout:
                     yield self._deliver(positions, shard, entry)
         finally:
             self._subscribers.discard(subscriber)
+            metrics.AGGREGATOR_SUBSCRIBERS.set(len(self._subscribers))
 
     def _deliver(self, positions: list[str], shard: int, entry: Entry) -> Delivery:
         positions[shard] = entry[0]
@@ -139,6 +143,9 @@ class EventFanout:
                 position = self._positions[shard] = entry[0]
                 for subscriber in list(self._subscribers):
                     subscriber.offer(shard, entry)
+            if entries:
+                fullest = max((s.queue.qsize() for s in self._subscribers), default=0)
+                metrics.AGGREGATOR_SUBSCRIBER_BACKLOG.set(fullest / self.buffer)
 
     async def close(self) -> None:
         self._closing = True

@@ -215,11 +215,14 @@ class CameraStream:
         )
         if frame.seq <= self.last_seq:
             result.status = aggregator_pb2.FRAME_STATUS_DUPLICATE
-            return result
-        try:
-            await self._judge(frame, timestamp, result)
-        except StoreUnavailable as exc:
-            raise ingest.not_accepted(exc) from None
+        else:
+            try:
+                await self._judge(frame, timestamp, result)
+            except StoreUnavailable as exc:
+                raise ingest.not_accepted(exc) from None
+        metrics.AGGREGATOR_FRAMES.labels(
+            aggregator_pb2.FrameStatus.Name(result.status).removeprefix("FRAME_STATUS_")
+        ).inc()
         return result
 
     async def _judge(self, frame: types_pb2.Frame, timestamp: int, result: aggregator_pb2.FrameResult) -> None:

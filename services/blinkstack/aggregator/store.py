@@ -45,6 +45,7 @@ from redis.exceptions import (
 )
 
 from blinkstack.aggregator.cursor import public_id
+from blinkstack.common import metrics
 from blinkstack.common.errors import Unavailable
 
 log = logging.getLogger(__name__)
@@ -205,14 +206,17 @@ class RedisStore:
                 if time.monotonic() + delay > deadline:
                     raise StoreUnavailable(f"Redis at {self.url} is unreachable: {exc}") from None
                 log.warning("Redis unreachable (%s); retrying in %.2f s", exc, delay)
+                metrics.AGGREGATOR_REDIS_RETRIES.inc()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
 
     async def ping(self) -> bool:
         try:
-            return bool(await self.redis.ping())
+            up = bool(await self.redis.ping())
         except (*TRANSIENT, ResponseError):
-            return False
+            up = False
+        metrics.AGGREGATOR_REDIS_UP.set(int(up))
+        return up
 
     async def read_hash(self, key: str) -> dict[str, str]:
         raw = await self.retrying(lambda: self.redis.hgetall(key))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 RPC_REQUESTS = Counter(
     "blinkstack_rpc_requests_total", "RPCs handled, by service, method and status code", ["service", "method", "code"]
@@ -44,4 +44,20 @@ AGGREGATOR_COMMIT_SECONDS = Histogram(
     "blinkstack_aggregator_commit_seconds",
     "Time to write one batch of state and events to Redis",
     buckets=(0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0, 5.0),
+)
+
+AGGREGATOR_FRAMES = Counter(
+    "blinkstack_aggregator_frames_total", "Camera frames answered by TrackFrames, by status", ["status"]
+)
+AGGREGATOR_REDIS_RETRIES = Counter(
+    "blinkstack_aggregator_redis_retries_total", "Redis calls retried while Redis was unreachable or failing over"
+)
+AGGREGATOR_REDIS_UP = Gauge("blinkstack_aggregator_redis_up", "1 while Redis answers the readiness ping, else 0")
+AGGREGATOR_SUBSCRIBERS = Gauge("blinkstack_aggregator_subscribers", "SubscribeBlinks calls following events now")
+AGGREGATOR_SUBSCRIBER_BACKLOG = Gauge(
+    "blinkstack_aggregator_subscriber_backlog_ratio",
+    "The fullest subscriber's queue as a share of --subscriber-buffer (1: it is dropped)",
+)
+AGGREGATOR_SUBSCRIBERS_DROPPED = Counter(
+    "blinkstack_aggregator_subscribers_dropped_total", "Subscribers dropped for falling --subscriber-buffer behind"
 )

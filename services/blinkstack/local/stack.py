@@ -44,7 +44,8 @@ class StackConfig:
     eyestate_port: int = EYESTATE.port
     aggregator_port: int = AGGREGATOR.port
     redis_port: int = 6379
-    metrics: bool = True  # Prometheus on each service's default metrics port
+    metrics: bool = True  # Prometheus on each service's metrics port
+    metrics_ports: dict[str, int] = field(default_factory=dict)  # by service name; default: the service's own
     data_dir: Path = DEFAULT_DATA_DIR
     triton_url: str = ""  # use an existing Triton for the eye-state service
     with_triton: bool = False  # start a local Triton (the tests' launcher) and use it
@@ -54,6 +55,10 @@ class StackConfig:
 
     def address(self, port: int) -> str:
         return f"{self.host}:{port}"
+
+    def metrics_port(self, spec: ServiceSpec) -> int:
+        """The service's Prometheus port (0: none)."""
+        return self.metrics_ports.get(spec.name, spec.metrics_port) if self.metrics else 0
 
     @classmethod
     def on_free_ports(cls, data_dir: Path, **overrides: object) -> StackConfig:
@@ -99,7 +104,7 @@ class Stack:
             "aggregator": c.aggregator_port,
         }
         if c.metrics:
-            wanted.update({f"{spec.name} metrics": spec.metrics_port for spec in (DETECTOR, EYESTATE, AGGREGATOR)})
+            wanted.update({f"{spec.name} metrics": c.metrics_port(spec) for spec in (DETECTOR, EYESTATE, AGGREGATOR)})
         if c.with_triton:
             wanted.update(dict(zip(("triton grpc", "triton http", "triton metrics"), c.triton_ports, strict=True)))
         taken = [f"{name} port {port}" for name, port in wanted.items() if port_in_use(c.host, port)]
@@ -122,7 +127,7 @@ class Stack:
             **env,
             spec.host_env: self.config.host,
             spec.port_env: str(port),
-            spec.metrics_port_env: str(spec.metrics_port if self.config.metrics else 0),
+            spec.metrics_port_env: str(self.config.metrics_port(spec)),
         }
         with open(log_path, "ab") as log:
             process = subprocess.Popen(

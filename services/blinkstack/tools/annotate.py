@@ -21,7 +21,7 @@ def draw_faces(frame: np.ndarray, faces: list, caption: str = "") -> np.ndarray:
     """A BGR copy of `frame` with face boxes, track ids, eye boxes and landmarks.
 
     `faces` are the detector's FaceDetection or the aggregator's TrackedFace messages; for the latter the eye
-    boxes are green when open, red when closed, with prob_open written under them.
+    boxes are green when open, red when closed, grey when unknown, with prob_open written under them.
     """
     image = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR) if frame.ndim == 2 else frame.copy()
     for face in faces:
@@ -30,7 +30,8 @@ def draw_faces(frame: np.ndarray, faces: list, caption: str = "") -> np.ndarray:
         cv2.putText(image, label, (round(face.box.x), max(12, round(face.box.y) - 4)), 0, 0.45, FACE_COLOUR, 1)
         for eye in (face.left_eye, face.right_eye):
             state = getattr(eye, "state", types_pb2.EYE_STATE_UNSPECIFIED)
-            prob = getattr(eye, "prob_open", -1.0)
+            classified = "prob_open" in eye.DESCRIPTOR.fields_by_name and eye.HasField("prob_open")
+            prob = eye.prob_open if classified else -1.0
             colour = {types_pb2.EYE_STATE_OPEN: OPEN_COLOUR, types_pb2.EYE_STATE_CLOSED: CLOSED_COLOUR}.get(
                 state, UNKNOWN_COLOUR
             )

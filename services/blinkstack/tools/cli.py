@@ -79,6 +79,35 @@ def _add_watch_options(parser: argparse.ArgumentParser, video_default: str | Non
     parser.add_argument("--annotated", action="store_true", help="also write annotated.mp4")
 
 
+def _view():
+    """The live view's module: imported when used (its web server is a second of imports other commands skip)."""
+    from blinkstack.tools import view
+
+    return view
+
+
+def demo_view(args: argparse.Namespace, target: str) -> int:
+    """`demo --view`: the demo video through the stack, live in the browser at its own pace."""
+    source = _watch_source(args)
+    stream_id = args.stream_id or default_stream_id(source)
+    realtime = args.realtime is not False
+    return _view().serve_view(
+        target, ClientSecurity(), source, stream_id, [], realtime, args.max_frames, port=args.view_port
+    )
+
+
+def add_view_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--video", help="a video file to stream through the stack (at its frame rate)")
+    source.add_argument("--camera", type=int, help="a camera index to stream through the stack")
+    parser.add_argument("--feed-stream-id", help="stream id for --video/--camera (default <name>-<date-time>)")
+    parser.add_argument("--stream-id", action="append", help="also show this stream, fed by someone else (repeatable)")
+    parser.add_argument("--max-speed", action="store_true", help="--video as fast as the stack answers")
+    parser.add_argument("--max-frames", type=int, help="stop feeding after this many frames")
+    parser.add_argument("--host", default="127.0.0.1", help="address the page is served on (loopback by default)")
+    parser.add_argument("--port", type=int, default=8765, help="port of the page")
+
+
 def _add_client_commands(sub: argparse._SubParsersAction) -> None:
     classify = sub.add_parser("classify", help="print prob_open and state for eye-crop image files")
     classify.add_argument("images", nargs="+", help="PNG/JPEG eye crops")
@@ -144,8 +173,16 @@ def _add_stack_commands(sub: argparse._SubParsersAction) -> None:
 
     demo = sub.add_parser("demo", help="up + watch a video + down (the README's main job)")
     _add_watch_options(demo, video_default=str(paths.data_dir() / DEMO_VIDEO))
+    demo.add_argument("--view", action="store_true", help="show the video live in a browser instead (Ctrl-C ends)")
+    demo.add_argument("--view-port", type=int, default=8765, help="port of the live view (on 127.0.0.1)")
     local.add_stack_options(demo)
-    demo.set_defaults(run=lambda args: local.demo(args, run_watch))
+    demo.set_defaults(run=lambda args: local.demo(args, demo_view if args.view else run_watch))
+
+    view = sub.add_parser("view", help="a live browser view of a running stack: video, timelines, events, stats")
+    env_option(view, "--target", AGGREGATOR.address_env, AGGREGATOR.default_address(), help="aggregator address")
+    add_view_arguments(view)
+    add_client_security_options(view)
+    view.set_defaults(run=lambda args: _view().run_view(args))
 
 
 def build_parser() -> argparse.ArgumentParser:

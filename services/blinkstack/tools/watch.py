@@ -194,9 +194,9 @@ class _Collector:
     """Takes each FrameResult into the WatchResult once (a re-sent frame may be answered twice), draws it, and
     reports it to the callbacks and the progress bar."""
 
-    def __init__(self, result: WatchResult, frames: _FrameSource, writer, table, on_result, on_event, bar) -> None:
+    def __init__(self, result: WatchResult, frames: _FrameSource, writer, table, callbacks, bar) -> None:
         self.result, self.frames, self.writer, self.table, self.bar = result, frames, writer, table, bar
-        self.on_result, self.on_event = on_result, on_event
+        self.on_result, self.on_event, self.on_frame = callbacks
         self.seen: set[int] = set()
         self.began = time.perf_counter()
 
@@ -214,8 +214,11 @@ class _Collector:
         self.result.frames.append(_frame_record(response, latency))
         if self.table is not None:
             self.table.add(response, latency)
-        if self.writer is not None:
-            self.writer.add(self.frames.pixels.pop(response.seq), response)
+        pixels = self.frames.pixels.pop(response.seq, None)
+        if self.writer is not None and pixels is not None:
+            self.writer.add(pixels, response)
+        if self.on_frame is not None and pixels is not None:
+            self.on_frame(pixels, response)
         if self.on_result is not None:
             self.on_result(response)
         for event in response.events:
@@ -244,22 +247,25 @@ def watch(
     security: ClientSecurity | None = None,
     retries: int = 5,
     frames_csv: Path | None = None,
+    on_frame: Callable[[np.ndarray, aggregator_pb2.FrameResult], None] | None = None,
 ) -> WatchResult:
     """Stream the source through TrackFrames; with `annotated`, also write the annotated video there;
-    `on_result` sees every FrameResult (all faces), `on_event` every event; `frames_csv` gets every frame and
-    face (`frames_table.COLUMNS`).
+    `on_result` sees every FrameResult (all faces), `on_event` every event, `on_frame` every frame's pixels with
+    its result (the live view); `frames_csv` gets every frame and face (`frames_table.COLUMNS`).
 
     UNAVAILABLE (the stack restarting a component, a network blip) is retried up to `retries` times in a row
     with backoff, resuming the same stream id and seqs. Only the frames in flight are kept in memory.
     """
-    frames = _FrameSource(source, stream_id, realtime, in_flight, max_frames, keep=annotated is not None)
+    keep = annotated is not None or on_frame is not None
+    frames = _FrameSource(source, stream_id, realtime, in_flight, max_frames, keep=keep)
     result = WatchResult(stream_id, frames.fps)
     writer = _AnnotatedWriter(annotated, frames.fps) if annotated else None
     table = FrameTable(frames_csv) if frames_csv else None
     channel = (security or ClientSecurity()).channel(target)
     stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
     bar = bars.progress(total=frames.total or None, unit="frame", desc=stream_id, disable=not progress)
-    collect, began = _Collector(result, frames, writer, table, on_result, on_event, bar), time.perf_counter()
+    collect = _Collector(result, frames, writer, table, (on_result, on_event, on_frame), bar)
+    began = time.perf_counter()
     failures = 0  # in a row, without a result between them
     try:
         while True:

@@ -1,4 +1,5 @@
-"""Every benchmark script still imports against the package (they run by hand, so nothing else would notice)."""
+"""Every benchmark script still imports against the package (they run by hand, so nothing else would notice).
+They need the tools and local extras, hence not `unit`, which also runs against the service image."""
 
 from __future__ import annotations
 

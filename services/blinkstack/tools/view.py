@@ -1,0 +1,236 @@
+"""`blinkstack view`: a live browser view of a running stack.
+
+A Starlette app (served by uvicorn) on loopback by default, with one page and one server-sent-events stream
+(sse-starlette) that carries three kinds of messages:
+- `frame`: the annotated frame of a stream this view feeds itself (`--video FILE` or `--camera N`, through
+  TrackFrames like `watch`), with each face's per-eye prob_open and state for the scrolling timelines;
+- `event`: every event of the shown streams, from SubscribeBlinks (also of streams others feed: `--stream-id`);
+- `stats`: each track's blinks/min, PERCLOS and drowsiness level from GetStats, every second.
+The page draws the timelines with uPlot (vendored under `view_static/vendor`, MIT): nothing is loaded from the
+internet. The gRPC work runs on threads; the `Hub` hands their messages to the event loop, and each browser
+gets a bounded queue, so a slow browser loses frames, never the stack's time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import cv2
+import grpc
+import numpy as np
+import uvicorn
+from sse_starlette.sse import EventSourceResponse
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from blinkstack.aggregator import events as event_forms
+from blinkstack.common.security import ClientSecurity, client_security
+from blinkstack.tools.annotate import draw_faces
+from blinkstack.tools.frames_table import reason_name, state_name
+from blinkstack.tools.watch import default_stream_id, watch
+from blinkstack.v1 import aggregator_pb2, aggregator_pb2_grpc
+
+log = logging.getLogger("blinkstack.view")
+STATIC = Path(__file__).parent / "view_static"
+CLIENT_QUEUE = 64  # messages a browser may fall behind before frames are dropped for it
+FRAME_WIDTH = 480  # frames are sent scaled to this width: a live view, not an archive
+
+
+class Hub:
+    """Messages from the gRPC threads to every connected browser, and the latest of each for late joiners."""
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.clients: set[asyncio.Queue] = set()
+        self.latest: dict[str, dict] = {}  # per (kind, stream[, track]): the last message, replayed on connect
+        self.events: list[dict] = []  # the last events, replayed on connect
+
+    def publish(self, kind: str, data: dict, key: str) -> None:
+        """From any thread."""
+        message = {"event": kind, "data": json.dumps(data)}
+        if kind == "event":
+            self.events = [*self.events[-49:], message]
+        else:
+            self.latest[f"{kind}/{key}"] = message
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self._fan_out, message)
+
+    def _fan_out(self, message: dict) -> None:
+        for queue in self.clients:
+            if queue.full() and message["event"] == "frame":
+                continue  # this browser is behind: it skips a frame
+            if queue.full():
+                queue.get_nowait()
+            queue.put_nowait(message)
+
+    async def stream(self, request: Request):
+        queue: asyncio.Queue = asyncio.Queue(CLIENT_QUEUE)
+        for message in [*self.latest.values(), *self.events]:
+            queue.put_nowait(message) if not queue.full() else None
+        self.clients.add(queue)
+        try:
+            while not await request.is_disconnected():
+                try:
+                    yield await asyncio.wait_for(queue.get(), 1.0)
+                except TimeoutError:
+                    continue
+        finally:
+            self.clients.discard(queue)
+
+
+def frame_message(stream_id: str, pixels: np.ndarray, result: aggregator_pb2.FrameResult) -> dict:
+    """The annotated frame (JPEG, base64) and what the timelines need."""
+    image = draw_faces(pixels, list(result.faces))
+    scale = FRAME_WIDTH / image.shape[1]
+    if scale < 1:
+        image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 75])[1].tobytes()
+
+    def eye(reading: aggregator_pb2.EyeReading) -> dict:
+        prob = reading.prob_open if reading.HasField("prob_open") else None
+        return {"prob_open": prob, "state": state_name(reading.state), "reason": reason_name(reading.reason)}
+
+    faces = [{"track_id": f.track_id, "left": eye(f.left_eye), "right": eye(f.right_eye)} for f in result.faces]
+    return {
+        "stream_id": stream_id,
+        "seq": result.seq,
+        "t": result.timestamp_us / 1e6,
+        "jpeg": base64.b64encode(jpeg).decode(),
+        "faces": faces,
+    }
+
+
+class Feeds:
+    """The gRPC side: the stream this view feeds, the event subscription and the stats poller."""
+
+    def __init__(self, hub: Hub, target: str, security: ClientSecurity, streams: list[str]) -> None:
+        self.hub, self.target, self.security, self.streams = hub, target, security, streams
+        self.tracks: set[tuple[str, int]] = set()
+        self.stopping = threading.Event()
+
+    def feed(self, source: str, stream_id: str, realtime: bool, max_frames: int | None) -> None:
+        def on_frame(pixels: np.ndarray, result: aggregator_pb2.FrameResult) -> None:
+            self.tracks.update((stream_id, face.track_id) for face in result.faces)
+            self.hub.publish("frame", frame_message(stream_id, pixels, result), stream_id)
+
+        result = watch(source, self.target, stream_id, realtime=realtime, max_frames=max_frames, progress=False,
+                       on_frame=on_frame, security=self.security)  # fmt: skip
+        log.info("%s: %d frames, %s", stream_id, len(result.frames), result.error or "done")
+
+    def subscribe(self) -> None:
+        """Every event of the shown streams, from now on; re-subscribes (from the last cursor) after errors."""
+        after = ""
+        while not self.stopping.is_set():
+            request = aggregator_pb2.SubscribeBlinksRequest(stream_ids=self.streams, after_id=after)
+            try:
+                with self.security.channel(self.target) as channel:
+                    for event in aggregator_pb2_grpc.AggregatorServiceStub(channel).SubscribeBlinks(request):
+                        after = event.cursor
+                        self.tracks.add((event.stream_id, event.track_id))
+                        data = {**event_forms.to_json(event), "text": event_forms.describe(event)}
+                        self.hub.publish("event", data, event.id)
+            except grpc.RpcError as exc:
+                log.warning("event subscription: %s; retrying", exc.code().name)
+            self.stopping.wait(1.0)
+
+    def poll_stats(self) -> None:
+        with self.security.channel(self.target) as channel:
+            stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
+            while not self.stopping.wait(1.0):
+                for stream_id, track_id in sorted(self.tracks):
+                    request = aggregator_pb2.GetStatsRequest(stream_id=stream_id, track_id=track_id)
+                    try:
+                        stats = stub.GetStats(request, timeout=2)
+                    except grpc.RpcError:
+                        continue
+                    level = aggregator_pb2.DrowsinessLevel.Name(stats.drowsiness).removeprefix("DROWSINESS_LEVEL_")
+                    data = {
+                        "stream_id": stream_id,
+                        "track_id": track_id,
+                        "blinks_per_minute": round(stats.blinks_per_minute, 1),
+                        "perclos": round(stats.perclos, 3),
+                        "mean_blink_ms": round(stats.mean_blink_duration_ms),
+                        "drowsiness": level,
+                    }
+                    self.hub.publish("stats", data, f"{stream_id}/{track_id}")
+
+
+def build_app(hub: Hub) -> Starlette:
+    async def index(request: Request) -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    async def stream(request: Request) -> EventSourceResponse:
+        return EventSourceResponse(hub.stream(request), ping=10)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        hub.loop = asyncio.get_running_loop()  # the gRPC threads hand their messages to this loop
+        yield
+
+    routes = [Route("/", index), Route("/stream", stream), Mount("/static", StaticFiles(directory=STATIC))]
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+def serve_view(
+    target: str,
+    security: ClientSecurity,
+    source: str | None,
+    fed: str | None,
+    shown: list[str],
+    realtime: bool,
+    max_frames: int | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+) -> int:
+    """Serve the page until Ctrl-C; feed `source` (a file or camera index) as stream `fed`, and show `shown`."""
+    streams = [*shown, *([fed] if fed else [])]
+    hub = Hub()
+    feeds = Feeds(hub, target, security, streams)
+    workers = [
+        threading.Thread(target=feeds.subscribe, daemon=True),
+        threading.Thread(target=feeds.poll_stats, daemon=True),
+    ]
+    if source:
+        workers.append(threading.Thread(target=feeds.feed, args=(source, fed, realtime, max_frames), daemon=True))
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: serving the view on {host}: anyone who reaches it sees the video", flush=True)
+    print(f"live view at http://{host}:{port}/ (streams: {', '.join(streams)}; Ctrl-C stops it)", flush=True)
+    for worker in workers:
+        worker.start()
+    try:
+        uvicorn.run(build_app(hub), host=host, port=port, log_level="warning")
+    finally:
+        feeds.stopping.set()
+    return 0
+
+
+def run_view(args: argparse.Namespace) -> int:
+    """`blinkstack view`."""
+    source = str(args.camera) if args.camera is not None else args.video
+    if not source and not args.stream_id:
+        print("error: nothing to show: give --video, --camera or --stream-id", flush=True)
+        return 2
+    fed = (args.feed_stream_id or default_stream_id(source)) if source else None
+    realtime = args.camera is not None or not args.max_speed
+    return serve_view(
+        args.target,
+        client_security(args),
+        source,
+        fed,
+        args.stream_id or [],
+        realtime,
+        args.max_frames,
+        args.host,
+        args.port,
+    )
