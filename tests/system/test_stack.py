@@ -230,8 +230,9 @@ def test_up_stops_everything_it_started_on_sigterm(up):
 
 def test_watch_without_a_stack_says_so(tmp_path):
     target = f"127.0.0.1:{free_port()}"
+    command = [*CLI, "watch", "--video", str(VIDEO), "--target", target, "--max-frames", "3", "--retries", "1"]
     out = subprocess.run(
-        [*CLI, "watch", "--video", str(VIDEO), "--target", target, "--max-frames", "3", "--out", str(tmp_path)],
+        [*command, "--out", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=60,

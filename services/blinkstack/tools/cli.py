@@ -41,6 +41,7 @@ def run_watch(args: argparse.Namespace, target: str, security: ClientSecurity | 
             on_event=lambda event: progress.write(event_forms.describe(event)),
             frames_csv=out_dir / "frames.csv",
             security=security,
+            retries=args.retries,
         )
     except SourceError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -77,6 +78,9 @@ def _add_watch_options(parser: argparse.ArgumentParser, video_default: str | Non
     parser.add_argument("--max-frames", type=int, help="stop after this many frames")
     parser.add_argument("--out", help="output folder (default runs/watch/<stream id>)")
     parser.add_argument("--annotated", action="store_true", help="also write annotated.mp4")
+    parser.add_argument(
+        "--retries", type=int, default=5, help="UNAVAILABLE answers in a row retried (backoff 0.5 s doubling to 8 s)"
+    )
 
 
 def _view():
