@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import contextlib
 import json
 import logging
 import threading
@@ -74,7 +73,8 @@ class Hub:
                 queue.get_nowait()
             queue.put_nowait(message)
 
-    async def stream(self, request: Request):
+    async def stream(self, request: Request) -> AsyncIterator[dict]:
+        self.loop = asyncio.get_running_loop()  # the gRPC threads hand their messages to this loop
         queue: asyncio.Queue = asyncio.Queue(CLIENT_QUEUE)
         for message in [*self.latest.values(), *self.events]:
             queue.put_nowait(message) if not queue.full() else None
@@ -141,7 +141,8 @@ class Feeds:
                         data = {**event_forms.to_json(event), "text": event_forms.describe(event)}
                         self.hub.publish("event", data, event.id)
             except grpc.RpcError as exc:
-                log.warning("event subscription: %s; retrying", exc.code().name)
+                if not self.stopping.is_set():
+                    log.warning("event subscription: %s; retrying", exc.code().name)
             self.stopping.wait(1.0)
 
     def poll_stats(self) -> None:
@@ -173,13 +174,8 @@ def build_app(hub: Hub) -> Starlette:
     async def stream(request: Request) -> EventSourceResponse:
         return EventSourceResponse(hub.stream(request), ping=10)
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        hub.loop = asyncio.get_running_loop()  # the gRPC threads hand their messages to this loop
-        yield
-
     routes = [Route("/", index), Route("/stream", stream), Mount("/static", StaticFiles(directory=STATIC))]
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(routes=routes)
 
 
 def serve_view(
@@ -209,7 +205,9 @@ def serve_view(
     for worker in workers:
         worker.start()
     try:
-        uvicorn.run(build_app(hub), host=host, port=port, log_level="warning")
+        uvicorn.run(build_app(hub), host=host, port=port, log_level="warning", lifespan="off")
+    except KeyboardInterrupt:  # uvicorn hands Ctrl-C on after its own shutdown
+        pass
     finally:
         feeds.stopping.set()
     return 0
