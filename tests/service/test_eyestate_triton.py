@@ -32,6 +32,9 @@ def test_triton_results_equal_embedded_results(services, real_crops):
     np.testing.assert_allclose(probs_of(got), probs_of(expected), atol=1e-5)
     assert [r.state for r in got.results] == [r.state for r in expected.results]
     assert got.model.name == "eye_state" and got.model.version == "1"
+    # The eye gate, served by Triton beside the eye-state model, gives the same prob_eye as the embedded one.
+    assert all(r.HasField("prob_eye") for r in got.results)
+    np.testing.assert_allclose([r.prob_eye for r in got.results], [r.prob_eye for r in expected.results], atol=1e-5)
 
 
 def test_batches_larger_than_max_batch_size_are_split(services, real_crops):
