@@ -44,7 +44,7 @@ from blinkstack_train import data, zju
 from blinkstack_train.augment import augment
 from blinkstack_train.detector_eval import load_faces, paste
 from blinkstack_train.export import MAX_BATCH_SIZE, parity_check, to_onnx
-from blinkstack_train.loop import predict, to_input
+from blinkstack_train.loop import class_weights, predict, to_input
 from blinkstack_train.models import build_model
 from blinkstack_train.video_crops import read_frames
 
@@ -166,7 +166,7 @@ def train_gate(crops: np.ndarray, labels: np.ndarray, epochs: int, seed: int) ->
     rng = np.random.default_rng(seed)
     model = build_model("tiny")
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
-    weights = torch.tensor([len(labels) / (2 * max(1, (labels == c).sum())) for c in (0, 1)], dtype=torch.float32)
+    weights = torch.from_numpy(class_weights(labels))
     for _ in progress(range(epochs), desc="training the eye gate", unit="epoch"):
         model.train()
         order = rng.permutation(len(crops))

@@ -27,7 +27,7 @@ MIN_BLINKS = 3  # blinks in the window before their mean duration counts
 
 
 def evidence_level(
-    perclos: float, observed_s: float, blink_durations_ms: list[float], closed_ms: float, config: EngineConfig
+    perclos: float, observed_s: float, blinks: int, mean_blink_ms: float, closed_ms: float, config: EngineConfig
 ) -> Level:
     """The level the current evidence supports."""
     level = Level.AWAKE
@@ -36,21 +36,23 @@ def evidence_level(
             level = Level.ASLEEP
         elif perclos >= config.drowsy_perclos:
             level = Level.DROWSY
-    if (
-        len(blink_durations_ms) >= MIN_BLINKS
-        and sum(blink_durations_ms) / len(blink_durations_ms) >= config.drowsy_blink_ms
-    ):
+    if blinks >= MIN_BLINKS and mean_blink_ms >= config.drowsy_blink_ms:
         level = max(level, Level.DROWSY)
     if closed_ms >= config.asleep_closure_ms:
         level = Level.ASLEEP
     return level
 
 
-def advance(
-    state: TrackState, target: Level, closed_since_us: int | None, config: EngineConfig
+def update(
+    state: TrackState, perclos: float, observed_s: float, blinks: int, mean_blink_ms: float, config: EngineConfig
 ) -> tuple[TrackState, list[Event]]:
-    """Move the track's level towards `target` (at the state's last observation) and emit what changed."""
+    """Move the track's level towards what the evidence at its last observation supports (PERCLOS and blinks
+    over the window, as `engine.stats` gives them, and how long both eyes have been closed), and emit what
+    changed: level changes and sustained-closure escalations."""
     now = state.last_us or 0
+    closed_since = state.episode.both_since_us if state.episode is not None else None
+    closed_us = now - closed_since if closed_since is not None else 0
+    target = evidence_level(perclos, observed_s, blinks, mean_blink_ms, closed_us / 1000.0, config)
     events: list[Event] = []
     level, below_since = state.level or Level.AWAKE, state.below_since_us
     if target > level:
@@ -63,12 +65,14 @@ def advance(
             events.append(Event(EventType.DROWSINESS, Phase.STARTED, now, now, 1.0, level=level))
     else:
         below_since = None
-    alerts = state.closure_alerts if closed_since_us is not None else 0
-    if closed_since_us is not None:
-        closed_s = (now - closed_since_us) / 1e6
-        while alerts < len(config.closure_alerts_s) and closed_s >= config.closure_alerts_s[alerts]:
-            alerts += 1
-            events.append(
-                Event(EventType.DROWSINESS, Phase.STARTED, closed_since_us, now, 1.0, level=level, escalation=alerts)
-            )
+    alerts = state.closure_alerts if closed_since is not None else 0
+    while (
+        closed_since is not None
+        and alerts < len(config.closure_alerts_s)
+        and closed_us / 1e6 >= config.closure_alerts_s[alerts]
+    ):
+        alerts += 1
+        events.append(
+            Event(EventType.DROWSINESS, Phase.STARTED, closed_since, now, 1.0, level=level, escalation=alerts)
+        )
     return replace(state, level=level, below_since_us=below_since, closure_alerts=alerts), events

@@ -226,18 +226,11 @@ def step(state: TrackState, obs: Observation, config: EngineConfig) -> tuple[Tra
         closure_alerts=state.closure_alerts,
     )
     state = _record(state, events)
-    state, alerts = _drowsiness(state, config)
-    return _record(state, alerts), events + alerts
-
-
-def _drowsiness(state: TrackState, config: EngineConfig) -> tuple[TrackState, list[Event]]:
-    """The track's drowsiness level after this observation, and its DROWSINESS events (drowsiness.py)."""
     summary = stats(state, config)
-    closed_since = state.episode.both_since_us if state.episode is not None else None
-    closed_ms = (state.last_us - closed_since) / 1000.0 if closed_since is not None and state.last_us else 0.0
-    durations = [d for _, d in state.blinks]
-    target = drowsiness.evidence_level(summary.perclos, summary.observed_us / 1e6, durations, closed_ms, config)
-    return drowsiness.advance(state, target, closed_since, config)
+    state, alerts = drowsiness.update(
+        state, summary.perclos, summary.observed_us / 1e6, summary.blink_count, summary.mean_blink_duration_ms, config
+    )
+    return _record(state, alerts), events + alerts
 
 
 def _advance_episode(

@@ -12,7 +12,7 @@ from blinkstack.aggregator import engine
 from blinkstack.v1 import aggregator_pb2
 
 EVENT_ID = re.compile(r"\d+(-\d+)?")  # a Redis stream id, `<ms>-<n>` (`<ms>` alone as a cursor)
-_EYES = {"BLINK": "both", "WINK_LEFT": "left", "WINK_RIGHT": "right", "LONG_CLOSURE": "both", "DROWSINESS": "both"}
+_EYES = {"BLINK": "both", "WINK_LEFT": "left", "WINK_RIGHT": "right", "LONG_CLOSURE": "both"}
 TYPE_NUMBERS = {t.name: aggregator_pb2.EventType.Value(f"EVENT_TYPE_{t.name}") for t in engine.EventType}
 _PHASE_NUMBERS = {p.name: aggregator_pb2.EventPhase.Value(f"EVENT_PHASE_{p.name}") for p in engine.Phase}
 

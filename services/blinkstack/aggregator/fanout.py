@@ -61,8 +61,9 @@ class EventFanout:
         subscriber = _Subscriber(self.buffer)
         self._subscribers.add(subscriber)
         metrics.AGGREGATOR_SUBSCRIBERS.set(len(self._subscribers))
-        # From here on every event after the readers' positions reaches the queue (no await in between).
-        positions = positions or [p or "0-0" for p in self._positions]
+        # From here on every event after the readers' positions reaches the queue (no await in between); every
+        # reader has its position once `_started` returned.
+        positions = positions or list(self._positions)
         try:
             if after_id:
                 async for shard, entry in self._history(positions):
@@ -119,15 +120,14 @@ class EventFanout:
     async def _read(self, shard: int) -> None:
         """One shard's reader: from its newest event at start, every new event to every subscriber."""
         delay = 0.05
-        position = None
         # A flag, not the task's cancellation, ends the loop: redis-py may swallow a cancelled blocking read or
         # turn it into a connection error (what `store.raise_if_cancelled` catches in the retry loop).
         while not self._closing:
             try:
-                if position is None:
-                    position = self._positions[shard] = await self.store.last_event_id(shard)
+                if self._positions[shard] is None:
+                    self._positions[shard] = await self.store.last_event_id(shard)
                     self._ready[shard].set()
-                entries = await self.store.read_events(shard, position, self.block_ms)
+                entries = await self.store.read_events(shard, self._positions[shard], self.block_ms)
                 delay = 0.05
             except Exception as exc:  # every subscriber depends on this task: it must not die
                 if self._closing:
@@ -140,7 +140,7 @@ class EventFanout:
                 delay = min(2 * delay, 1.0)
                 continue
             for entry in entries:
-                position = self._positions[shard] = entry[0]
+                self._positions[shard] = entry[0]
                 for subscriber in list(self._subscribers):
                     subscriber.offer(shard, entry)
             if entries:

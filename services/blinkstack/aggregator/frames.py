@@ -42,7 +42,7 @@ class FrameServices:
     eyestate: eyestate_pb2_grpc.EyeStateServiceStub
     threshold: float = 0.5  # prob_open (relative to the eye's open level) reported as OPEN
     min_eye_px: float = 16.0  # narrower eye boxes are not judged
-    min_face_score: float = 0.5  # eyes of faces detected with a lower score are not judged
+    min_face_score: float = 0.6  # eyes of faces detected with a lower score are not judged
 
 
 def judgeable_faces(detection: detector_pb2.DetectEyesResponse) -> list[detector_pb2.FaceDetection]:
@@ -120,7 +120,7 @@ def unjudgeable(
     """Why `eye` cannot be judged in this frame (an UnknownReason), or 0."""
     if face.score < services.min_face_score:
         return types_pb2.UNKNOWN_REASON_LOW_CONFIDENCE_DETECTION
-    if eye.unjudgeable or images.mostly_outside(eye.box, *size):
+    if images.mostly_outside(eye.box, *size):  # the rule the detector's `unjudgeable` follows too
         return types_pb2.UNKNOWN_REASON_EYE_OUTSIDE_FRAME
     if eye.box.width < services.min_eye_px:
         return types_pb2.UNKNOWN_REASON_EYE_TOO_SMALL
@@ -190,7 +190,6 @@ class CameraStream:
         self.stream_id = ""
         self.tracker = Tracker()
         self.last_seq, self.last_us = -1, -1  # nothing seen: any seq and timestamp (0 included) is new
-        self.model = eyestate_pb2.ModelRef()  # the eye-state model of the last ClassifyEyes answer
 
     async def _start(self, stream_id: str) -> None:
         store = self.services.store
@@ -237,9 +236,9 @@ class CameraStream:
         detected = time.perf_counter()
         faces = judgeable_faces(detection)
         result.faces_dropped = len(detection.faces) - len(faces)
-        verdicts = await self._classify(frame.image, faces, (detection.frame_width, detection.frame_height))
-        if verdicts:
-            result.model.CopyFrom(self.model)
+        verdicts, model = await self._classify(frame.image, faces, (detection.frame_width, detection.frame_height))
+        if model is not None:
+            result.model.CopyFrom(model)
         probs = np.array([[v.usable_prob for v in face] for face in verdicts], dtype=float).reshape(-1, 2)
         classified = time.perf_counter()
 
@@ -269,8 +268,11 @@ class CameraStream:
         result.timings.classify_us = round((classified - detected) * 1e6)
         result.timings.aggregate_us = round((done - classified) * 1e6)
 
-    async def _classify(self, image: types_pb2.Image, faces: list, size: tuple[int, int]) -> list[list[EyeVerdict]]:
-        """Each face's [left, right] verdicts; the eyes that can be judged go to the eye-state service in one call."""
+    async def _classify(
+        self, image: types_pb2.Image, faces: list, size: tuple[int, int]
+    ) -> tuple[list[list[EyeVerdict]], eyestate_pb2.ModelRef | None]:
+        """Each face's [left, right] verdicts, and the model that judged them (None: no eye could be judged); the
+        eyes that can be judged go to the eye-state service in one call."""
         verdicts = [[EyeVerdict(reason=unjudgeable(f, eye, size, self.services)) for eye in eyes_of(f)] for f in faces]
         wanted = [(i, j) for i, face in enumerate(verdicts) for j, verdict in enumerate(face) if not verdict.reason]
         if wanted:
@@ -280,8 +282,8 @@ class CameraStream:
             )
             for (i, j), answer in zip(wanted, reply.results, strict=True):
                 verdicts[i][j] = EyeVerdict.from_result(answer)
-            self.model.CopyFrom(reply.model)
-        return verdicts
+            return verdicts, reply.model
+        return verdicts, None
 
     def _reading(
         self, eye: detector_pb2.EyeDetection, verdict: EyeVerdict, judged: float | None

@@ -148,8 +148,11 @@ class KeyLayout:
     def shard_of(self, stream_id: str) -> int:
         return zlib.crc32(stream_id.encode()) % self.shards
 
+    def _tag(self, shard: int) -> str:
+        return f"{self.prefix}:{{{shard}}}"
+
     def _tagged(self, stream_id: str) -> str:
-        return f"{self.prefix}:{{{self.shard_of(stream_id)}}}"
+        return self._tag(self.shard_of(stream_id))
 
     def track(self, stream_id: str, track_id: int) -> str:
         return f"{self._tagged(stream_id)}:track:{stream_id}:{track_id}"
@@ -158,7 +161,7 @@ class KeyLayout:
         return f"{self._tagged(stream_id)}:stream:{stream_id}"
 
     def events(self, shard: int) -> str:
-        return f"{self.prefix}:{{{shard}}}:events"
+        return f"{self._tag(shard)}:events"
 
     def stream_events(self, stream_id: str) -> str:
         return f"{self._tagged(stream_id)}:events:{stream_id}"
@@ -224,15 +227,16 @@ class RedisStore:
 
     async def apply(self, writes: list[Write]) -> list[list[str] | None]:
         """Apply writes (one MULTI on one Redis; see the module docstring for a cluster); per write, the new
-        event ids (`events.public_id`), or None when it was not newer."""
+        event ids (`cursor.public_id`), or None when it was not newer."""
         if not writes:
             return []
+        shards = [self.keys.shard_of(w.stream_id) for w in writes]
 
         async def run() -> list:
             # Stream ids start with the Redis server's clock in ms; the local clock stands in for it here.
             min_id = f"{int((time.time() - self.events_max_age_s) * 1000)}-0" if self.events_max_age_s > 0 else "0"
             pipe = self.redis.pipeline(transaction=not self.cluster)
-            for w in writes:
+            for w, shard in zip(writes, shards, strict=True):
                 args: list[str | int] = [w.seq, self.events_maxlen, self.stream_events_maxlen, min_id]
                 args += [self.key_ttl_ms, len(w.fields)]
                 for k, v in w.fields.items():
@@ -241,7 +245,6 @@ class RedisStore:
                     args.append(len(event))
                     for k, v in event.items():
                         args += [k, v]
-                shard = self.keys.shard_of(w.stream_id)
                 keys = [w.key, self.keys.events(shard), self.keys.stream_events(w.stream_id)]
                 # EVAL, not EVALSHA: a restarted Redis has an empty script cache, and the script's text costs
                 # less than the round trip a pipeline needs to check the cache first.
@@ -250,8 +253,8 @@ class RedisStore:
 
         results = await self.retrying(run)
         return [
-            [public_id(i.decode(), self.keys.shard_of(w.stream_id), self.shards) for i in r[1:]] if r else None
-            for w, r in zip(writes, results, strict=True)
+            [public_id(i.decode(), shard, self.shards) for i in r[1:]] if r else None
+            for shard, r in zip(shards, results, strict=True)
         ]
 
     async def last_event_id(self, shard: int) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+from collections import Counter
 from functools import partial
 
 import cv2
@@ -79,6 +80,8 @@ class EyeStateServicer(eyestate_pb2_grpc.EyeStateServiceServicer):
         readings = await self.backend.infer(batch, timeout=context.time_remaining())
         metrics.EYESTATE_CROPS.labels(self.backend.info.name).inc(len(readings))
         results = [self.result(float(prob_open), float(prob_eye)) for prob_open, prob_eye in readings]
+        for state, count in Counter(r.state for r in results).items():
+            metrics.EYESTATE_STATES.labels(types_pb2.EyeState.Name(state).removeprefix("EYE_STATE_")).inc(count)
         return eyestate_pb2.ClassifyEyesResponse(results=results, model=self._model_ref())
 
     def result(self, prob_open: float, prob_eye: float) -> eyestate_pb2.EyeStateResult:
@@ -92,7 +95,6 @@ class EyeStateServicer(eyestate_pb2_grpc.EyeStateServiceServicer):
             result.state, result.reason = types_pb2.EYE_STATE_UNKNOWN, types_pb2.UNKNOWN_REASON_MODEL_UNCERTAIN
         else:
             result.state = types_pb2.EYE_STATE_OPEN if prob_open >= self.threshold else types_pb2.EYE_STATE_CLOSED
-        metrics.EYESTATE_STATES.labels(types_pb2.EyeState.Name(result.state).removeprefix("EYE_STATE_")).inc()
         return result
 
     async def GetModelInfo(

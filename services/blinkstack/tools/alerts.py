@@ -88,7 +88,12 @@ class CursorFile:
 
 def forward(args: argparse.Namespace) -> int:
     state = CursorFile(Path(args.state))
-    types = [aggregator_pb2.EventType.Value(f"EVENT_TYPE_{name}") for name in args.types.split(",")]
+    names = args.types.split(",")
+    unknown = [name for name in names if name not in event_forms.TYPE_NUMBERS]
+    if unknown:
+        print(f"error: --types: unknown {unknown}; choose from {', '.join(event_forms.TYPE_NUMBERS)}", file=sys.stderr)
+        return 2
+    types = [event_forms.TYPE_NUMBERS[name] for name in names]
 
     def emit(event: aggregator_pb2.BlinkEvent) -> None:
         if args.webhook:

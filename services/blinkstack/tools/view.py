@@ -67,17 +67,22 @@ class Hub:
 
     def _fan_out(self, message: dict) -> None:
         for queue in self.clients:
-            if queue.full() and message["event"] == "frame":
-                continue  # this browser is behind: it skips a frame
-            if queue.full():
-                queue.get_nowait()
-            queue.put_nowait(message)
+            self._offer(queue, message)
+
+    @staticmethod
+    def _offer(queue: asyncio.Queue, message: dict) -> None:
+        """A browser that is behind skips frames; other messages push out its oldest one."""
+        if queue.full() and message["event"] == "frame":
+            return
+        if queue.full():
+            queue.get_nowait()
+        queue.put_nowait(message)
 
     async def stream(self, request: Request) -> AsyncIterator[dict]:
         self.loop = asyncio.get_running_loop()  # the gRPC threads hand their messages to this loop
         queue: asyncio.Queue = asyncio.Queue(CLIENT_QUEUE)
         for message in [*self.latest.values(), *self.events]:
-            queue.put_nowait(message) if not queue.full() else None
+            self._offer(queue, message)
         self.clients.add(queue)
         try:
             while not await request.is_disconnected():
