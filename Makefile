@@ -4,9 +4,10 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TRITON_STAMP := $(VENV)/triton/.installed
+MEDIAPIPE_STAMP := $(VENV)/mediapipe/.installed
 DEFAULT_MODEL := small
 
-.PHONY: venv triton-env demo up eval eval-video test test-fast check-service-env lint format train-family bench protos
+.PHONY: venv triton-env mediapipe-env demo up eval eval-video test test-fast check-service-env lint format train-family bench protos
 
 # torch is installed first and pinned to the CPU build that pip finds on this machine's disk; the
 # `train` extra's range is then already satisfied, so no multi-GB CUDA build is downloaded.
@@ -27,6 +28,17 @@ $(TRITON_STAMP):
 	touch $(TRITON_STAMP)
 
 triton-env: $(TRITON_STAMP)
+
+# MediaPipe itself (its pins, protobuf < 5 and numpy < 2, conflict with ours), in its own environment inside
+# .venv/: the landmark recipe that bench/bench_cameras.py compares against, and the original runtime that
+# `blinkstack-train import-face-landmarks` checks the converted face landmark model with. Not needed to run or
+# test the stack.
+$(MEDIAPIPE_STAMP):
+	python3 -m venv $(VENV)/mediapipe
+	$(VENV)/mediapipe/bin/pip install -q mediapipe==0.10.21
+	touch $(MEDIAPIPE_STAMP)
+
+mediapipe-env: $(MEDIAPIPE_STAMP)
 
 protos: venv
 	$(PY) protos/generate.py

@@ -1,16 +1,17 @@
-"""Detector speed on the real webcam video (640x480, one face): per-stage split in-process, and the gRPC service.
+"""Detector speed on the real webcam video (640x480, one face): per-stage split in-process, and the gRPC service,
+for each front end.
 
-    .venv/bin/python bench/bench_detector.py [--frames 600] [--input-width 320] [--detect-every 3]
-        [--json runs/bench_detector.json]
+    .venv/bin/python bench/bench_detector.py [--frames 600] [--detect-every 3] [--json runs/bench_detector.json]
 
-1. In-process, per frame: JPEG decode -> detect (prepare: colour + resize; infer: CenterFace on embedded ONNX
-   Runtime; decode: maps -> faces, eye boxes) -> crop (both eye crops cut and preprocessed for the eye-state
-   model). Prints frames/s and p50/p99 ms for the whole frame and for each stage.
-2. Through `blinkstack serve detector` (its own process, loopback), JPEG frames: unary DetectEyes one at a
-   time; one StreamDetectEyes stream with frames back to back (throughput); and one paced at 30 frames/s like
-   a camera (per-frame latency). Prints frames/s and p50/p99 ms per frame.
-3. The two streams again on a server started with `--detect-every N`: the face model on every Nth frame,
-   landmark optical flow in between.
+1. The models alone, one ONNX Runtime thread: the face landmark model on one face region and CenterFace on one
+   frame (p50/p99 ms per call).
+2. In-process, per frame, each front end as one camera's stream: JPEG decode -> faces (prepare: the face region
+   warped upright or the frame scaled; infer: the models on embedded ONNX Runtime; decode: outputs -> faces, eye
+   crops) -> crop (both eye crops cut and preprocessed for the eye-state model). Prints frames/s, p50/p99 ms for
+   the whole frame and each stage, and how many frames ran the face detector.
+3. Through `blinkstack serve detector` (its own process, loopback), JPEG frames, for the landmark front end,
+   CenterFace on every frame, and CenterFace every Nth frame with optical flow: one StreamDetectEyes stream with
+   frames back to back (throughput) and one paced at 30 frames/s like a camera (per-frame latency).
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ import grpc
 import numpy as np
 
 from blinkstack.common.images import box_message, crop
+from blinkstack.common.model_repository import FACE_DETECTOR_MODEL, FACE_LANDMARK_MODEL, resolve_model_file
+from blinkstack.common.onnx_runtime import create_session
 from blinkstack.common.preprocess import decode_image, preprocess_batch
-from blinkstack.detector.backend import OnnxRuntimeDetector
-from blinkstack.detector.engine import DEFAULT_INPUT_WIDTH, FaceDetector
+from blinkstack.detector.front_end import embedded_models
 from blinkstack.local.processes import service_process
 from blinkstack.services import DETECTOR
 from blinkstack.v1 import detector_pb2, detector_pb2_grpc, types_pb2
@@ -55,31 +57,61 @@ def stats(seconds: list[float]) -> dict:
     return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)), "mean_ms": float(ms.mean())}
 
 
-async def in_process(jpegs: list[bytes], input_width: int) -> dict:
-    backend = OnnxRuntimeDetector(ROOT / "model_repository")
-    await backend.start()
-    detector = FaceDetector(backend, input_width)
-    stages: dict[str, list[float]] = {k: [] for k in ("decode", "prepare", "infer", "decode_maps", "crop", "total")}
-    await detector.detect(decode_image(jpegs[0]))  # warm-up
+def models_alone(repository: Path, runs: int = 300) -> dict:
+    """Each model's session.run on one input, one thread."""
+    rng = np.random.default_rng(0)
+    inputs = {
+        FACE_LANDMARK_MODEL: {"images": rng.random((1, 192, 192, 3), dtype=np.float32)},
+        FACE_DETECTOR_MODEL: {"images": rng.uniform(0, 255, (1, 3, 256, 320)).astype(np.float32)},
+    }
+    result = {}
+    for name, feed in inputs.items():
+        session = create_session(resolve_model_file(repository / name)[0], intra_op_threads=1)
+        for _ in range(20):
+            session.run(None, feed)
+        seconds = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            session.run(None, feed)
+            seconds.append(time.perf_counter() - start)
+        result[name] = stats(seconds)
+    return result
+
+
+async def in_process(jpegs: list[bytes], front_end: str, detect_every: int) -> dict:
+    models = embedded_models(ROOT / "model_repository", front_end, detect_every=detect_every)
+    await models.start()
+    stream = models.stream()
+    stages: dict[str, list[float]] = {
+        k: [] for k in ("decode", "prepare", "infer", "decode_out", "flow", "crop", "total")
+    }
+    detected_frames = 0
     for jpeg in jpegs:
         start = time.perf_counter()
         frame = decode_image(jpeg)
         decoded = time.perf_counter()
-        faces, times = await detector.detect(frame)
-        detected = time.perf_counter()
-        crops = [crop(frame, box_message(*e.box), "eye") for face in faces for e in (face.left_eye, face.right_eye)]
+        faces, times, followed = await stream.faces(frame)
+        found = time.perf_counter()
+        eyes = [e for face in faces for e in (face.left_eye, face.right_eye)]
+        crops = [crop(frame, box_message(*e.crop.box, e.crop.angle_deg), "eye") for e in eyes]
         if crops:
             preprocess_batch(crops)
         end = time.perf_counter()
+        detected_frames += not followed
         stages["decode"].append(decoded - start)
         stages["prepare"].append(times.prepare)
         stages["infer"].append(times.infer)
-        stages["decode_maps"].append(times.decode)
-        stages["crop"].append(end - detected)
+        stages["decode_out"].append(times.decode)
+        stages["flow"].append(times.flow)
+        stages["crop"].append(end - found)
         stages["total"].append(end - start)
-    await backend.close()
+    await models.close()
     total = stages["total"]
-    return {"frames_per_s": len(total) / sum(total), **{k: stats(v) for k, v in stages.items()}}
+    return {
+        "frames_per_s": len(total) / sum(total),
+        "frames_running_the_face_detector": detected_frames,
+        **{k: stats(v) for k, v in stages.items()},
+    }
 
 
 def stream(stub: detector_pb2_grpc.DetectorServiceStub, requests: list, fps: float) -> dict:
@@ -101,60 +133,57 @@ def stream(stub: detector_pb2_grpc.DetectorServiceStub, requests: list, fps: flo
     return {"frames_per_s": len(latencies) / elapsed, **(stats(latencies) if fps else {})}
 
 
-def through_service(jpegs: list[bytes], input_width: int, detect_every: int = 1) -> dict:
-    """Unary (only with detect_every 1: it has no effect there) and the two streams, against a fresh server."""
-    env = {"BLINKSTACK_DETECTOR_INPUT_WIDTH": str(input_width), "BLINKSTACK_DETECTOR_DETECT_EVERY": str(detect_every)}
+def through_service(jpegs: list[bytes], front_end: str, detect_every: int = 0) -> dict:
+    """The two streams against a fresh server with this front end."""
+    env = {"BLINKSTACK_DETECTOR_FRONT_END": front_end, "BLINKSTACK_DETECTOR_DETECT_EVERY": str(detect_every)}
     with service_process(DETECTOR, env) as server, grpc.insecure_channel(server.address) as channel:
         stub = detector_pb2_grpc.DetectorServiceStub(channel)
         requests = [
             detector_pb2.DetectEyesRequest(
-                frame=types_pb2.Frame(stream_id="bench", seq=i, image=types_pb2.Image(encoded=jpeg))
+                frame=types_pb2.Frame(stream_id="bench", seq=i, image=types_pb2.Image(encoded=jpeg)), eye_crops=True
             )
             for i, jpeg in enumerate(jpegs)
         ]
         stub.DetectEyes(requests[0], timeout=30)  # warm-up
-        unary = []
-        if detect_every == 1:  # unary calls always detect: measured once, on the plain server
-            for r in requests:
-                start = time.perf_counter()
-                stub.DetectEyes(r, timeout=30)
-                unary.append(time.perf_counter() - start)
-        streams = {
+        return {
             name: stream(stub, requests, fps) for name, fps in (("stream_back_to_back", 0.0), ("stream_at_30fps", 30.0))
         }
-    if not unary:
-        return streams
-    return {"unary_one_at_a_time": {"frames_per_s": len(unary) / sum(unary), **stats(unary)}, **streams}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=600)
-    parser.add_argument("--input-width", type=int, default=DEFAULT_INPUT_WIDTH)
-    parser.add_argument("--detect-every", type=int, default=3, help="for the landmark-flow streams")
+    parser.add_argument("--detect-every", type=int, default=3, help="for the CenterFace landmark-flow runs")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     jpegs = read_jpegs(args.frames)
+    variants = {
+        "landmarks": ("landmarks", 0),
+        "centerface": ("centerface", 1),
+        f"centerface_every_{args.detect_every}": ("centerface", args.detect_every),
+    }
     result = {
         "frames": len(jpegs),
         "frame_size": "640x480",
-        "input_width": args.input_width,
         "cores": len(os.sched_getaffinity(0)),
-        "in_process": asyncio.run(in_process(jpegs, args.input_width)),
-        "service": through_service(jpegs, args.input_width),
-        f"service_detect_every_{args.detect_every}": through_service(jpegs, args.input_width, args.detect_every),
+        "models_alone": models_alone(ROOT / "model_repository"),
+        "in_process": {name: asyncio.run(in_process(jpegs, *v)) for name, v in variants.items()},
+        "service": {name: through_service(jpegs, *v) for name, v in variants.items()},
     }
-    p = result["in_process"]
-    print(f"in-process, {len(jpegs)} frames 640x480, input width {args.input_width}: {p['frames_per_s']:.1f} frames/s")
-    for stage in ("decode", "prepare", "infer", "decode_maps", "crop", "total"):
-        print(f"  {stage:12s} p50 {p[stage]['p50_ms']:6.2f} ms   p99 {p[stage]['p99_ms']:6.2f} ms")
-    for label, key in (
-        ("service", "service"),
-        (f"--detect-every {args.detect_every}", f"service_detect_every_{args.detect_every}"),
-    ):
-        for name, s in result[key].items():
+    for name, s in result["models_alone"].items():
+        print(f"{name} alone, one thread: p50 {s['p50_ms']:.2f} ms, p99 {s['p99_ms']:.2f} ms per call")
+    for name, p in result["in_process"].items():
+        print(
+            f"in-process {name}, {len(jpegs)} frames 640x480: {p['frames_per_s']:.1f} frames/s, face detector on "
+            f"{p['frames_running_the_face_detector']} frames"
+        )
+        for stage in ("decode", "prepare", "infer", "decode_out", "flow", "crop", "total"):
+            print(f"  {stage:12s} p50 {p[stage]['p50_ms']:6.2f} ms   p99 {p[stage]['p99_ms']:6.2f} ms   "
+                  f"mean {p[stage]['mean_ms']:6.2f} ms")  # fmt: skip
+    for label, runs in result["service"].items():
+        for name, s in runs.items():
             latency = f", p50 {s['p50_ms']:.2f} ms, p99 {s['p99_ms']:.2f} ms" if "p50_ms" in s else ""
-            print(f"{label} {name}: {s['frames_per_s']:.1f} frames/s{latency}")
+            print(f"service {label} {name}: {s['frames_per_s']:.1f} frames/s{latency}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n")

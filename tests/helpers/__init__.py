@@ -13,6 +13,7 @@ from blinkstack.common import paths
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MODEL_REPOSITORY = REPO_ROOT / "model_repository"
-VIDEO = paths.data_dir() / "video" / "eyeblink8_v8_windows.mp4"
+DATA_DIR = paths.data_dir()
+VIDEO = DATA_DIR / "video" / "eyeblink8_v8_windows.mp4"
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

@@ -17,11 +17,13 @@ from blinkstack.common.model_repository import (
     resolve_model_file,
     tensor_specs,
 )
+from blinkstack_train import face_landmarks
 from blinkstack_train.face_detector import MEMBER_SHA256, WHEEL, WHEEL_SHA256
 from tests.helpers import MODEL_REPOSITORY
 
 MODEL_DIR = MODEL_REPOSITORY / "eye_state"
 DETECTOR_DIR = MODEL_REPOSITORY / "face_detector"
+LANDMARKS_DIR = MODEL_REPOSITORY / "face_landmarks"
 MODELS = {
     "eye_state": (
         [TensorSpec("images", "TYPE_FP32", (1, 32, 32))],
@@ -32,6 +34,20 @@ MODELS = {
         [
             TensorSpec(name, "TYPE_FP32", (c, -1, -1))
             for name, c in (("heatmap", 1), ("scale", 2), ("offset", 2), ("landmarks", 10))
+        ],
+    ),
+    "face_landmarks": (
+        [TensorSpec("images", "TYPE_FP32", (192, 192, 3))],
+        [
+            TensorSpec(name, "TYPE_FP32", (1, 1, size))
+            for name, size in (
+                ("mesh", 1404),
+                ("right_eye_contour", 142),
+                ("left_eye_contour", 142),
+                ("right_iris", 10),
+                ("left_iris", 10),
+                ("face_flag", 1),
+            )
         ],
     ),
 }
@@ -84,6 +100,21 @@ def test_face_detector_is_the_pinned_centerface_with_its_licence():
     proto = onnx.load(str(model_file))
     onnx.checker.check_model(proto)
     assert [i.name for i in proto.graph.input] == ["images"]  # weights are initializers, not inputs
+
+
+def test_face_landmarks_is_the_pinned_mediapipe_model_with_its_licence_and_parity():
+    source = json.loads((LANDMARKS_DIR / "SOURCE.json").read_text())
+    model_file, _ = resolve_model_file(LANDMARKS_DIR)
+    assert source["served_sha256"] == hashlib.sha256(model_file.read_bytes()).hexdigest()
+    assert source["wheel"] == face_landmarks.WHEEL and source["wheel_sha256"] == face_landmarks.WHEEL_SHA256
+    assert source["member"] == face_landmarks.MEMBER and source["member_sha256"] == face_landmarks.MEMBER_SHA256
+    assert "Apache License" in (LANDMARKS_DIR / "LICENSE").read_text()
+    parity = source["parity_with_mediapipe"]  # written by the import's comparison with MediaPipe itself
+    assert parity["frames_with_a_face_in_both"] >= 3000 and parity["point_distance_over_iod"]["p99"] < 0.1
+    proto = onnx.load(str(model_file))
+    onnx.checker.check_model(proto)
+    assert {node.op_type for node in proto.graph.node}.isdisjoint({"PRelu"})  # rewritten for ONNX Runtime's speed
+    assert source["served_sha256"] in (LANDMARKS_DIR / "MODEL_CARD.md").read_text()
 
 
 def test_onnx_file_is_self_contained_folded_and_batch_dynamic(served):

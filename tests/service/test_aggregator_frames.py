@@ -213,8 +213,8 @@ def test_the_detectors_eye_crops_classify_exactly_like_the_frame_and_boxes(stack
 def test_a_face_leaving_the_frame_goes_unknown_then_ends_its_track_without_events(redis_server, stack, video_frames):
     # The webcam subject (eyes open, no blink in the first two seconds) slides out of the frame to the left.
     shifted = []
-    for i, frame in enumerate(video_frames[:60]):
-        dx = -max(0, i - 15) * 12.0  # still for 15 frames, then 12 px per frame: out of the frame by frame 60
+    for i, frame in enumerate(video_frames[:90]):
+        dx = -max(0, i - 15) * 6.0  # still for 15 frames, then 6 px per frame: out of the frame by frame 90
         moved = cv2.warpAffine(frame, np.float32([[1, 0, dx], [0, 1, 0]]), (640, 480), borderValue=(120, 120, 120))
         shifted.append(cv2.imencode(".jpg", moved)[1].tobytes())
     running = aggregator_service(redis_server.url, **stack)

@@ -1,9 +1,11 @@
-"""The detector service on real frames: landmark flow, DetectEyes/StreamDetectEyes, bad input, the CLI."""
+"""The detector service on real frames, with each front end (the landmark model following each face, and
+CenterFace alone): landmark tracking and flow, DetectEyes/StreamDetectEyes, bad input, the CLI."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,10 +16,9 @@ import grpc
 import numpy as np
 import pytest
 
-from blinkstack.detector import geometry
-from blinkstack.detector import server as detector_server
-from blinkstack.detector.backend import OnnxRuntimeDetector
-from blinkstack.detector.engine import FaceDetector
+from blinkstack.detector import eye_crops
+from blinkstack.detector.adapters import centerface
+from blinkstack.detector.front_end import FrontEndModels, embedded_models
 from blinkstack.detector.landmark_flow import LandmarkFlow
 from blinkstack.local.processes import free_port
 from blinkstack.v1 import detector_pb2, types_pb2
@@ -29,10 +30,11 @@ from tests.helpers.servers import MAX_MESSAGE_BYTES, detector_service, wait_for_
 CLI = (sys.executable, "-m", "blinkstack.cli")
 
 
-@pytest.fixture(scope="module")
-def service():
-    running = detector_service()
+@pytest.fixture(scope="module", params=["landmarks", "centerface"])
+def service(request):
+    running = detector_service(front_end=request.param)
     wait_for_health(running.address, SERVING)
+    running.front_end = request.param
     yield running
     running.close()
 
@@ -44,35 +46,64 @@ def test_landmark_flow_detects_every_nth_frame_follows_motion_and_falls_back_on_
     frames = video_frames[:6]
 
     async def run() -> None:
-        backend = OnnxRuntimeDetector(MODEL_REPOSITORY)
-        await backend.start()
-        detector = FaceDetector(backend)
+        models = embedded_models(MODEL_REPOSITORY, "centerface")
+        await models.start()
         try:
-            flow = LandmarkFlow(detect_every=3)
-            assert [(await flow.detect(detector, f))[2] for f in frames] == [False, True, True, False, True, True]
+            flow = LandmarkFlow(models.detector, detect_every=3)
+            assert [(await flow.faces(f))[2] for f in frames] == [False, True, True, False, True, True]
 
-            flow = LandmarkFlow(detect_every=100)
-            (first,), _, _ = await flow.detect(detector, frames[0])
-            (moved,), times, tracked = await flow.detect(detector, np.roll(frames[0], 40, axis=1))
+            flow = LandmarkFlow(models.detector, detect_every=100)
+            (first,), _, _ = await flow.faces(frames[0])
+            (moved,), times, tracked = await flow.faces(np.roll(frames[0], 40, axis=1))
             assert tracked and times.flow > 0 and times.infer == 0
             np.testing.assert_allclose(moved.landmarks - first.landmarks, [[40, 0]] * 5, atol=1.5)
             np.testing.assert_allclose(moved.box - first.box, [40, 0, 40, 0], atol=1.5)
             # A jump LK cannot follow (a hard cut) is re-detected, not tracked to a wrong place.
-            (jumped,), _, tracked = await flow.detect(detector, np.roll(frames[0], 190, axis=1))
+            (jumped,), _, tracked = await flow.faces(np.roll(frames[0], 190, axis=1))
             assert not tracked
             np.testing.assert_allclose(jumped.landmarks - first.landmarks, [[190, 0]] * 5, atol=6)
             # A frame without faces leaves nothing to track: the next frame is detected though not due.
-            assert (await flow.detect(detector, np.full_like(frames[0], 120)))[0] == []
-            assert (await flow.detect(detector, frames[1]))[2] is False
+            assert (await flow.faces(np.full_like(frames[0], 120)))[0] == []
+            assert (await flow.faces(frames[1]))[2] is False
         finally:
-            await backend.close()
+            await models.close()
 
     asyncio.run(run())
 
 
-def test_detect_every_below_one_is_refused():
-    with pytest.raises(ValueError, match="--detect-every must be >= 1"):
-        detector_server.DetectorServicer(detector=None, detect_every=0)
+def test_landmark_tracking_detects_once_follows_the_face_and_detects_again_when_it_is_lost(video_frames):
+    async def run() -> None:
+        models = embedded_models(MODEL_REPOSITORY, detect_every=4)
+        await models.start()
+        try:
+            stream = models.stream()
+            followed = [(await stream.faces(f))[2] for f in video_frames[:9]]
+            assert followed == [False, True, True, True, False, True, True, True, False]  # every 4th: new faces?
+            (first,), _, _ = await stream.faces(video_frames[9])
+            (moved,), times, tracked = await stream.faces(np.roll(video_frames[9], 30, axis=1))
+            assert tracked and times.infer > 0  # the landmark model followed the face 30 px along
+            np.testing.assert_allclose(moved.left_eye.centre - first.left_eye.centre, [30, 0], atol=2)
+            # No face any more: lost at once, the detector runs in the same frame and finds nothing.
+            empty, _, tracked = await stream.faces(np.full_like(video_frames[0], 120))
+            assert empty == [] and not tracked
+            (back,), _, tracked = await stream.faces(video_frames[9])
+            assert not tracked and back.left_eye.outline is not None
+        finally:
+            await models.close()
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"detect_every": -1}, "--detect-every must be >= 0 (got -1; 0: the front end's default)"),
+        ({"max_faces": 0}, "--max-faces must be >= 1 (got 0)"),
+    ],
+)
+def test_front_end_settings_out_of_range_are_refused(settings, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        FrontEndModels(detector=None, **settings)
 
 
 # --- the service on real frames ------------------------------------------------------------------------------
@@ -93,9 +124,27 @@ def test_detect_eyes_on_a_real_webcam_frame(service, video_frames):
         assert face.box.y < eye.center.y < face.box.y + face.box.height / 2
         assert eye.box.width == eye.box.height
         assert eye.box.x + eye.box.width / 2 == pytest.approx(eye.center.x, abs=1e-3)
-    iod = np.hypot(face.left_eye.center.x - face.right_eye.center.x, face.left_eye.center.y - face.right_eye.center.y)
-    assert face.left_eye.box.width == pytest.approx(geometry.EYE_BOX_SCALE * iod, rel=1e-4)
     assert len(face.landmarks) == 3
+    left, right = face.left_eye, face.right_eye
+    if service.front_end == "centerface":
+        iod = np.hypot(left.center.x - right.center.x, left.center.y - right.center.y)
+        assert left.box.width == pytest.approx(centerface.EYE_BOX_SCALE * iod, rel=1e-4)
+        assert not left.HasField("landmarks") and left.box.angle_deg == 0
+        return
+    roll = np.degrees(np.arctan2(left.center.y - right.center.y, left.center.x - right.center.x))
+    for eye in (left, right):
+        marks = eye.landmarks
+        width = np.hypot(marks.outer_corner.x - marks.inner_corner.x, marks.outer_corner.y - marks.inner_corner.y)
+        assert eye.box.width == pytest.approx(eye_crops.SIDE_PER_EYE_WIDTH * width, rel=1e-4)
+        assert eye.center.x == pytest.approx((marks.outer_corner.x + marks.inner_corner.x) / 2, abs=1e-3)
+        assert eye.box.angle_deg == pytest.approx(roll, abs=1e-3)
+        assert len(marks.upper_lid) == len(marks.lower_lid) == 7
+        assert all(u.y < d.y for u, d in zip(marks.upper_lid, marks.lower_lid, strict=True))  # upper lid above
+        assert 0.15 < marks.aperture < 0.5  # open eyes
+        assert abs(marks.iris_center.x - eye.center.x) < width / 2
+    # The outer corners point away from the nose: the subject's right eye's outer corner is on the image left.
+    assert right.landmarks.outer_corner.x < right.landmarks.inner_corner.x
+    assert left.landmarks.outer_corner.x > left.landmarks.inner_corner.x
 
 
 def test_raw_bgr_gray_and_png_frames_agree_and_timestamps_are_echoed(service, video_frames):
@@ -104,7 +153,10 @@ def test_raw_bgr_gray_and_png_frames_agree_and_timestamps_are_echoed(service, vi
     by_png = service.stub.DetectEyes(request(types_pb2.Image(encoded=png.tobytes())), timeout=10)
     by_raw = service.stub.DetectEyes(request(raw_frame(frame), timestamp_us=123456), timeout=10)
     assert by_raw.timestamp_us == 123456 and not by_raw.timestamp_from_server
-    assert by_png.faces == by_raw.faces
+    # The detector works on luma: PNG's own gray conversion and OpenCV's of the raw BGR pixels round differently.
+    (png_face,), (raw_face,) = by_png.faces, by_raw.faces
+    for a, b in ((png_face.left_eye, raw_face.left_eye), (png_face.right_eye, raw_face.right_eye)):
+        assert abs(a.center.x - b.center.x) < 0.5 and abs(a.center.y - b.center.y) < 0.5
     by_gray = service.stub.DetectEyes(request(raw_frame(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))), timeout=10)
     (gray_face,) = by_gray.faces
     assert abs(gray_face.left_eye.center.x - by_raw.faces[0].left_eye.center.x) < 3
@@ -227,8 +279,9 @@ def test_cli_serves_detects_annotates_and_drains(tmp_path, video_frames):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["detector", "--detect-every", "0"], "--detect-every must be >= 1 (got 0)"),
+        (["detector", "--detect-every", "-1"], "--detect-every must be >= 0 (got -1; 0: the front end's default)"),
         (["detector", "--input-width", "33"], "input width must be a positive multiple of 32 (got 33)"),
+        (["detector", "--min-presence", "2"], "min presence must be in [0, 1] (got 2.0)"),
         (["eyestate", "--max-batch", "0"], "--max-batch must be >= 1 (got 0)"),
         (["eyestate", "--run-batch", "-1"], "--run-batch must be >= 1 (got -1)"),
     ],

@@ -1,4 +1,5 @@
-"""The detector service with its Triton backend, against a real `tritonserver` serving the committed repository."""
+"""The detector service with its Triton backend, against a real `tritonserver` serving the committed repository:
+the face detector and the landmark model both run there."""
 
 from __future__ import annotations
 
@@ -35,7 +36,15 @@ def test_triton_detections_equal_embedded_detections(services, video_frames):
                     getattr(getattr(b, "center", b), field), abs=0.05
                 )
         assert got.faces[0].score == pytest.approx(expected.faces[0].score, abs=1e-4)
-    assert via_triton.backend.info.model_name == "face_detector" and via_triton.backend.info.model_version == "1"
+        (face,), (reference,) = got.faces, expected.faces
+        for a, b in ((face.left_eye, reference.left_eye), (face.right_eye, reference.right_eye)):
+            assert a.landmarks.aperture == pytest.approx(b.landmarks.aperture, abs=1e-3)
+            assert a.box.angle_deg == pytest.approx(b.box.angle_deg, abs=0.05)
+    infos = [backend.info for backend in via_triton.backend.backends]
+    assert [(i.name, i.model_name, i.model_version) for i in infos] == [
+        ("triton", "face_detector", "1"),
+        ("triton", "face_landmarks", "1"),
+    ]
 
 
 def test_triton_down_is_unavailable(services, triton, video_frames):

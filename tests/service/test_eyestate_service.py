@@ -279,22 +279,21 @@ def test_crops_that_are_not_eyes_are_unknown_and_real_eyes_are_not(service, real
     """The eye gate on held-out data: patches of the Eyeblink8 video's second half (not trained on) away from the
     eyes, its eye crops, and the held-out MRL/CEW crops. Measured on the gate's whole test split: 94.0 % of
     non-eye patches and 0.73 % of real eyes UNKNOWN (model_repository/eye_gate/MODEL_CARD.md)."""
-    from blinkstack.detector.backend import OnnxRuntimeDetector
-    from blinkstack.detector.engine import FaceDetector
+    from blinkstack.detector.front_end import embedded_models
     from blinkstack_train.eye_gate import eye_and_other_patches
 
     async def cut() -> tuple[list[np.ndarray], list[np.ndarray]]:
-        backend = OnnxRuntimeDetector(MODEL_REPOSITORY)
-        await backend.start()
-        detector, rng, eyes, others = FaceDetector(backend), np.random.default_rng(1), [], []
+        models = embedded_models(MODEL_REPOSITORY)
+        await models.start()
+        rng, eyes, others = np.random.default_rng(1), [], []
         try:
             for frame in video_frames[len(video_frames) // 2 :: 20]:
-                faces, _ = await detector.detect(frame)
+                faces, _, _ = await models.stream().faces(frame)
                 found_eyes, found_others = eye_and_other_patches(frame, faces, rng, per_frame=4)
                 eyes += found_eyes
                 others += found_others
         finally:
-            await backend.close()
+            await models.close()
         return eyes, others
 
     def classify(crops: list[np.ndarray]) -> list[eyestate_pb2.EyeStateResult]:

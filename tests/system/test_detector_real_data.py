@@ -12,8 +12,10 @@ import itertools
 import numpy as np
 import pytest
 
+from blinkstack_train import zju
 from blinkstack_train.detector_eval import evaluate_faces, summarize
-from tests.helpers import MODEL_REPOSITORY, SERVING
+from blinkstack_train.video_crops import eye_labels, read_frames
+from tests.helpers import DATA_DIR, MODEL_REPOSITORY, SERVING
 from tests.helpers.messages import detect_request as request
 from tests.helpers.messages import raw_frame
 from tests.helpers.servers import detector_service, wait_for_health
@@ -34,29 +36,42 @@ def window_starts(frames: list[np.ndarray]) -> list[int]:
     return [0, *sorted(cuts)]
 
 
-def stream_video(frames: list[np.ndarray], detect_every: int) -> list:
-    service = detector_service(detect_every=detect_every)
+def stream_video(service, frames: list[np.ndarray], stream_id: str = "video") -> list:
+    requests = (request(raw_frame(f), stream_id, seq=i, timestamp_us=i * 33_367) for i, f in enumerate(frames))
+    return list(service.stub.StreamDetectEyes(requests, timeout=600))
+
+
+def stream_with(frames: list[np.ndarray], **settings) -> list:
+    service = detector_service(**settings)
     try:
         wait_for_health(service.address, SERVING)
-        requests = (request(raw_frame(f), "video", seq=i, timestamp_us=i * 33_367) for i, f in enumerate(frames))
-        return list(service.stub.StreamDetectEyes(requests, timeout=600))
+        return stream_video(service, frames)
     finally:
         service.close()
 
 
 @pytest.fixture(scope="module")
+def followed_by_landmarks(video_frames):
+    return stream_with(video_frames)
+
+
+@pytest.fixture(scope="module")
 def detected_every_frame(video_frames):
-    return stream_video(video_frames, detect_every=1)
+    return stream_with(video_frames, front_end="centerface", detect_every=1)
 
 
 @pytest.fixture(scope="module")
 def detected_every_third(video_frames):
-    return stream_video(video_frames, detect_every=3)
+    return stream_with(video_frames, front_end="centerface", detect_every=3)
 
 
-@pytest.fixture(scope="module", params=[1, 3], ids=["detect-every-frame", "detect-every-3rd"])
-def video_responses(request, detected_every_frame, detected_every_third):
-    return detected_every_frame if request.param == 1 else detected_every_third
+@pytest.fixture(scope="module", params=["landmarks", "centerface", "centerface-every-3rd"])
+def video_responses(request, followed_by_landmarks, detected_every_frame, detected_every_third):
+    return {
+        "landmarks": followed_by_landmarks,
+        "centerface": detected_every_frame,
+        "centerface-every-3rd": detected_every_third,
+    }[request.param]
 
 
 def test_video_one_face_on_at_least_99_percent_of_frames(video_responses):
@@ -115,3 +130,45 @@ def test_detector_to_eye_state_end_to_end(faces_summary, eyes):
     # frames (its per-eye accuracy on them is ~0.95-0.96). This floor guards against regressions; the gap is
     # reported in the issue's closing note, not hidden.
     assert faces_summary["by_eyes"][eyes]["both_eyes_correct"] >= 0.90, faces_summary["by_eyes"][eyes]
+
+
+def test_landmark_front_end_runs_the_face_detector_only_to_find_faces(followed_by_landmarks):
+    detected = np.array([not r.landmarks_tracked for r in followed_by_landmarks])
+    # The first frame and every 30th after it (a face that stays in view is never lost on this video).
+    assert detected[0] and detected.mean() <= 1 / 30 + 0.01, f"face detector on {detected.mean():.1%} of frames"
+    apertures = [eye.landmarks.aperture for r in followed_by_landmarks for f in r.faces for eye in (f.left_eye,
+                 f.right_eye)]  # fmt: skip
+    assert len(apertures) == 2 * len(followed_by_landmarks) and 0.2 < np.median(apertures) < 0.4
+
+
+@pytest.fixture(scope="module")
+def zju_apertures() -> dict[tuple[int, int], list[float]]:
+    """Lid apertures of the subject's eyes on the ZJU dev clips without and with thin glasses, by (person,
+    label): 1 open, 0 closed (annotated 90-100 % closed), through the detector's stream (JPEG at quality 90)."""
+    service = detector_service()
+    apertures: dict[tuple[int, int], list[float]] = {}
+    try:
+        wait_for_health(service.address, SERVING)
+        clips = [c for c in zju.load_clips(DATA_DIR / "video" / "zju_dev") if c.condition in ("FNN", "FTN")]
+        for clip in clips:
+            for i, response in enumerate(stream_video(service, read_frames(clip.video), clip.name)):
+                if not response.faces:
+                    continue
+                face = response.faces[0]
+                for label, eye in zip(eye_labels(clip, i), (face.left_eye, face.right_eye), strict=True):
+                    apertures.setdefault((clip.subject, label), []).append(eye.landmarks.aperture)
+    finally:
+        service.close()
+    return apertures
+
+
+def test_aperture_is_lower_on_closed_frames_than_on_open_ones_for_every_person(zju_apertures):
+    people = sorted({person for person, _ in zju_apertures})
+    assert people == list(range(1, 20, 2))
+    for person in people:
+        closed, opened = np.array(zju_apertures[(person, 0)]), np.array(zju_apertures[(person, 1)])
+        assert len(closed) >= 10 and len(opened) >= 100, (person, len(closed), len(opened))
+        # How often a closed frame's aperture is below an open frame's (1: always): measured 0.94-1.00 per person,
+        # with closed medians 0.17-0.59 of the open ones.
+        ranked = float(np.mean(closed[:, None] < opened[None, :]))
+        assert np.median(closed) < 0.75 * np.median(opened) and ranked >= 0.85, (person, ranked)

@@ -67,6 +67,9 @@ def test_the_live_view_shows_frames_events_and_stats_in_a_real_browser(live_stac
             page.wait_for_function("document.querySelector('img.video').dataset.seq > 0", timeout=30_000)
             first = int(video.get_attribute("data-seq"))
             page.wait_for_function(f"document.querySelector('img.video').dataset.seq > {first + 10}", timeout=30_000)
+            # The timeline carries each eye's lid aperture beside prob_open (open eyes: 0.2-0.4).
+            apertures = page.evaluate("streams.get('view-video').data[4].filter((value) => value !== null)")
+            assert len(apertures) >= 10 and all(0.1 < a < 0.5 for a in apertures), apertures
             # A scripted event of a stream someone else feeds reaches the page's DOM within 10 s.
             with grpc.insecure_channel(target) as channel:
                 stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)

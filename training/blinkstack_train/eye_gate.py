@@ -37,8 +37,7 @@ from torch import nn
 from blinkstack.common.images import box_message, crop
 from blinkstack.common.model_repository import EYE_GATE_MODEL, MODEL_FILENAME, file_sha256, write_configs
 from blinkstack.common.preprocess import crop_to_gray_input, decode_image
-from blinkstack.detector.backend import OnnxRuntimeDetector
-from blinkstack.detector.engine import FaceDetector
+from blinkstack.detector.front_end import FrontEndModels, embedded_models
 from blinkstack.tools.progress import progress
 from blinkstack_train import data, zju
 from blinkstack_train.augment import augment
@@ -83,11 +82,11 @@ def eye_and_other_patches(
         return [], []
     face = faces[0]
     eyes = [face.left_eye, face.right_eye]
-    side = float(np.mean([e.box[2] for e in eyes]))
+    side = float(np.mean([e.crop.side for e in eyes]))
     centres = np.array([e.centre for e in eyes])
     if not all(0 <= c[0] < width and 0 <= c[1] < height for c in centres):
         return [], []  # an eye outside the frame: neither an eye crop nor a safe place for non-eye patches
-    positives = [crop_to_gray_input(crop(frame, box_message(*e.box), "eye")) for e in eyes]
+    positives = [crop_to_gray_input(crop(frame, box_message(*e.crop.box, e.crop.angle_deg), "eye")) for e in eyes]
     negatives, attempts = [], 0
     while len(negatives) < per_frame and attempts < per_frame * 20:
         attempts += 1
@@ -105,10 +104,10 @@ def eye_and_other_patches(
     return positives, negatives
 
 
-async def _collect_frames(gate: GateData, detector: FaceDetector, jobs: list, rng: np.random.Generator) -> None:
+async def _collect_frames(gate: GateData, models: FrontEndModels, jobs: list, rng: np.random.Generator) -> None:
     """jobs: (split, source, frame); every frame gives its eyes and four non-eye patches."""
     for split, source, frame in progress(jobs, desc="cutting eyes and non-eye patches", unit="frame"):
-        faces, _ = await detector.detect(frame)
+        faces, _, _ = await models.stream().faces(frame)
         positives, negatives = eye_and_other_patches(frame, faces, rng, per_frame=4)
         gate.add(split, positives, 1, source)
         gate.add(split, negatives, 0, source)
@@ -149,12 +148,12 @@ def build_dataset(repository: Path, data_dir: Path, seed: int = 0) -> GateData:
     gate = GateData.empty()
 
     async def run() -> None:
-        backend = OnnxRuntimeDetector(repository)
-        await backend.start()
+        models = embedded_models(repository)
+        await models.start()
         try:
-            await _collect_frames(gate, FaceDetector(backend), _frame_jobs(data_dir, rng), rng)
+            await _collect_frames(gate, models, _frame_jobs(data_dir, rng), rng)
         finally:
-            await backend.close()
+            await models.close()
 
     asyncio.run(run())
     _eye_patches(gate, data_dir, rng, per_split=3000)

@@ -1,10 +1,11 @@
 """Eye crops cut from ZJU-format clips by the product's own detector, labelled per eye and frame.
 
 The model is meant to see at training time what the stack feeds it at run time: each frame is JPEG-encoded as
-`blinkstack watch` sends it (quality 90) and decoded, the embedded detector finds the faces exactly as the
-detector service does (unary `DetectEyes`, no tracking), and both eye boxes of the best-scoring face are cut
-as the eye-state service cuts them (edge replication past the border) and reduced to the model's input size.
-Landmark jitter from frame to frame is therefore the detector's real jitter.
+`blinkstack watch` sends it (quality 90) and decoded, the embedded detector's front end follows the faces
+exactly as the detector service does for one camera (one stream per clip), and both eye boxes of the
+best-scoring face are cut as the eye-state service cuts them (turned with the head, edge replication past the
+border) and reduced to the model's input size. Landmark jitter from frame to frame is therefore the detector's
+real jitter.
 
 Labels per eye (subject's own left/right; the annotation's image-left eye `le` is the subject's right eye):
 1 open (not closed and outside every annotated blink), 0 closed (annotated 90-100 % closed), -1 neither
@@ -22,8 +23,8 @@ import numpy as np
 
 from blinkstack.common.images import box_message, crop
 from blinkstack.common.preprocess import INPUT_HEIGHT, INPUT_WIDTH, crop_to_gray_input, decode_image
-from blinkstack.detector.backend import OnnxRuntimeDetector
-from blinkstack.detector.engine import FaceDetector
+from blinkstack.detector.adapters import DEFAULT_FRONT_END
+from blinkstack.detector.front_end import embedded_models
 from blinkstack.tools.progress import progress
 from blinkstack.tools.watch import JPEG_QUALITY
 from blinkstack_train.zju import Clip
@@ -61,8 +62,9 @@ def eye_labels(clip: Clip, frame: int) -> tuple[int, int]:
     return labels[0], labels[1]
 
 
-def read_frames(video: Path) -> list[np.ndarray]:
-    """The clip's frames as the stack receives them: JPEG at `JPEG_QUALITY`, decoded again (BGR)."""
+def read_frames(video: Path, gray: bool = False) -> list[np.ndarray]:
+    """The clip's frames as the stack receives them: JPEG at `JPEG_QUALITY`, decoded again (BGR; with `gray`, the
+    luma the detector decodes)."""
     capture = cv2.VideoCapture(str(video))
     if not capture.isOpened():
         raise FileNotFoundError(f"cannot open video {video}")
@@ -72,39 +74,40 @@ def read_frames(video: Path) -> list[np.ndarray]:
         if not ok:
             break
         jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])[1].tobytes()
-        frames.append(decode_image(jpeg))
+        frames.append(decode_image(jpeg, gray))
     capture.release()
     return frames
 
 
-async def _cut(clips: list[Clip], repository: Path) -> list[ClipCrops]:
-    backend = OnnxRuntimeDetector(repository)
-    await backend.start()
-    detector = FaceDetector(backend)
+async def _cut(clips: list[Clip], repository: Path, front_end: str) -> list[ClipCrops]:
+    models = embedded_models(repository, front_end)
+    await models.start()
     result = []
     try:
         for clip in progress(clips, desc="cutting eye crops", unit="clip"):
-            frames = read_frames(clip.video)
+            frames = read_frames(clip.video, gray=True)  # as the detector service decodes them
+            stream = models.stream()
             crops = np.zeros((len(frames), 2, INPUT_HEIGHT, INPUT_WIDTH), np.uint8)
             labels = np.full((len(frames), 2), -1, np.int8)
             found = np.zeros(len(frames), bool)
             for i, frame in enumerate(frames):
-                faces, _ = await detector.detect(frame)
+                faces, _, _ = await stream.faces(frame)
                 if not faces:
                     continue
                 face = faces[0]  # best score first
                 for j, eye in enumerate((face.left_eye, face.right_eye)):
-                    crops[i, j] = crop_to_gray_input(crop(frame, box_message(*eye.box), "eye"))
+                    box = box_message(*eye.crop.box, eye.crop.angle_deg)
+                    crops[i, j] = crop_to_gray_input(crop(frame, box, "eye"))
                 labels[i] = eye_labels(clip, i)
                 found[i] = True
             result.append(ClipCrops(clip.name, clip.subject, clip.condition, crops, labels, found))
     finally:
-        await backend.close()
+        await models.close()
     return result
 
 
-def cut_clip_crops(clips: list[Clip], repository: Path) -> list[ClipCrops]:
-    return asyncio.run(_cut(clips, Path(repository)))
+def cut_clip_crops(clips: list[Clip], repository: Path, front_end: str = DEFAULT_FRONT_END) -> list[ClipCrops]:
+    return asyncio.run(_cut(clips, Path(repository), front_end))
 
 
 def save(crops: list[ClipCrops], path: Path) -> None:

@@ -11,6 +11,7 @@ aggregator (or another replica) keeps the track ids.
 from __future__ import annotations
 
 import asyncio
+import collections
 import math
 import time
 from collections.abc import Callable
@@ -29,6 +30,9 @@ from blinkstack.common.tracking import Tracker
 from blinkstack.v1 import aggregator_pb2, detector_pb2, detector_pb2_grpc, eyestate_pb2, eyestate_pb2_grpc, types_pb2
 
 DOWNSTREAM_TIMEOUT_S = 10.0  # per frame, when the client's call has no deadline
+# Frames of one camera admitted ahead of the one being completed: their detection and classification overlap its
+# tracking and commit. Three keep a 2-core machine's detector busy at full speed without holding many frames.
+PIPELINE_DEPTH = 3
 
 
 @dataclass(frozen=True)
@@ -136,36 +140,76 @@ def classify_request(image: types_pb2.Image, eyes: list[detector_pb2.EyeDetectio
 
 
 class DetectorStream:
-    """The camera's frames on one `StreamDetectEyes` call: the detector keeps per-camera state between frames
-    (with `--detect-every N` it runs the face model on every Nth frame and follows the landmarks by optical
-    flow in between), so one camera's frames must reach one detector, in order."""
+    """The camera's frames on one `StreamDetectEyes` call: the detector keeps per-camera state between frames (it
+    follows each face from frame to frame), so one camera's frames must reach one detector, in order.
+
+    Several frames may be on the call at once (the camera's pipeline): `detect` writes its request in the order
+    the calls were made (a first-come lock) and one reader hands the replies, which come in the same order, to
+    their callers.
+    """
 
     def __init__(self, stub: detector_pb2_grpc.DetectorServiceStub) -> None:
         self.stub = stub
         self.call: grpc.aio.StreamStreamCall | None = None
+        self._write = asyncio.Lock()
+        self._waiting: collections.deque[asyncio.Future] = collections.deque()
+        self._reader: asyncio.Task | None = None
 
     async def detect(self, request: detector_pb2.DetectEyesRequest, timeout: float) -> detector_pb2.DetectEyesResponse:
-        if self.call is None:
-            self.call = self.stub.StreamDetectEyes()
+        async with self._write:
+            if self.call is None:
+                self.call = self.stub.StreamDetectEyes()
+                self._reader = asyncio.create_task(self._read(self.call))
+            reply: asyncio.Future = asyncio.get_running_loop().create_future()
+            self._waiting.append(reply)
+            try:
+                await self.call.write(request)
+            except grpc.aio.AioRpcError as exc:
+                self._fail(_refusal(exc, "detector"))
+            except asyncio.InvalidStateError:  # the call ended under us (its reader already failed the waiting)
+                pass
         try:
-            await self.call.write(request)
-            reply = await asyncio.wait_for(self.call.read(), timeout)
-        except grpc.aio.AioRpcError as exc:
-            self.close()
-            raise _refusal(exc, "detector") from None
+            return await asyncio.wait_for(asyncio.shield(reply), timeout)
         except TimeoutError:
-            self.close()
-            raise Unavailable(f"detector failed: no answer within {timeout:.0f} s") from None
-        if reply is grpc.aio.EOF:
-            self.close()
-            raise Unavailable("detector failed: the detection stream ended")
-        return reply
+            self._fail(Unavailable(f"detector failed: no answer within {timeout:.0f} s"))
+            return await reply  # raises the failure
+
+    async def _read(self, call: grpc.aio.StreamStreamCall) -> None:
+        """The call's replies, one per request, to the frames waiting for them, for as long as the call lasts."""
+        try:
+            while True:
+                reply = await call.read()
+                if reply is grpc.aio.EOF:
+                    if self._waiting:
+                        raise Unavailable("detector failed: the detection stream ended")
+                    return
+                if not self._waiting:
+                    raise Unavailable("detector failed: an answer to no frame")
+                waiting = self._waiting.popleft()
+                if not waiting.done():
+                    waiting.set_result(reply)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.CANCELLED or self._waiting:
+                self._fail(_refusal(exc, "detector"))
+        except Unavailable as exc:
+            self._fail(exc)
+
+    def _fail(self, error: ServiceError) -> None:
+        """Every frame waiting on this call gets `error`; the call is abandoned (the next frame opens another)."""
+        while self._waiting:
+            waiting = self._waiting.popleft()
+            if not waiting.done():
+                waiting.set_exception(error)
+        self.close()
 
     def close(self) -> None:
         """Abandon the call (after a failure)."""
         if self.call is not None:
             self.call.cancel()
             self.call = None
+        if self._reader is not None and self._reader is not asyncio.current_task():
+            self._reader.cancel()
+        self._reader = None
 
     async def finish(self) -> None:
         """End the call cleanly (the camera stream ended): the detector sees the end of its input."""
@@ -174,14 +218,46 @@ class DetectorStream:
         try:
             await self.call.done_writing()
             await asyncio.wait_for(self.call.code(), 2.0)
-        except (grpc.aio.AioRpcError, TimeoutError):
+            if self._reader is not None:
+                await asyncio.wait_for(self._reader, 2.0)
+        except (grpc.aio.AioRpcError, TimeoutError, asyncio.CancelledError):
             pass
         finally:
             self.close()
 
 
+@dataclass
+class Admitted:
+    """A frame in its camera's pipeline: its result so far and, unless it is a duplicate, the task that detects and
+    classifies it (started at admission, so the next frames' detection overlaps this one's bookkeeping)."""
+
+    frame: types_pb2.Frame
+    timestamp: int
+    result: aggregator_pb2.FrameResult
+    late: bool = False
+    looking: asyncio.Task | None = None
+
+
+@dataclass
+class Look:
+    """What the detector and the eye-state service said of one frame."""
+
+    detection: detector_pb2.DetectEyesResponse
+    faces: list[detector_pb2.FaceDetection]
+    verdicts: list[list[EyeVerdict]]
+    model: eyestate_pb2.ModelRef | None
+    detect_s: float
+    classify_s: float
+
+
 class CameraStream:
-    """One TrackFrames call: frames of one stream, in order, with the tracker and tracks restored from Redis."""
+    """One TrackFrames call: frames of one stream, in order, with the tracker and tracks restored from Redis.
+
+    A frame goes through two steps, each taken in frame order: `admit` (checks, duplicates, and the start of its
+    detection and classification) and `complete` (tracking, the blink engine, the Redis commit, the result).
+    TrackFrames admits up to PIPELINE_DEPTH frames ahead of the one it completes, so one camera's frame n + 1 is
+    being detected while frame n is committed; `process` does both steps for one frame.
+    """
 
     def __init__(self, services: FrameServices, time_remaining: Callable[[], float | None]) -> None:
         self.services, self.time_remaining = services, time_remaining
@@ -189,7 +265,8 @@ class CameraStream:
         self.detector = DetectorStream(services.detector)
         self.stream_id = ""
         self.tracker = Tracker()
-        self.last_seq, self.last_us = -1, -1  # nothing seen: any seq and timestamp (0 included) is new
+        # Nothing seen: any seq and timestamp (0 included) is new. Admission moves them as frames are accepted.
+        self.last_seq, self.last_us = -1, -1
 
     async def _start(self, stream_id: str) -> None:
         store = self.services.store
@@ -201,10 +278,17 @@ class CameraStream:
             self.tracker.restore(stored["tracker"])
 
     async def process(self, frame: types_pb2.Frame) -> aggregator_pb2.FrameResult:
+        return await self.complete(await self.admit(frame))
+
+    async def admit(self, frame: types_pb2.Frame) -> Admitted:
+        """Check the frame and decide whether it is new, late or a duplicate; start looking at a new or late one."""
         received_us = time.time_ns() // 1000
         check_frame(frame, self.stream_id)
         if not self.stream_id:
-            await self._start(frame.stream_id)
+            try:
+                await self._start(frame.stream_id)
+            except StoreUnavailable as exc:
+                raise ingest.not_accepted(exc) from None
         timestamp = frame.timestamp_us if frame.HasField("timestamp_us") else received_us
         result = aggregator_pb2.FrameResult(
             stream_id=frame.stream_id,
@@ -214,9 +298,20 @@ class CameraStream:
         )
         if frame.seq <= self.last_seq:
             result.status = aggregator_pb2.FRAME_STATUS_DUPLICATE
-        else:
+            return Admitted(frame, timestamp, result)
+        late = timestamp <= self.last_us
+        if not late:  # late frames leave the tracker and the engine alone, and these marks too
+            self.last_seq, self.last_us = frame.seq, timestamp
+        return Admitted(frame, timestamp, result, late, asyncio.create_task(self._look(frame, timestamp)))
+
+    async def complete(self, admitted: Admitted) -> aggregator_pb2.FrameResult:
+        """Track, advance the engine and commit (in frame order); the frame's result with faces, events and
+        timings."""
+        result = admitted.result
+        if admitted.looking is not None:
+            look = await admitted.looking
             try:
-                await self._judge(frame, timestamp, result)
+                await self._judge(admitted, look)
             except StoreUnavailable as exc:
                 raise ingest.not_accepted(exc) from None
         metrics.AGGREGATOR_FRAMES.labels(
@@ -224,9 +319,7 @@ class CameraStream:
         ).inc()
         return result
 
-    async def _judge(self, frame: types_pb2.Frame, timestamp: int, result: aggregator_pb2.FrameResult) -> None:
-        """Detect, classify, track and advance the engine; fills `result` with faces, events and timings."""
-        late = timestamp <= self.last_us
+    async def _look(self, frame: types_pb2.Frame, timestamp: int) -> Look:
         start = time.perf_counter()
         untracked = types_pb2.Frame(image=frame.image, seq=frame.seq, timestamp_us=timestamp)
         detection = await self.detector.detect(
@@ -235,20 +328,24 @@ class CameraStream:
         )
         detected = time.perf_counter()
         faces = judgeable_faces(detection)
-        result.faces_dropped = len(detection.faces) - len(faces)
         verdicts, model = await self._classify(frame.image, faces, (detection.frame_width, detection.frame_height))
-        if model is not None:
-            result.model.CopyFrom(model)
-        probs = np.array([[v.usable_prob for v in face] for face in verdicts], dtype=float).reshape(-1, 2)
-        classified = time.perf_counter()
+        return Look(detection, faces, verdicts, model, detected - start, time.perf_counter() - detected)
 
-        result.frame_width, result.frame_height = detection.frame_width, detection.frame_height
+    async def _judge(self, admitted: Admitted, look: Look) -> None:
+        """Track and advance the engine; fills the result with faces, events and timings."""
+        start = time.perf_counter()
+        result, faces, verdicts = admitted.result, look.faces, look.verdicts
+        result.faces_dropped = len(look.detection.faces) - len(faces)
+        if look.model is not None:
+            result.model.CopyFrom(look.model)
+        probs = np.array([[v.usable_prob for v in face] for face in verdicts], dtype=float).reshape(-1, 2)
+        result.frame_width, result.frame_height = look.detection.frame_width, look.detection.frame_height
         judged = probs  # the readings the OPEN/CLOSED states are decided on
-        if late:
+        if admitted.late:
             ids = [0] * len(faces)  # late frames leave the tracker and the engine alone
             result.status = aggregator_pb2.FRAME_STATUS_LATE
         else:
-            ids, emitted, judged = await self._advance(frame.seq, timestamp, faces, probs)
+            ids, emitted, judged = await self._advance(admitted.frame.seq, admitted.timestamp, faces, probs)
             result.status = aggregator_pb2.FRAME_STATUS_PROCESSED
             result.events.extend(emitted)
         for face, track_id, (left, right), (left_judged, right_judged) in zip(
@@ -263,10 +360,9 @@ class CameraStream:
                     right_eye=self._reading(face.right_eye, right, right_judged),
                 )
             )
-        done = time.perf_counter()
-        result.timings.detect_us = round((detected - start) * 1e6)
-        result.timings.classify_us = round((classified - detected) * 1e6)
-        result.timings.aggregate_us = round((done - classified) * 1e6)
+        result.timings.detect_us = round(look.detect_s * 1e6)
+        result.timings.classify_us = round(look.classify_s * 1e6)
+        result.timings.aggregate_us = round((time.perf_counter() - start) * 1e6)
 
     async def _classify(
         self, image: types_pb2.Image, faces: list, size: tuple[int, int]
@@ -290,6 +386,8 @@ class CameraStream:
     ) -> aggregator_pb2.EyeReading:
         """OPEN/CLOSED from `judged` (prob_open relative to the eye's open level), or UNKNOWN with the reason."""
         reading = aggregator_pb2.EyeReading(eye=eye.eye, box=eye.box, reason=verdict.reason)
+        if eye.HasField("landmarks"):
+            reading.landmarks.CopyFrom(eye.landmarks)
         if verdict.prob_open is not None:
             reading.prob_open = verdict.prob_open
         if verdict.prob_eye is not None:
@@ -323,7 +421,6 @@ class CameraStream:
         tracker_state = {"timestamp_us": str(timestamp), "tracker": self.tracker.to_json()}
         stream_write = Write(store.keys.stream(self.stream_id), self.stream_id, seq, tracker_state)
         event_ids = await self.services.commits.commit([stream_write, *writes])
-        self.last_seq, self.last_us = seq, timestamp
         messages = [
             events.to_message(event_id, fields)
             for write, ids_of_write in zip(writes, event_ids[1:], strict=True)

@@ -17,6 +17,7 @@ A frame or observation counts as accepted once Redis has it; every reply is sent
 from __future__ import annotations
 
 import argparse
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from functools import partial
 
@@ -24,7 +25,7 @@ import grpc
 
 from blinkstack.aggregator import cursor, engine, events, ingest
 from blinkstack.aggregator.fanout import EventFanout
-from blinkstack.aggregator.frames import CameraStream, FrameServices
+from blinkstack.aggregator.frames import PIPELINE_DEPTH, Admitted, CameraStream, FrameServices
 from blinkstack.aggregator.options import engine_config
 from blinkstack.aggregator.store import MAX_EVENT_SHARDS, RedisStore
 from blinkstack.common import images
@@ -125,10 +126,28 @@ class AggregatorServicer(aggregator_pb2_grpc.AggregatorServiceServicer):
         if self.frames is None:
             raise FailedPrecondition("this aggregator has no detector/eye-state")
         stream = CameraStream(self.frames, context.time_remaining)
+        admitted: asyncio.Queue[Admitted | BaseException | None] = asyncio.Queue(maxsize=PIPELINE_DEPTH)
+
+        async def admit() -> None:
+            try:
+                async for frame in request_iterator:
+                    await admitted.put(await stream.admit(frame))
+                await admitted.put(None)
+            except Exception as exc:  # a bad frame or a broken call: raised in order, after the frames before it
+                await admitted.put(exc)
+
+        admitting = asyncio.create_task(admit())
         try:
-            async for frame in request_iterator:
-                yield await stream.process(frame)
+            while (item := await admitted.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield await stream.complete(item)
         finally:
+            admitting.cancel()
+            while not admitted.empty():
+                item = admitted.get_nowait()
+                if isinstance(item, Admitted) and item.looking is not None:
+                    item.looking.cancel()
             await stream.detector.finish()
 
 

@@ -11,7 +11,9 @@ from blinkstack.common.config import env_option
 from blinkstack.services import ServiceSpec
 
 
-def add_backend_options(parser: argparse.ArgumentParser, spec: ServiceSpec, default_model: str) -> None:
+def add_backend_options(
+    parser: argparse.ArgumentParser, spec: ServiceSpec, default_model: str, default_threads: int = 0
+) -> None:
     """--backend, --model-*, --threads, --providers, --triton-* with BLINKSTACK_* environment defaults."""
     env = spec.backend_env
     assert env is not None, f"{spec.name} runs no model"
@@ -37,9 +39,9 @@ def add_backend_options(parser: argparse.ArgumentParser, spec: ServiceSpec, defa
         group,
         "--threads",
         env.threads,
-        0,
+        default_threads,
         int,
-        help="ONNX Runtime intra-op threads (0: one per core)",
+        help="ONNX Runtime intra-op threads per model (0: one per core)",
     )
     env_option(
         group,

@@ -15,15 +15,15 @@ import numpy as np
 
 from blinkstack.common.errors import InvalidInput, quoted
 from blinkstack.common.image_header import HeaderError, image_size
-from blinkstack.common.preprocess import ImageDecodeError, decode_image
+from blinkstack.common.preprocess import ImageDecodeError, decode_image, to_gray
 from blinkstack.v1 import types_pb2
 
 MAX_ENCODED_BYTES = 4 * 1024 * 1024
 MAX_SIDE = 4096
 MAX_PIXELS_PER_REQUEST = MAX_SIDE * MAX_SIDE  # all images of one request together, checked before decoding
-# Requests that decode more pixels than this are decoded on a worker thread, not on the event loop (a 640x480
-# frame takes milliseconds; small eye crops take microseconds, less than the hand-off would).
-INLINE_DECODE_PIXELS = 256 * 256
+# Requests that decode more pixels than this are decoded on a worker thread, not on the event loop: a 4096x4096
+# frame takes 100 ms; a 640x480 camera frame takes 0.5-0.9 ms, about what the hand-off itself costs in CPU.
+INLINE_DECODE_PIXELS = 640 * 480
 MAX_CROP_SIDE = 1024  # an eye box (or crop) side; an eye this large would sit in a face of ~2,500 pixels
 _CHANNELS = {types_pb2.PIXEL_FORMAT_GRAY8: 1, types_pb2.PIXEL_FORMAT_BGR8: 3}
 
@@ -65,14 +65,14 @@ def check_pixel_budget(
     return sizes
 
 
-def decode(image: types_pb2.Image, what: str) -> np.ndarray:
-    """An Image message -> HxW (gray) or HxWx3/4 (BGR/BGRA) uint8 array; the size is checked from the header
-    before any pixel is decoded."""
+def decode(image: types_pb2.Image, what: str, gray: bool = False) -> np.ndarray:
+    """An Image message -> HxW (gray) or HxWx3/4 (BGR/BGRA) uint8 array, or always HxW with `gray`; the size is
+    checked from the header before any pixel is decoded."""
     width, height = declared_size(image, what)
     _check_side(width, height, what)
     if image.WhichOneof("data") == "encoded":
         try:
-            array = decode_image(image.encoded)
+            array = decode_image(image.encoded, gray)
         except ImageDecodeError as exc:
             raise InvalidInput(f"{what}: {exc}") from None
         if array.shape[:2] != (height, width):  # the header lied; never trust the rest
@@ -89,21 +89,22 @@ def decode(image: types_pb2.Image, what: str) -> np.ndarray:
             f"{expected} for {types_pb2.PixelFormat.Name(raw.format)}"
         )
     shape = (raw.height, raw.width) if channels == 1 else (raw.height, raw.width, channels)
-    return np.frombuffer(raw.pixels, dtype=np.uint8).reshape(shape)
+    array = np.frombuffer(raw.pixels, dtype=np.uint8).reshape(shape)
+    return to_gray(array) if gray else array
 
 
-async def decode_off_loop(image: types_pb2.Image, what: str) -> np.ndarray:
+async def decode_off_loop(image: types_pb2.Image, what: str, gray: bool = False) -> np.ndarray:
     """`decode`, on a worker thread when the image is large enough to hold up the event loop (health checks and
     other calls keep being answered while a frame decodes)."""
     width, height = declared_size(image, what)
     if width * height > INLINE_DECODE_PIXELS:
-        return await asyncio.to_thread(decode, image, what)
-    return decode(image, what)
+        return await asyncio.to_thread(decode, image, what, gray)
+    return decode(image, what, gray)
 
 
-def box_message(x: float, y: float, width: float, height: float) -> types_pb2.Box:
-    """A protobuf Box from (x, y, width, height), e.g. `box_message(*eye.box)`."""
-    return types_pb2.Box(x=float(x), y=float(y), width=float(width), height=float(height))
+def box_message(x: float, y: float, width: float, height: float, angle_deg: float = 0.0) -> types_pb2.Box:
+    """A protobuf Box from (x, y, width, height) and its turn, e.g. `box_message(*crop.box, crop.angle_deg)`."""
+    return types_pb2.Box(x=float(x), y=float(y), width=float(width), height=float(height), angle_deg=float(angle_deg))
 
 
 def centre_inside(box: types_pb2.Box, width: int, height: int) -> bool:
@@ -133,9 +134,11 @@ def check_box(box: types_pb2.Box, width: int, height: int, what: str) -> tuple[i
     The box must have a positive size, its centre inside the frame, and fit the frame and MAX_CROP_SIDE: so
     a crop never costs more than the frame it comes from.
     """
-    values = (box.x, box.y, box.width, box.height)
+    values = (box.x, box.y, box.width, box.height, box.angle_deg)
     if not all(math.isfinite(v) for v in values):
         raise InvalidInput(f"{what}: box has a non-finite coordinate {values}")
+    if abs(box.angle_deg) > 180:
+        raise InvalidInput(f"{what}: box angle_deg {box.angle_deg:g} is outside -180..180")
     if box.width <= 0 or box.height <= 0:
         raise InvalidInput(f"{what}: box width and height must be > 0 (got {box.width} x {box.height})")
     if not centre_inside(box, width, height):
@@ -156,18 +159,40 @@ def check_box(box: types_pb2.Box, width: int, height: int, what: str) -> tuple[i
 
 
 def crop(frame: np.ndarray, box: types_pb2.Box, what: str) -> np.ndarray:
-    """The pixels of `box` (checked by `check_box`), rounded to whole pixels.
+    """The pixels of `box` (checked by `check_box`), rounded to whole pixels; a turned box (angle_deg != 0) is
+    sampled bilinearly along its own axes, so the crop is upright in the box's frame.
 
     Parts of the box past the frame edge are filled by replicating the edge pixels: an eye near the border
     keeps the square geometry the model was trained on instead of being squeezed into a clipped box.
     """
     height, width = frame.shape[:2]
     x0, y0, x1, y1 = check_box(box, width, height, what)
+    if box.angle_deg:
+        return _turned_crop(frame, box, x1 - x0, y1 - y0)
     inside = frame[max(y0, 0) : min(y1, height), max(x0, 0) : min(x1, width)]
     pad = (max(-y0, 0), max(y1 - height, 0), max(-x0, 0), max(x1 - width, 0))
     if not any(pad):
         return inside
     return cv2.copyMakeBorder(np.ascontiguousarray(inside), *pad, cv2.BORDER_REPLICATE)
+
+
+def _turned_crop(frame: np.ndarray, box: types_pb2.Box, out_width: int, out_height: int) -> np.ndarray:
+    """`out_width` x `out_height` samples of the turned box: crop pixel (u, v) is the frame point at
+    centre + R(angle) (scale * (u + 1/2 - out_width / 2), ...), pixel centres at half-integers on both sides."""
+    angle = math.radians(box.angle_deg)
+    cos, sin = math.cos(angle), math.sin(angle)
+    sx, sy = box.width / out_width, box.height / out_height
+    linear = np.array([[cos * sx, -sin * sy], [sin * sx, cos * sy]])
+    centre = np.array([box.x + box.width / 2, box.y + box.height / 2])
+    shift = centre + linear @ np.array([0.5 - out_width / 2, 0.5 - out_height / 2]) - 0.5
+    matrix = np.hstack([linear, shift[:, None]])
+    return cv2.warpAffine(
+        frame,
+        matrix,
+        (out_width, out_height),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
 
 
 STREAM_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")

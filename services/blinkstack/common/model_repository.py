@@ -14,7 +14,8 @@ from typing import Any
 
 EYE_STATE_MODEL = "eye_state"
 EYE_GATE_MODEL = "eye_gate"  # optional: is the crop an eye at all (the eye-state service's NOT_AN_EYE)
-FACE_DETECTOR_MODEL = "face_detector"
+FACE_DETECTOR_MODEL = "face_detector"  # whole frames -> faces with eye points (its MODEL_CARD.md says which)
+FACE_LANDMARK_MODEL = "face_landmarks"  # a face region -> eye corners, lids and irises (its MODEL_CARD.md)
 MODEL_FILENAME = "model.onnx"
 
 # Triton data types for the ONNX element types the project uses.

@@ -32,11 +32,13 @@ class ImageDecodeError(ValueError):
     """The bytes are not a decodable PNG/JPEG image."""
 
 
-def decode_image(data: bytes) -> np.ndarray:
-    """Decode PNG/JPEG bytes into a uint8 array (HxW gray or HxWxC BGR/BGRA)."""
+def decode_image(data: bytes, gray: bool = False) -> np.ndarray:
+    """Decode PNG/JPEG bytes into a uint8 array (HxW gray or HxWxC BGR/BGRA); with `gray`, HxW luma only (a JPEG's
+    Y channel, without the colour conversion: what the detector and the eye-state model look at)."""
     if not data:
         raise ImageDecodeError("empty image bytes")
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    flags = cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_UNCHANGED
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
     if image is None:
         raise ImageDecodeError(f"cannot decode {len(data)} bytes as PNG/JPEG")
     if image.dtype != np.uint8:

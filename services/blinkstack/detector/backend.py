@@ -1,7 +1,8 @@
-"""The face-detector backends: CenterFace on embedded ONNX Runtime (default) or on a Triton server.
+"""The detector's model backends: any face model of the repository on embedded ONNX Runtime (default) or on a
+Triton server.
 
-Both read the model from the same Triton model repository entry (`face_detector`). A backend takes the
-prepared [1, 3, H, W] image and returns the model's four maps by name.
+Both read the model from the same Triton model repository entry. A backend takes the model's inputs by name and
+returns all its outputs by name; what the tensors mean is the model adapter's business (`adapters/`).
 """
 
 from __future__ import annotations
@@ -14,35 +15,35 @@ from typing import Protocol
 import numpy as np
 
 from blinkstack.common.backend import BackendInfo, BackendUnavailable
-from blinkstack.common.model_repository import FACE_DETECTOR_MODEL, file_sha256, resolve_model_file
+from blinkstack.common.model_repository import file_sha256, resolve_model_file
 from blinkstack.common.onnx_runtime import create_session
 from blinkstack.common.triton_client import TritonModelBackend
-from blinkstack.detector.centerface import INPUT_NAME, OUTPUT_NAMES
 
 
-class FaceDetectorBackend(Protocol):
-    info: BackendInfo
+class ModelBackend(Protocol):
+    @property
+    def info(self) -> BackendInfo: ...
 
     async def start(self) -> None: ...
 
     async def ready(self) -> bool: ...
 
-    async def infer(self, blob: np.ndarray, timeout: float | None = None) -> dict[str, np.ndarray]: ...
+    async def infer(self, inputs: dict[str, np.ndarray], timeout: float | None = None) -> dict[str, np.ndarray]: ...
 
     async def close(self) -> None: ...
 
 
-class OnnxRuntimeDetector:
+class OnnxRuntimeModel:
     """One session, one inference thread: frames from all streams queue for it, so CPU use stays bounded.
 
-    At most `max_pending` frames wait; a frame that cannot get a slot within its deadline fails with
+    At most `max_pending` calls wait; a call that cannot get a slot within its deadline fails with
     BackendUnavailable rather than piling up latency for every stream.
     """
 
     def __init__(
         self,
         repository: Path,
-        model_name: str = FACE_DETECTOR_MODEL,
+        model_name: str,
         version: int | None = None,
         threads: int = 0,
         providers: list[str] | None = None,
@@ -53,29 +54,34 @@ class OnnxRuntimeDetector:
         self._pending = asyncio.Semaphore(max_pending)
         self._session = None
         self._executor: ThreadPoolExecutor | None = None
-        self.info = BackendInfo("onnxruntime", model_name, "", 1)
+        self._info = BackendInfo("onnxruntime", model_name, "", 1)
+
+    @property
+    def info(self) -> BackendInfo:
+        return self._info
 
     async def start(self) -> None:
         model_file, version = resolve_model_file(self._model_dir, self._version)
         self._session = await asyncio.to_thread(create_session, model_file, self._threads, self._providers)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="face-detector")
-        self.info = BackendInfo("onnxruntime", self.info.model_name, str(version), 1, file_sha256(model_file))
+        self._outputs = [o.name for o in self._session.get_outputs()]
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self._info.model_name)
+        self._info = BackendInfo("onnxruntime", self._info.model_name, str(version), 1, file_sha256(model_file))
 
     async def ready(self) -> bool:
         return self._session is not None and self._executor is not None
 
-    def _run(self, blob: np.ndarray) -> dict[str, np.ndarray]:
-        return dict(zip(OUTPUT_NAMES, self._session.run(list(OUTPUT_NAMES), {INPUT_NAME: blob}), strict=True))
+    def _run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(self._outputs, self._session.run(self._outputs, inputs), strict=True))
 
-    async def infer(self, blob: np.ndarray, timeout: float | None = None) -> dict[str, np.ndarray]:
+    async def infer(self, inputs: dict[str, np.ndarray], timeout: float | None = None) -> dict[str, np.ndarray]:
         if not await self.ready():
-            raise BackendUnavailable("the face detector is not loaded")
+            raise BackendUnavailable(f"the {self._info.model_name} model is not loaded")
         try:
             await asyncio.wait_for(self._pending.acquire(), timeout)
         except TimeoutError:
-            raise BackendUnavailable("the face detector stayed busy until the deadline") from None
+            raise BackendUnavailable(f"the {self._info.model_name} model stayed busy until the deadline") from None
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, self._run, blob)
+            return await asyncio.get_running_loop().run_in_executor(self._executor, self._run, inputs)
         finally:
             self._pending.release()
 
@@ -86,6 +92,6 @@ class OnnxRuntimeDetector:
         self._session = None
 
 
-class TritonDetector(TritonModelBackend):
-    async def infer(self, blob: np.ndarray, timeout: float | None = None) -> dict[str, np.ndarray]:
-        return await self.model.infer({INPUT_NAME: blob}, self.model.deadline(timeout))
+class TritonModel(TritonModelBackend):
+    async def infer(self, inputs: dict[str, np.ndarray], timeout: float | None = None) -> dict[str, np.ndarray]:
+        return await self.model.infer(inputs, self.model.deadline(timeout))

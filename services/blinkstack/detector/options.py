@@ -7,31 +7,64 @@ import argparse
 from blinkstack.common.backend_options import add_backend_options
 from blinkstack.common.config import env_option
 from blinkstack.common.grpc_server import add_server_options
-from blinkstack.common.model_repository import FACE_DETECTOR_MODEL
-from blinkstack.detector import geometry
-from blinkstack.detector.engine import DEFAULT_INPUT_WIDTH, DEFAULT_SCORE_THRESHOLD
+from blinkstack.common.model_repository import FACE_DETECTOR_MODEL, FACE_LANDMARK_MODEL
+from blinkstack.detector import adapters, geometry
+from blinkstack.detector.front_end import DEFAULT_MAX_FACES
 from blinkstack.services import DETECTOR
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_server_options(parser, DETECTOR)
-    add_backend_options(parser, DETECTOR, FACE_DETECTOR_MODEL)
+    # One thread per model: the two models run on their own threads, and a camera's frame is too small to share
+    # one model run across cores (two threads per model cost 20 % more CPU per frame on 2 cores).
+    add_backend_options(parser, DETECTOR, FACE_DETECTOR_MODEL, default_threads=1)
     group = parser.add_argument_group("detector")
+    env_option(
+        group,
+        "--front-end",
+        "BLINKSTACK_DETECTOR_FRONT_END",
+        adapters.DEFAULT_FRONT_END,
+        help="landmarks: the face detector finds faces, a landmark model follows each one every frame and gives "
+        "its eye corners, lids and aperture | centerface: the face detector alone (eye centres only)",
+        choices=list(adapters.FRONT_ENDS),
+    )
+    env_option(
+        group,
+        "--landmark-model",
+        "BLINKSTACK_DETECTOR_LANDMARK_MODEL",
+        FACE_LANDMARK_MODEL,
+        help="landmark model name in the repository (landmarks front end)",
+    )
+    env_option(
+        group,
+        "--landmark-model-version",
+        "BLINKSTACK_DETECTOR_LANDMARK_MODEL_VERSION",
+        "",
+        help="pinned landmark model version (empty: newest)",
+    )
     env_option(
         group,
         "--input-width",
         "BLINKSTACK_DETECTOR_INPUT_WIDTH",
-        DEFAULT_INPUT_WIDTH,
+        adapters.DEFAULT_INPUT_WIDTH,
         int,
-        help="frames are scaled down to this width for the face model (multiple of 32)",
+        help="frames are scaled down to this width for the face detector (multiple of 32)",
     )
     env_option(
         group,
         "--score-threshold",
         "BLINKSTACK_DETECTOR_SCORE_THRESHOLD",
-        DEFAULT_SCORE_THRESHOLD,
+        adapters.DEFAULT_SCORE_THRESHOLD,
         float,
-        help="lowest face score reported",
+        help="lowest face detector score reported",
+    )
+    env_option(
+        group,
+        "--min-presence",
+        "BLINKSTACK_DETECTOR_MIN_PRESENCE",
+        adapters.DEFAULT_MIN_PRESENCE,
+        float,
+        help="a followed face whose landmark-model presence falls below this is lost (landmarks front end)",
     )
     env_option(
         group,
@@ -40,6 +73,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         geometry.DEFAULT_MIN_FACE_PX,
         float,
         help="narrower faces are not reported (their eyes are too small to judge)",
+    )
+    env_option(
+        group,
+        "--max-faces",
+        "BLINKSTACK_DETECTOR_MAX_FACES",
+        DEFAULT_MAX_FACES,
+        int,
+        help="faces followed per stream (landmarks front end; each costs one landmark-model run per frame)",
     )
     env_option(
         group,
@@ -53,7 +94,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         group,
         "--detect-every",
         "BLINKSTACK_DETECTOR_DETECT_EVERY",
-        1,
+        0,
         int,
-        help="StreamDetectEyes: run the face model every Nth frame, optical flow on the landmarks in between",
+        help="run the face detector every Nth frame of a stream; in between the landmark model follows the faces "
+        "(landmarks front end; 0: 30) or optical flow moves the face detector's points (centerface; 0: 1, every frame)",
     )

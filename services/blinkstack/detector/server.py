@@ -1,6 +1,6 @@
 """The detector gRPC service: `DetectEyes` (one frame) and `StreamDetectEyes` (a camera), with tracking.
 
-The servicer, the builders that wire it to a backend, and `serve`; the flags are in `options.py`.
+The servicer, the builders that wire it to the front end's models, and `serve`; the flags are in `options.py`.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import argparse
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 import grpc
@@ -16,32 +17,42 @@ import numpy as np
 
 from blinkstack.common import images, metrics
 from blinkstack.common.backend import start_or_await_ready
-from blinkstack.common.backend_options import backend_options
+from blinkstack.common.backend_options import BackendOptions, backend_options
 from blinkstack.common.errors import InvalidInput
 from blinkstack.common.grpc_server import ServiceHost, run_until_signal, settings_from_args
 from blinkstack.common.preprocess import to_gray
 from blinkstack.common.security import require_stream
 from blinkstack.common.tracking import Tracker
-from blinkstack.detector.backend import FaceDetectorBackend, OnnxRuntimeDetector, TritonDetector
-from blinkstack.detector.engine import Face, FaceDetector
-from blinkstack.detector.landmark_flow import LandmarkFlow
+from blinkstack.detector import adapters
+from blinkstack.detector.backend import ModelBackend, OnnxRuntimeModel, TritonModel
+from blinkstack.detector.engine import FaceDetector, FaceLandmarker
+from blinkstack.detector.faces import FACE_POINTS, Eye, EyeOutline, Face
+from blinkstack.detector.front_end import FrontEnd, FrontEndModels
 from blinkstack.services import DETECTOR
 from blinkstack.v1 import detector_pb2, detector_pb2_grpc, types_pb2
 
 
-class TrackerPool:
-    """Trackers of the streams that use unary DetectEyes, least recently used evicted beyond `max_streams`."""
+@dataclass
+class StreamState:
+    """What the detector keeps per stream: its face source and the track ids."""
 
-    def __init__(self, max_streams: int) -> None:
-        self._trackers: OrderedDict[str, Tracker] = OrderedDict()
-        self._max_streams = max_streams
+    front_end: FrontEnd
+    tracker: Tracker = field(default_factory=Tracker)
 
-    def get(self, stream_id: str) -> Tracker:
-        tracker = self._trackers.pop(stream_id, None) or Tracker()
-        self._trackers[stream_id] = tracker
-        while len(self._trackers) > self._max_streams:
-            self._trackers.popitem(last=False)
-        return tracker
+
+class StreamPool:
+    """The state of the streams that use unary DetectEyes, least recently used evicted beyond `max_streams`."""
+
+    def __init__(self, models: FrontEndModels, max_streams: int) -> None:
+        self._streams: OrderedDict[str, StreamState] = OrderedDict()
+        self._models, self._max_streams = models, max_streams
+
+    def get(self, stream_id: str) -> StreamState:
+        state = self._streams.pop(stream_id, None) or StreamState(self._models.stream())
+        self._streams[stream_id] = state
+        while len(self._streams) > self._max_streams:
+            self._streams.popitem(last=False)
+        return state
 
 
 def _point(xy: np.ndarray) -> types_pb2.Point:
@@ -78,35 +89,46 @@ def add_eye_crops(pixels: np.ndarray, faces: list[detector_pb2.FaceDetection]) -
                 eye.crop.CopyFrom(crop)
 
 
+def eye_landmarks(outline: EyeOutline) -> types_pb2.EyeLandmarks:
+    message = types_pb2.EyeLandmarks(
+        outer_corner=_point(outline.outer_corner),
+        inner_corner=_point(outline.inner_corner),
+        upper_lid=[_point(p) for p in outline.upper_lid],
+        lower_lid=[_point(p) for p in outline.lower_lid],
+        aperture=outline.aperture,
+    )
+    if outline.iris_centre is not None:
+        message.iris_center.CopyFrom(_point(outline.iris_centre))
+    return message
+
+
+def eye_message(eye: Eye, which: int) -> detector_pb2.EyeDetection:
+    box = images.box_message(*eye.crop.box, eye.crop.angle_deg)
+    message = detector_pb2.EyeDetection(eye=which, center=_point(eye.centre), box=box)
+    if eye.outline is not None:
+        message.landmarks.CopyFrom(eye_landmarks(eye.outline))
+    return message
+
+
 def face_message(face: Face, track_id: int) -> detector_pb2.FaceDetection:
     x0, y0, x1, y1 = face.box
     return detector_pb2.FaceDetection(
         track_id=track_id,
         box=images.box_message(x0, y0, x1 - x0, y1 - y0),
         score=face.score,
-        left_eye=detector_pb2.EyeDetection(
-            eye=types_pb2.EYE_LEFT, center=_point(face.left_eye.centre), box=images.box_message(*face.left_eye.box)
-        ),
-        right_eye=detector_pb2.EyeDetection(
-            eye=types_pb2.EYE_RIGHT, center=_point(face.right_eye.centre), box=images.box_message(*face.right_eye.box)
-        ),
-        landmarks=[_point(p) for p in face.landmarks[2:]],
+        left_eye=eye_message(face.left_eye, types_pb2.EYE_LEFT),
+        right_eye=eye_message(face.right_eye, types_pb2.EYE_RIGHT),
+        landmarks=[_point(face.points[name]) for name in FACE_POINTS],
     )
 
 
 class DetectorServicer(detector_pb2_grpc.DetectorServiceServicer):
-    def __init__(self, detector: FaceDetector, max_streams: int = 1024, detect_every: int = 1) -> None:
-        if detect_every < 1:
-            raise ValueError(f"--detect-every must be >= 1 (got {detect_every})")
-        self.detector, self.detect_every = detector, detect_every
-        self.trackers = TrackerPool(max_streams)
+    def __init__(self, models: FrontEndModels, max_streams: int = 1024) -> None:
+        self.models = models
+        self.streams = StreamPool(models, max_streams)
 
     async def _detect(
-        self,
-        request: detector_pb2.DetectEyesRequest,
-        tracker: Tracker | None,
-        context: grpc.aio.ServicerContext,
-        flow: LandmarkFlow | None = None,
+        self, request: detector_pb2.DetectEyesRequest, state: StreamState | None, context: grpc.aio.ServicerContext
     ) -> detector_pb2.DetectEyesResponse:
         received_us = time.time_ns() // 1000
         frame = request.frame
@@ -117,19 +139,18 @@ class DetectorServicer(detector_pb2_grpc.DetectorServiceServicer):
             require_stream(frame.stream_id, "frame.stream_id")
         if not frame.HasField("image"):
             raise InvalidInput("frame.image is missing")
-        pixels = await images.decode_off_loop(frame.image, "frame.image")
-        if flow is None:
-            faces, times = await self.detector.detect(pixels, timeout=context.time_remaining())
-            tracked = False
-        else:
-            faces, times, tracked = await flow.detect(self.detector, pixels, timeout=context.time_remaining())
-        stages = ("flow",) if tracked else ("prepare", "infer", "decode")
-        for stage in stages:
-            metrics.DETECTOR_STAGE_SECONDS.labels(stage).observe(getattr(times, stage))
+        # Luma only: the face models see it as gray RGB (their landmarks agree with colour frames' to 0.006 of the
+        # eye distance on ZJU dev) and the eye crops are gray anyway; a gray JPEG decode skips the colour work.
+        pixels = await images.decode_off_loop(frame.image, "frame.image", gray=True)
+        front_end = state.front_end if state is not None else self.models.stream()
+        faces, times, tracked = await front_end.faces(pixels, timeout=context.time_remaining())
+        for stage, seconds in vars(times).items():
+            if seconds:
+                metrics.DETECTOR_STAGE_SECONDS.labels(stage).observe(seconds)
         metrics.DETECTOR_FACES.observe(len(faces))
         metrics.DETECTOR_FRAMES.inc()
-        if tracker is not None:
-            ids = tracker.update(np.array([f.box for f in faces]).reshape(-1, 4))
+        if state is not None:
+            ids = state.tracker.update(np.array([f.box for f in faces]).reshape(-1, 4))
         else:
             ids = list(range(1, len(faces) + 1))
         messages = [face_message(face, track_id) for face, track_id in zip(faces, ids, strict=True)]
@@ -152,35 +173,45 @@ class DetectorServicer(detector_pb2_grpc.DetectorServiceServicer):
         self, request: detector_pb2.DetectEyesRequest, context: grpc.aio.ServicerContext
     ) -> detector_pb2.DetectEyesResponse:
         stream_id = request.frame.stream_id
-        return await self._detect(request, self.trackers.get(stream_id) if stream_id else None, context)
+        return await self._detect(request, self.streams.get(stream_id) if stream_id else None, context)
 
     async def StreamDetectEyes(
         self, request_iterator: AsyncIterator[detector_pb2.DetectEyesRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[detector_pb2.DetectEyesResponse]:
-        tracker = Tracker()
-        flow = LandmarkFlow(self.detect_every) if self.detect_every > 1 else None
+        state = StreamState(self.models.stream())
         async for request in request_iterator:
-            yield await self._detect(request, tracker, context, flow)
+            yield await self._detect(request, state, context)
 
 
-def build_backend(args: argparse.Namespace) -> FaceDetectorBackend:
-    options = backend_options(args)
+def _backend(options: BackendOptions) -> ModelBackend:
     if options.backend == "triton":
-        return TritonDetector.from_options(options)
-    return OnnxRuntimeDetector(
+        return TritonModel.from_options(options)
+    return OnnxRuntimeModel(
         options.repository, options.model_name, options.pinned_version, options.threads, options.providers
     )
 
 
-def build_host(args: argparse.Namespace, backend: FaceDetectorBackend) -> ServiceHost:
-    detector = FaceDetector(backend, args.input_width, args.score_threshold, min_face_px=args.min_face_px)
-    servicer = DetectorServicer(detector, args.max_streams, args.detect_every)
+def build_backend(args: argparse.Namespace) -> FrontEndModels:
+    """The front end's models on their backends, from the flags (checked before anything starts)."""
+    settings = adapters.AdapterSettings(args.input_width, args.score_threshold, args.min_presence)
+    detector_adapter, landmark_adapter = adapters.adapters_for(args.front_end, settings)
+    options = backend_options(args)
+    detector = FaceDetector(detector_adapter, _backend(options), args.min_face_px)
+    landmarker = None
+    if landmark_adapter is not None:
+        landmark_options = replace(options, model_name=args.landmark_model, version=args.landmark_model_version)
+        landmarker = FaceLandmarker(landmark_adapter, _backend(landmark_options), args.min_face_px)
+    return FrontEndModels(detector, landmarker, args.detect_every, args.max_faces)
+
+
+def build_host(args: argparse.Namespace, models: FrontEndModels) -> ServiceHost:
+    servicer = DetectorServicer(models, args.max_streams)
     register = partial(detector_pb2_grpc.add_DetectorServiceServicer_to_server, servicer)
-    return ServiceHost(settings_from_args(args), DETECTOR, register, backend.ready)
+    return ServiceHost(settings_from_args(args), DETECTOR, register, models.ready)
 
 
 async def serve(args: argparse.Namespace) -> None:
-    backend = build_backend(args)
-    host = build_host(args, backend)  # validates the settings before anything starts
-    await start_or_await_ready(backend)
-    await run_until_signal(host, backend.close)
+    models = build_backend(args)
+    host = build_host(args, models)  # validates the settings before anything starts
+    await start_or_await_ready(models)
+    await run_until_signal(host, models.close)

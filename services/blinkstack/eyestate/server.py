@@ -62,7 +62,7 @@ class EyeStateServicer(eyestate_pb2_grpc.EyeStateServiceServicer):
         if request.WhichOneof("input") == "crops":
             crops = [images.decode(crop, f"crops[{i}]") for i, crop in enumerate(request.crops.crops)]
         else:
-            frame = images.decode(request.frame.frame, "frame.frame")
+            frame = images.decode(request.frame.frame, "frame.frame", gray=True)  # the model sees gray crops
             crops = [images.crop(frame, box, f"frame.eye_boxes[{i}]") for i, box in enumerate(request.frame.eye_boxes)]
         return preprocess_batch(crops)
 

@@ -76,9 +76,14 @@ def detect(args: argparse.Namespace) -> int:
         )
         for name, eye in (("left", face.left_eye), ("right", face.right_eye)):
             e = eye.box
+            lids = (
+                f" turned {e.angle_deg:.1f} deg, lid aperture {eye.landmarks.aperture:.3f}"
+                if eye.HasField("landmarks")
+                else ""
+            )
             print(
                 f"  {name} eye: centre ({eye.center.x:.1f}, {eye.center.y:.1f}) "
-                f"box x={e.x:.1f} y={e.y:.1f} side={e.width:.1f}"
+                f"box x={e.x:.1f} y={e.y:.1f} side={e.width:.1f}{lids}"
             )
     if args.annotate:
         image = draw_faces(decode_image(path.read_bytes()), list(response.faces))

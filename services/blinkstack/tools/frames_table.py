@@ -21,14 +21,19 @@ COLUMNS = (
     ("face_y", "face box, top edge in pixels"),
     ("face_w", "face box width"),
     ("face_h", "face box height"),
-    ("face_score", "the detector's face score"),
+    ("face_score", "the face's score: the face detector's, or the landmark model's face presence"),
     *(
         column
         for eye in ("left", "right")
         for column in (
-            (f"{eye}_x", f"the subject's {eye} eye box, left edge"),
-            (f"{eye}_y", f"the subject's {eye} eye box, top edge"),
+            (f"{eye}_x", f"the subject's {eye} eye box, left edge (of the box before its turn)"),
+            (f"{eye}_y", f"the subject's {eye} eye box, top edge (of the box before its turn)"),
             (f"{eye}_size", f"the {eye} eye box side (square)"),
+            (f"{eye}_angle", f"the {eye} eye box's turn in degrees (head roll undone; 0 without a landmark model)"),
+            (
+                f"{eye}_aperture",
+                f"the {eye} eye's lid aperture: lid distance over eye width (empty without a landmark model)",
+            ),
             (f"{eye}_prob_open", f"P({eye} eye open) from the model (empty: not classified)"),
             (f"{eye}_prob_eye", f"the eye gate's P(the {eye} eye's crop is an eye) (empty: not classified)"),
             (f"{eye}_state", "open, closed or unknown"),
@@ -60,6 +65,8 @@ def _eye(reading: aggregator_pb2.EyeReading) -> list:
         round(box.x, 1),
         round(box.y, 1),
         round(box.width, 1),
+        round(box.angle_deg, 2),
+        round(reading.landmarks.aperture, 4) if reading.HasField("landmarks") else "",
         round(reading.prob_open, 5) if reading.HasField("prob_open") else "",
         round(reading.prob_eye, 5) if reading.HasField("prob_eye") else "",
         state_name(reading.state),
@@ -67,7 +74,17 @@ def _eye(reading: aggregator_pb2.EyeReading) -> list:
     ]
 
 
-_NO_FACE = ["", "", "", "", "", state_name(types_pb2.EYE_STATE_UNKNOWN), reason_name(types_pb2.UNKNOWN_REASON_NO_FACE)]
+_NO_FACE = [
+    "",
+    "",
+    "",
+    "",
+    "",
+    "",
+    "",
+    state_name(types_pb2.EYE_STATE_UNKNOWN),
+    reason_name(types_pb2.UNKNOWN_REASON_NO_FACE),
+]
 
 
 class FrameTable:

@@ -79,6 +79,17 @@ def plot_timeline(result: WatchResult, path: Path, closed_below: float = 0.2, op
         ax.axvspan(event.start_us / 1e6, event.end_us / 1e6, color=colours.get(name, "black"), alpha=0.3,
                    label=name if name not in seen else None)  # fmt: skip
         seen.add(name)
+    apertures = [(t, f.left_aperture, f.right_aperture) for t, f in zip(seconds, faced, strict=True)]
+    if any(left is not None for _, left, _ in apertures):
+        lids = ax.twinx()  # the landmark model's lid aperture, on its own scale
+        times = [t for t, _, _ in apertures]
+        lids.plot(times, [np.nan if a is None else a for _, a, _ in apertures], lw=0.6, color="tab:green",
+                  label="left eye lid aperture")  # fmt: skip
+        lids.plot(times, [np.nan if a is None else a for _, _, a in apertures], lw=0.6, color="tab:olive",
+                  alpha=0.8, label="right eye lid aperture")  # fmt: skip
+        lids.set_ylabel("lid aperture (lid distance / eye width)")
+        lids.set_ylim(0, 0.6)
+        lids.legend(loc="lower right", fontsize=8)
     ax.set_xlabel("video time (s)")
     ax.set_ylabel("prob_open")
     ax.set_ylim(-0.02, 1.02)

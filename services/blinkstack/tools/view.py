@@ -104,7 +104,9 @@ def frame_message(stream_id: str, pixels: np.ndarray, result: aggregator_pb2.Fra
 
     def eye(reading: aggregator_pb2.EyeReading) -> dict:
         prob = reading.prob_open if reading.HasField("prob_open") else None
-        return {"prob_open": prob, "state": state_name(reading.state), "reason": reason_name(reading.reason)}
+        aperture = reading.landmarks.aperture if reading.HasField("landmarks") else None
+        state, reason = state_name(reading.state), reason_name(reading.reason)
+        return {"prob_open": prob, "aperture": aperture, "state": state, "reason": reason}
 
     faces = [{"track_id": f.track_id, "left": eye(f.left_eye), "right": eye(f.right_eye)} for f in result.faces]
     return {

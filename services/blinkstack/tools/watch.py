@@ -48,6 +48,8 @@ class FrameRecord:
     track_ids: list[int]
     left: float | None  # first face's prob_open, None without a face
     right: float | None
+    left_aperture: float | None  # first face's lid apertures, None without a face or a landmark model
+    right_aperture: float | None
     unknown: int  # the first face's eyes whose state is UNKNOWN (0-2)
     detect_us: int
     classify_us: int
@@ -171,6 +173,10 @@ class _FrameSource:
             self.capture.release()
 
 
+def _aperture(reading: aggregator_pb2.EyeReading) -> float | None:
+    return reading.landmarks.aperture if reading.HasField("landmarks") else None
+
+
 def _frame_record(response: aggregator_pb2.FrameResult, latency_s: float) -> FrameRecord:
     faces = list(response.faces)
     first = faces[0] if faces else None
@@ -182,6 +188,8 @@ def _frame_record(response: aggregator_pb2.FrameResult, latency_s: float) -> Fra
         track_ids=[f.track_id for f in faces],
         left=first.left_eye.prob_open if first and first.left_eye.HasField("prob_open") else None,
         right=first.right_eye.prob_open if first and first.right_eye.HasField("prob_open") else None,
+        left_aperture=_aperture(first.left_eye) if first else None,
+        right_aperture=_aperture(first.right_eye) if first else None,
         unknown=sum(e.state == types_pb2.EYE_STATE_UNKNOWN for e in (first.left_eye, first.right_eye)) if first else 0,
         detect_us=response.timings.detect_us,
         classify_us=response.timings.classify_us,

@@ -26,43 +26,43 @@ from blinkstack.v1 import eyestate_pb2 as blinkstack_dot_v1_dot_eyestate__pb2
 from blinkstack.v1 import types_pb2 as blinkstack_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x62linkstack/v1/aggregator.proto\x12\rblinkstack.v1\x1a\x1c\x62linkstack/v1/eyestate.proto\x1a\x19\x62linkstack/v1/types.proto\"\xd0\x02\n\nBlinkEvent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tstream_id\x18\x02 \x01(\t\x12\x10\n\x08track_id\x18\x03 \x01(\x04\x12&\n\x04type\x18\x04 \x01(\x0e\x32\x18.blinkstack.v1.EventType\x12(\n\x05phase\x18\x05 \x01(\x0e\x32\x19.blinkstack.v1.EventPhase\x12\x10\n\x08start_us\x18\x06 \x01(\x03\x12\x0e\n\x06\x65nd_us\x18\x07 \x01(\x03\x12\x13\n\x0b\x64uration_ms\x18\x08 \x01(\r\x12\x15\n\rmin_prob_open\x18\t \x01(\x02\x12\x11\n\ttruncated\x18\n \x01(\x08\x12\x0b\n\x03key\x18\x0b \x01(\t\x12\x0e\n\x06\x63ursor\x18\x0c \x01(\t\x12-\n\x05level\x18\r \x01(\x0e\x32\x1e.blinkstack.v1.DrowsinessLevel\x12\x12\n\nescalation\x18\x0e \x01(\r\"\xee\x01\n\nEyeReading\x12\x1f\n\x03\x65ye\x18\x01 \x01(\x0e\x32\x12.blinkstack.v1.Eye\x12\x1f\n\x03\x62ox\x18\x02 \x01(\x0b\x32\x12.blinkstack.v1.Box\x12\x16\n\tprob_open\x18\x03 \x01(\x02H\x00\x88\x01\x01\x12&\n\x05state\x18\x04 \x01(\x0e\x32\x17.blinkstack.v1.EyeState\x12,\n\x06reason\x18\x05 \x01(\x0e\x32\x1c.blinkstack.v1.UnknownReason\x12\x15\n\x08prob_eye\x18\x06 \x01(\x02H\x01\x88\x01\x01\x42\x0c\n\n_prob_openB\x0b\n\t_prob_eye\"\xaa\x01\n\x0bTrackedFace\x12\x10\n\x08track_id\x18\x01 \x01(\x04\x12\x1f\n\x03\x62ox\x18\x02 \x01(\x0b\x32\x12.blinkstack.v1.Box\x12\r\n\x05score\x18\x03 \x01(\x02\x12+\n\x08left_eye\x18\x04 \x01(\x0b\x32\x19.blinkstack.v1.EyeReading\x12,\n\tright_eye\x18\x05 \x01(\x0b\x32\x19.blinkstack.v1.EyeReading\"L\n\x0cStageTimings\x12\x11\n\tdetect_us\x18\x01 \x01(\x03\x12\x13\n\x0b\x63lassify_us\x18\x02 \x01(\x03\x12\x14\n\x0c\x61ggregate_us\x18\x03 \x01(\x03\"\xfc\x02\n\x0b\x46rameResult\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x14\n\x0ctimestamp_us\x18\x03 \x01(\x03\x12*\n\x06status\x18\x04 \x01(\x0e\x32\x1a.blinkstack.v1.FrameStatus\x12\x13\n\x0b\x66rame_width\x18\x05 \x01(\r\x12\x14\n\x0c\x66rame_height\x18\x06 \x01(\r\x12)\n\x05\x66\x61\x63\x65s\x18\x07 \x03(\x0b\x32\x1a.blinkstack.v1.TrackedFace\x12)\n\x06\x65vents\x18\x08 \x03(\x0b\x32\x19.blinkstack.v1.BlinkEvent\x12,\n\x07timings\x18\t \x01(\x0b\x32\x1b.blinkstack.v1.StageTimings\x12&\n\x05model\x18\n \x01(\x0b\x32\x17.blinkstack.v1.ModelRef\x12\x1d\n\x15timestamp_from_server\x18\x0b \x01(\x08\x12\x15\n\rfaces_dropped\x18\x0c \x01(\r\"\xce\x01\n\x0e\x45yeObservation\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x10\n\x08track_id\x18\x02 \x01(\x04\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12\x14\n\x0ctimestamp_us\x18\x04 \x01(\x03\x12\x1b\n\x0eleft_prob_open\x18\x05 \x01(\x02H\x00\x88\x01\x01\x12\x1c\n\x0fright_prob_open\x18\x06 \x01(\x02H\x01\x88\x01\x01\x12\x12\n\ntrack_lost\x18\x07 \x01(\x08\x42\x11\n\x0f_left_prob_openB\x12\n\x10_right_prob_open\"N\n\x17PublishEyeStatesRequest\x12\x33\n\x0cobservations\x18\x01 \x03(\x0b\x32\x1d.blinkstack.v1.EyeObservation\"T\n\x0ePublishSummary\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x04\x12\x12\n\nduplicates\x18\x02 \x01(\x04\x12\x0c\n\x04late\x18\x03 \x01(\x04\x12\x0e\n\x06\x65vents\x18\x04 \x01(\x04\"z\n\x16SubscribeBlinksRequest\x12\x12\n\nstream_ids\x18\x01 \x03(\t\x12\x11\n\ttrack_ids\x18\x02 \x03(\x04\x12\'\n\x05types\x18\x03 \x03(\x0e\x32\x18.blinkstack.v1.EventType\x12\x10\n\x08\x61\x66ter_id\x18\x04 \x01(\t\"6\n\x0fGetStatsRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x10\n\x08track_id\x18\x02 \x01(\x04\"\xb7\x02\n\nTrackStats\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x10\n\x08track_id\x18\x02 \x01(\x04\x12\x11\n\twindow_us\x18\x03 \x01(\x03\x12\x13\n\x0b\x62link_count\x18\x04 \x01(\x04\x12\x19\n\x11\x62links_per_minute\x18\x05 \x01(\x01\x12\x0f\n\x07perclos\x18\x06 \x01(\x01\x12\x12\n\nopen_ratio\x18\x07 \x01(\x01\x12\x1e\n\x16mean_blink_duration_ms\x18\x08 \x01(\x01\x12-\n\nlast_event\x18\t \x01(\x0b\x32\x19.blinkstack.v1.BlinkEvent\x12\x19\n\x11last_timestamp_us\x18\n \x01(\x03\x12\x32\n\ndrowsiness\x18\x0b \x01(\x0e\x32\x1e.blinkstack.v1.DrowsinessLevel*\xaa\x01\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x14\n\x10\x45VENT_TYPE_BLINK\x10\x01\x12\x18\n\x14\x45VENT_TYPE_WINK_LEFT\x10\x02\x12\x19\n\x15\x45VENT_TYPE_WINK_RIGHT\x10\x03\x12\x1b\n\x17\x45VENT_TYPE_LONG_CLOSURE\x10\x04\x12\x19\n\x15\x45VENT_TYPE_DROWSINESS\x10\x05*\x89\x01\n\x0f\x44rowsinessLevel\x12 \n\x1c\x44ROWSINESS_LEVEL_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x44ROWSINESS_LEVEL_AWAKE\x10\x01\x12\x1b\n\x17\x44ROWSINESS_LEVEL_DROWSY\x10\x02\x12\x1b\n\x17\x44ROWSINESS_LEVEL_ASLEEP\x10\x03*Y\n\nEventPhase\x12\x1b\n\x17\x45VENT_PHASE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45VENT_PHASE_STARTED\x10\x01\x12\x15\n\x11\x45VENT_PHASE_ENDED\x10\x02*z\n\x0b\x46rameStatus\x12\x1c\n\x18\x46RAME_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x46RAME_STATUS_PROCESSED\x10\x01\x12\x1a\n\x16\x46RAME_STATUS_DUPLICATE\x10\x02\x12\x15\n\x11\x46RAME_STATUS_LATE\x10\x03\x32\xad\x03\n\x11\x41ggregatorService\x12\x43\n\x0bTrackFrames\x12\x14.blinkstack.v1.Frame\x1a\x1a.blinkstack.v1.FrameResult(\x01\x30\x01\x12R\n\x10PublishEyeStates\x12\x1d.blinkstack.v1.EyeObservation\x1a\x1d.blinkstack.v1.PublishSummary(\x01\x12\x61\n\x16PublishEyeStateBatches\x12&.blinkstack.v1.PublishEyeStatesRequest\x1a\x1d.blinkstack.v1.PublishSummary(\x01\x12U\n\x0fSubscribeBlinks\x12%.blinkstack.v1.SubscribeBlinksRequest\x1a\x19.blinkstack.v1.BlinkEvent0\x01\x12\x45\n\x08GetStats\x12\x1e.blinkstack.v1.GetStatsRequest\x1a\x19.blinkstack.v1.TrackStatsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x62linkstack/v1/aggregator.proto\x12\rblinkstack.v1\x1a\x1c\x62linkstack/v1/eyestate.proto\x1a\x19\x62linkstack/v1/types.proto\"\xd0\x02\n\nBlinkEvent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tstream_id\x18\x02 \x01(\t\x12\x10\n\x08track_id\x18\x03 \x01(\x04\x12&\n\x04type\x18\x04 \x01(\x0e\x32\x18.blinkstack.v1.EventType\x12(\n\x05phase\x18\x05 \x01(\x0e\x32\x19.blinkstack.v1.EventPhase\x12\x10\n\x08start_us\x18\x06 \x01(\x03\x12\x0e\n\x06\x65nd_us\x18\x07 \x01(\x03\x12\x13\n\x0b\x64uration_ms\x18\x08 \x01(\r\x12\x15\n\rmin_prob_open\x18\t \x01(\x02\x12\x11\n\ttruncated\x18\n \x01(\x08\x12\x0b\n\x03key\x18\x0b \x01(\t\x12\x0e\n\x06\x63ursor\x18\x0c \x01(\t\x12-\n\x05level\x18\r \x01(\x0e\x32\x1e.blinkstack.v1.DrowsinessLevel\x12\x12\n\nescalation\x18\x0e \x01(\r\"\xb1\x02\n\nEyeReading\x12\x1f\n\x03\x65ye\x18\x01 \x01(\x0e\x32\x12.blinkstack.v1.Eye\x12\x1f\n\x03\x62ox\x18\x02 \x01(\x0b\x32\x12.blinkstack.v1.Box\x12\x16\n\tprob_open\x18\x03 \x01(\x02H\x00\x88\x01\x01\x12&\n\x05state\x18\x04 \x01(\x0e\x32\x17.blinkstack.v1.EyeState\x12,\n\x06reason\x18\x05 \x01(\x0e\x32\x1c.blinkstack.v1.UnknownReason\x12\x15\n\x08prob_eye\x18\x06 \x01(\x02H\x01\x88\x01\x01\x12\x33\n\tlandmarks\x18\x07 \x01(\x0b\x32\x1b.blinkstack.v1.EyeLandmarksH\x02\x88\x01\x01\x42\x0c\n\n_prob_openB\x0b\n\t_prob_eyeB\x0c\n\n_landmarks\"\xaa\x01\n\x0bTrackedFace\x12\x10\n\x08track_id\x18\x01 \x01(\x04\x12\x1f\n\x03\x62ox\x18\x02 \x01(\x0b\x32\x12.blinkstack.v1.Box\x12\r\n\x05score\x18\x03 \x01(\x02\x12+\n\x08left_eye\x18\x04 \x01(\x0b\x32\x19.blinkstack.v1.EyeReading\x12,\n\tright_eye\x18\x05 \x01(\x0b\x32\x19.blinkstack.v1.EyeReading\"L\n\x0cStageTimings\x12\x11\n\tdetect_us\x18\x01 \x01(\x03\x12\x13\n\x0b\x63lassify_us\x18\x02 \x01(\x03\x12\x14\n\x0c\x61ggregate_us\x18\x03 \x01(\x03\"\xfc\x02\n\x0b\x46rameResult\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x14\n\x0ctimestamp_us\x18\x03 \x01(\x03\x12*\n\x06status\x18\x04 \x01(\x0e\x32\x1a.blinkstack.v1.FrameStatus\x12\x13\n\x0b\x66rame_width\x18\x05 \x01(\r\x12\x14\n\x0c\x66rame_height\x18\x06 \x01(\r\x12)\n\x05\x66\x61\x63\x65s\x18\x07 \x03(\x0b\x32\x1a.blinkstack.v1.TrackedFace\x12)\n\x06\x65vents\x18\x08 \x03(\x0b\x32\x19.blinkstack.v1.BlinkEvent\x12,\n\x07timings\x18\t \x01(\x0b\x32\x1b.blinkstack.v1.StageTimings\x12&\n\x05model\x18\n \x01(\x0b\x32\x17.blinkstack.v1.ModelRef\x12\x1d\n\x15timestamp_from_server\x18\x0b \x01(\x08\x12\x15\n\rfaces_dropped\x18\x0c \x01(\r\"\xce\x01\n\x0e\x45yeObservation\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x10\n\x08track_id\x18\x02 \x01(\x04\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12\x14\n\x0ctimestamp_us\x18\x04 \x01(\x03\x12\x1b\n\x0eleft_prob_open\x18\x05 \x01(\x02H\x00\x88\x01\x01\x12\x1c\n\x0fright_prob_open\x18\x06 \x01(\x02H\x01\x88\x01\x01\x12\x12\n\ntrack_lost\x18\x07 \x01(\x08\x42\x11\n\x0f_left_prob_openB\x12\n\x10_right_prob_open\"N\n\x17PublishEyeStatesRequest\x12\x33\n\x0cobservations\x18\x01 \x03(\x0b\x32\x1d.blinkstack.v1.EyeObservation\"T\n\x0ePublishSummary\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x04\x12\x12\n\nduplicates\x18\x02 \x01(\x04\x12\x0c\n\x04late\x18\x03 \x01(\x04\x12\x0e\n\x06\x65vents\x18\x04 \x01(\x04\"z\n\x16SubscribeBlinksRequest\x12\x12\n\nstream_ids\x18\x01 \x03(\t\x12\x11\n\ttrack_ids\x18\x02 \x03(\x04\x12\'\n\x05types\x18\x03 \x03(\x0e\x32\x18.blinkstack.v1.EventType\x12\x10\n\x08\x61\x66ter_id\x18\x04 \x01(\t\"6\n\x0fGetStatsRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x10\n\x08track_id\x18\x02 \x01(\x04\"\xb7\x02\n\nTrackStats\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x10\n\x08track_id\x18\x02 \x01(\x04\x12\x11\n\twindow_us\x18\x03 \x01(\x03\x12\x13\n\x0b\x62link_count\x18\x04 \x01(\x04\x12\x19\n\x11\x62links_per_minute\x18\x05 \x01(\x01\x12\x0f\n\x07perclos\x18\x06 \x01(\x01\x12\x12\n\nopen_ratio\x18\x07 \x01(\x01\x12\x1e\n\x16mean_blink_duration_ms\x18\x08 \x01(\x01\x12-\n\nlast_event\x18\t \x01(\x0b\x32\x19.blinkstack.v1.BlinkEvent\x12\x19\n\x11last_timestamp_us\x18\n \x01(\x03\x12\x32\n\ndrowsiness\x18\x0b \x01(\x0e\x32\x1e.blinkstack.v1.DrowsinessLevel*\xaa\x01\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x14\n\x10\x45VENT_TYPE_BLINK\x10\x01\x12\x18\n\x14\x45VENT_TYPE_WINK_LEFT\x10\x02\x12\x19\n\x15\x45VENT_TYPE_WINK_RIGHT\x10\x03\x12\x1b\n\x17\x45VENT_TYPE_LONG_CLOSURE\x10\x04\x12\x19\n\x15\x45VENT_TYPE_DROWSINESS\x10\x05*\x89\x01\n\x0f\x44rowsinessLevel\x12 \n\x1c\x44ROWSINESS_LEVEL_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x44ROWSINESS_LEVEL_AWAKE\x10\x01\x12\x1b\n\x17\x44ROWSINESS_LEVEL_DROWSY\x10\x02\x12\x1b\n\x17\x44ROWSINESS_LEVEL_ASLEEP\x10\x03*Y\n\nEventPhase\x12\x1b\n\x17\x45VENT_PHASE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45VENT_PHASE_STARTED\x10\x01\x12\x15\n\x11\x45VENT_PHASE_ENDED\x10\x02*z\n\x0b\x46rameStatus\x12\x1c\n\x18\x46RAME_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x46RAME_STATUS_PROCESSED\x10\x01\x12\x1a\n\x16\x46RAME_STATUS_DUPLICATE\x10\x02\x12\x15\n\x11\x46RAME_STATUS_LATE\x10\x03\x32\xad\x03\n\x11\x41ggregatorService\x12\x43\n\x0bTrackFrames\x12\x14.blinkstack.v1.Frame\x1a\x1a.blinkstack.v1.FrameResult(\x01\x30\x01\x12R\n\x10PublishEyeStates\x12\x1d.blinkstack.v1.EyeObservation\x1a\x1d.blinkstack.v1.PublishSummary(\x01\x12\x61\n\x16PublishEyeStateBatches\x12&.blinkstack.v1.PublishEyeStatesRequest\x1a\x1d.blinkstack.v1.PublishSummary(\x01\x12U\n\x0fSubscribeBlinks\x12%.blinkstack.v1.SubscribeBlinksRequest\x1a\x19.blinkstack.v1.BlinkEvent0\x01\x12\x45\n\x08GetStats\x12\x1e.blinkstack.v1.GetStatsRequest\x1a\x19.blinkstack.v1.TrackStatsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'blinkstack.v1.aggregator_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EVENTTYPE']._serialized_start=2190
-  _globals['_EVENTTYPE']._serialized_end=2360
-  _globals['_DROWSINESSLEVEL']._serialized_start=2363
-  _globals['_DROWSINESSLEVEL']._serialized_end=2500
-  _globals['_EVENTPHASE']._serialized_start=2502
-  _globals['_EVENTPHASE']._serialized_end=2591
-  _globals['_FRAMESTATUS']._serialized_start=2593
-  _globals['_FRAMESTATUS']._serialized_end=2715
+  _globals['_EVENTTYPE']._serialized_start=2257
+  _globals['_EVENTTYPE']._serialized_end=2427
+  _globals['_DROWSINESSLEVEL']._serialized_start=2430
+  _globals['_DROWSINESSLEVEL']._serialized_end=2567
+  _globals['_EVENTPHASE']._serialized_start=2569
+  _globals['_EVENTPHASE']._serialized_end=2658
+  _globals['_FRAMESTATUS']._serialized_start=2660
+  _globals['_FRAMESTATUS']._serialized_end=2782
   _globals['_BLINKEVENT']._serialized_start=107
   _globals['_BLINKEVENT']._serialized_end=443
   _globals['_EYEREADING']._serialized_start=446
-  _globals['_EYEREADING']._serialized_end=684
-  _globals['_TRACKEDFACE']._serialized_start=687
-  _globals['_TRACKEDFACE']._serialized_end=857
-  _globals['_STAGETIMINGS']._serialized_start=859
-  _globals['_STAGETIMINGS']._serialized_end=935
-  _globals['_FRAMERESULT']._serialized_start=938
-  _globals['_FRAMERESULT']._serialized_end=1318
-  _globals['_EYEOBSERVATION']._serialized_start=1321
-  _globals['_EYEOBSERVATION']._serialized_end=1527
-  _globals['_PUBLISHEYESTATESREQUEST']._serialized_start=1529
-  _globals['_PUBLISHEYESTATESREQUEST']._serialized_end=1607
-  _globals['_PUBLISHSUMMARY']._serialized_start=1609
-  _globals['_PUBLISHSUMMARY']._serialized_end=1693
-  _globals['_SUBSCRIBEBLINKSREQUEST']._serialized_start=1695
-  _globals['_SUBSCRIBEBLINKSREQUEST']._serialized_end=1817
-  _globals['_GETSTATSREQUEST']._serialized_start=1819
-  _globals['_GETSTATSREQUEST']._serialized_end=1873
-  _globals['_TRACKSTATS']._serialized_start=1876
-  _globals['_TRACKSTATS']._serialized_end=2187
-  _globals['_AGGREGATORSERVICE']._serialized_start=2718
-  _globals['_AGGREGATORSERVICE']._serialized_end=3147
+  _globals['_EYEREADING']._serialized_end=751
+  _globals['_TRACKEDFACE']._serialized_start=754
+  _globals['_TRACKEDFACE']._serialized_end=924
+  _globals['_STAGETIMINGS']._serialized_start=926
+  _globals['_STAGETIMINGS']._serialized_end=1002
+  _globals['_FRAMERESULT']._serialized_start=1005
+  _globals['_FRAMERESULT']._serialized_end=1385
+  _globals['_EYEOBSERVATION']._serialized_start=1388
+  _globals['_EYEOBSERVATION']._serialized_end=1594
+  _globals['_PUBLISHEYESTATESREQUEST']._serialized_start=1596
+  _globals['_PUBLISHEYESTATESREQUEST']._serialized_end=1674
+  _globals['_PUBLISHSUMMARY']._serialized_start=1676
+  _globals['_PUBLISHSUMMARY']._serialized_end=1760
+  _globals['_SUBSCRIBEBLINKSREQUEST']._serialized_start=1762
+  _globals['_SUBSCRIBEBLINKSREQUEST']._serialized_end=1884
+  _globals['_GETSTATSREQUEST']._serialized_start=1886
+  _globals['_GETSTATSREQUEST']._serialized_end=1940
+  _globals['_TRACKSTATS']._serialized_start=1943
+  _globals['_TRACKSTATS']._serialized_end=2254
+  _globals['_AGGREGATORSERVICE']._serialized_start=2785
+  _globals['_AGGREGATORSERVICE']._serialized_end=3214
 # @@protoc_insertion_point(module_scope)

@@ -88,20 +88,22 @@ class BlinkEvent(_message.Message):
     def __init__(self, id: _Optional[str] = ..., stream_id: _Optional[str] = ..., track_id: _Optional[int] = ..., type: _Optional[_Union[EventType, str]] = ..., phase: _Optional[_Union[EventPhase, str]] = ..., start_us: _Optional[int] = ..., end_us: _Optional[int] = ..., duration_ms: _Optional[int] = ..., min_prob_open: _Optional[float] = ..., truncated: _Optional[bool] = ..., key: _Optional[str] = ..., cursor: _Optional[str] = ..., level: _Optional[_Union[DrowsinessLevel, str]] = ..., escalation: _Optional[int] = ...) -> None: ...
 
 class EyeReading(_message.Message):
-    __slots__ = ("eye", "box", "prob_open", "state", "reason", "prob_eye")
+    __slots__ = ("eye", "box", "prob_open", "state", "reason", "prob_eye", "landmarks")
     EYE_FIELD_NUMBER: _ClassVar[int]
     BOX_FIELD_NUMBER: _ClassVar[int]
     PROB_OPEN_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     PROB_EYE_FIELD_NUMBER: _ClassVar[int]
+    LANDMARKS_FIELD_NUMBER: _ClassVar[int]
     eye: _types_pb2.Eye
     box: _types_pb2.Box
     prob_open: float
     state: _types_pb2.EyeState
     reason: _types_pb2.UnknownReason
     prob_eye: float
-    def __init__(self, eye: _Optional[_Union[_types_pb2.Eye, str]] = ..., box: _Optional[_Union[_types_pb2.Box, _Mapping]] = ..., prob_open: _Optional[float] = ..., state: _Optional[_Union[_types_pb2.EyeState, str]] = ..., reason: _Optional[_Union[_types_pb2.UnknownReason, str]] = ..., prob_eye: _Optional[float] = ...) -> None: ...
+    landmarks: _types_pb2.EyeLandmarks
+    def __init__(self, eye: _Optional[_Union[_types_pb2.Eye, str]] = ..., box: _Optional[_Union[_types_pb2.Box, _Mapping]] = ..., prob_open: _Optional[float] = ..., state: _Optional[_Union[_types_pb2.EyeState, str]] = ..., reason: _Optional[_Union[_types_pb2.UnknownReason, str]] = ..., prob_eye: _Optional[float] = ..., landmarks: _Optional[_Union[_types_pb2.EyeLandmarks, _Mapping]] = ...) -> None: ...
 
 class TrackedFace(_message.Message):
     __slots__ = ("track_id", "box", "score", "left_eye", "right_eye")

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from blinkstack.v1 import types_pb2 as blinkstack_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x62linkstack/v1/detector.proto\x12\rblinkstack.v1\x1a\x19\x62linkstack/v1/types.proto\"K\n\x11\x44\x65tectEyesRequest\x12#\n\x05\x66rame\x18\x01 \x01(\x0b\x32\x14.blinkstack.v1.Frame\x12\x11\n\teye_crops\x18\x02 \x01(\x08\"\xcd\x01\n\x0c\x45yeDetection\x12\x1f\n\x03\x65ye\x18\x01 \x01(\x0e\x32\x12.blinkstack.v1.Eye\x12$\n\x06\x63\x65nter\x18\x02 \x01(\x0b\x32\x14.blinkstack.v1.Point\x12\x1f\n\x03\x62ox\x18\x03 \x01(\x0b\x32\x12.blinkstack.v1.Box\x12\"\n\x04\x63rop\x18\x04 \x01(\x0b\x32\x14.blinkstack.v1.Image\x12\x31\n\x0bunjudgeable\x18\x05 \x01(\x0e\x32\x1c.blinkstack.v1.UnknownReason\"\xd9\x01\n\rFaceDetection\x12\x10\n\x08track_id\x18\x01 \x01(\x04\x12\x1f\n\x03\x62ox\x18\x02 \x01(\x0b\x32\x12.blinkstack.v1.Box\x12\r\n\x05score\x18\x03 \x01(\x02\x12-\n\x08left_eye\x18\x04 \x01(\x0b\x32\x1b.blinkstack.v1.EyeDetection\x12.\n\tright_eye\x18\x05 \x01(\x0b\x32\x1b.blinkstack.v1.EyeDetection\x12\'\n\tlandmarks\x18\x06 \x03(\x0b\x32\x14.blinkstack.v1.Point\"\xdc\x01\n\x12\x44\x65tectEyesResponse\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x14\n\x0ctimestamp_us\x18\x03 \x01(\x03\x12\x13\n\x0b\x66rame_width\x18\x04 \x01(\r\x12\x14\n\x0c\x66rame_height\x18\x05 \x01(\r\x12+\n\x05\x66\x61\x63\x65s\x18\x06 \x03(\x0b\x32\x1c.blinkstack.v1.FaceDetection\x12\x1d\n\x15timestamp_from_server\x18\x07 \x01(\x08\x12\x19\n\x11landmarks_tracked\x18\x08 \x01(\x08\x32\xc1\x01\n\x0f\x44\x65tectorService\x12Q\n\nDetectEyes\x12 .blinkstack.v1.DetectEyesRequest\x1a!.blinkstack.v1.DetectEyesResponse\x12[\n\x10StreamDetectEyes\x12 .blinkstack.v1.DetectEyesRequest\x1a!.blinkstack.v1.DetectEyesResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x62linkstack/v1/detector.proto\x12\rblinkstack.v1\x1a\x19\x62linkstack/v1/types.proto\"K\n\x11\x44\x65tectEyesRequest\x12#\n\x05\x66rame\x18\x01 \x01(\x0b\x32\x14.blinkstack.v1.Frame\x12\x11\n\teye_crops\x18\x02 \x01(\x08\"\x90\x02\n\x0c\x45yeDetection\x12\x1f\n\x03\x65ye\x18\x01 \x01(\x0e\x32\x12.blinkstack.v1.Eye\x12$\n\x06\x63\x65nter\x18\x02 \x01(\x0b\x32\x14.blinkstack.v1.Point\x12\x1f\n\x03\x62ox\x18\x03 \x01(\x0b\x32\x12.blinkstack.v1.Box\x12\"\n\x04\x63rop\x18\x04 \x01(\x0b\x32\x14.blinkstack.v1.Image\x12\x31\n\x0bunjudgeable\x18\x05 \x01(\x0e\x32\x1c.blinkstack.v1.UnknownReason\x12\x33\n\tlandmarks\x18\x06 \x01(\x0b\x32\x1b.blinkstack.v1.EyeLandmarksH\x00\x88\x01\x01\x42\x0c\n\n_landmarks\"\xd9\x01\n\rFaceDetection\x12\x10\n\x08track_id\x18\x01 \x01(\x04\x12\x1f\n\x03\x62ox\x18\x02 \x01(\x0b\x32\x12.blinkstack.v1.Box\x12\r\n\x05score\x18\x03 \x01(\x02\x12-\n\x08left_eye\x18\x04 \x01(\x0b\x32\x1b.blinkstack.v1.EyeDetection\x12.\n\tright_eye\x18\x05 \x01(\x0b\x32\x1b.blinkstack.v1.EyeDetection\x12\'\n\tlandmarks\x18\x06 \x03(\x0b\x32\x14.blinkstack.v1.Point\"\xdc\x01\n\x12\x44\x65tectEyesResponse\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x14\n\x0ctimestamp_us\x18\x03 \x01(\x03\x12\x13\n\x0b\x66rame_width\x18\x04 \x01(\r\x12\x14\n\x0c\x66rame_height\x18\x05 \x01(\r\x12+\n\x05\x66\x61\x63\x65s\x18\x06 \x03(\x0b\x32\x1c.blinkstack.v1.FaceDetection\x12\x1d\n\x15timestamp_from_server\x18\x07 \x01(\x08\x12\x19\n\x11landmarks_tracked\x18\x08 \x01(\x08\x32\xc1\x01\n\x0f\x44\x65tectorService\x12Q\n\nDetectEyes\x12 .blinkstack.v1.DetectEyesRequest\x1a!.blinkstack.v1.DetectEyesResponse\x12[\n\x10StreamDetectEyes\x12 .blinkstack.v1.DetectEyesRequest\x1a!.blinkstack.v1.DetectEyesResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,11 +35,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DETECTEYESREQUEST']._serialized_start=74
   _globals['_DETECTEYESREQUEST']._serialized_end=149
   _globals['_EYEDETECTION']._serialized_start=152
-  _globals['_EYEDETECTION']._serialized_end=357
-  _globals['_FACEDETECTION']._serialized_start=360
-  _globals['_FACEDETECTION']._serialized_end=577
-  _globals['_DETECTEYESRESPONSE']._serialized_start=580
-  _globals['_DETECTEYESRESPONSE']._serialized_end=800
-  _globals['_DETECTORSERVICE']._serialized_start=803
-  _globals['_DETECTORSERVICE']._serialized_end=996
+  _globals['_EYEDETECTION']._serialized_end=424
+  _globals['_FACEDETECTION']._serialized_start=427
+  _globals['_FACEDETECTION']._serialized_end=644
+  _globals['_DETECTEYESRESPONSE']._serialized_start=647
+  _globals['_DETECTEYESRESPONSE']._serialized_end=867
+  _globals['_DETECTORSERVICE']._serialized_start=870
+  _globals['_DETECTORSERVICE']._serialized_end=1063
 # @@protoc_insertion_point(module_scope)

@@ -16,18 +16,20 @@ class DetectEyesRequest(_message.Message):
     def __init__(self, frame: _Optional[_Union[_types_pb2.Frame, _Mapping]] = ..., eye_crops: _Optional[bool] = ...) -> None: ...
 
 class EyeDetection(_message.Message):
-    __slots__ = ("eye", "center", "box", "crop", "unjudgeable")
+    __slots__ = ("eye", "center", "box", "crop", "unjudgeable", "landmarks")
     EYE_FIELD_NUMBER: _ClassVar[int]
     CENTER_FIELD_NUMBER: _ClassVar[int]
     BOX_FIELD_NUMBER: _ClassVar[int]
     CROP_FIELD_NUMBER: _ClassVar[int]
     UNJUDGEABLE_FIELD_NUMBER: _ClassVar[int]
+    LANDMARKS_FIELD_NUMBER: _ClassVar[int]
     eye: _types_pb2.Eye
     center: _types_pb2.Point
     box: _types_pb2.Box
     crop: _types_pb2.Image
     unjudgeable: _types_pb2.UnknownReason
-    def __init__(self, eye: _Optional[_Union[_types_pb2.Eye, str]] = ..., center: _Optional[_Union[_types_pb2.Point, _Mapping]] = ..., box: _Optional[_Union[_types_pb2.Box, _Mapping]] = ..., crop: _Optional[_Union[_types_pb2.Image, _Mapping]] = ..., unjudgeable: _Optional[_Union[_types_pb2.UnknownReason, str]] = ...) -> None: ...
+    landmarks: _types_pb2.EyeLandmarks
+    def __init__(self, eye: _Optional[_Union[_types_pb2.Eye, str]] = ..., center: _Optional[_Union[_types_pb2.Point, _Mapping]] = ..., box: _Optional[_Union[_types_pb2.Box, _Mapping]] = ..., crop: _Optional[_Union[_types_pb2.Image, _Mapping]] = ..., unjudgeable: _Optional[_Union[_types_pb2.UnknownReason, str]] = ..., landmarks: _Optional[_Union[_types_pb2.EyeLandmarks, _Mapping]] = ...) -> None: ...
 
 class FaceDetection(_message.Message):
     __slots__ = ("track_id", "box", "score", "left_eye", "right_eye", "landmarks")

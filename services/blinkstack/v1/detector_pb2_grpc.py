@@ -63,9 +63,10 @@ class DetectorServiceServicer:
     def StreamDetectEyes(self, request_iterator, context):
         """A camera's frames in, one response per frame out, in order; tracking state lives for the stream's duration
         (one HTTP/2 stream stays on one replica, so ids are stable even behind a load balancer). A bad frame ends
-        the stream with INVALID_ARGUMENT; responses already sent stand. A server started with --detect-every N > 1
-        runs the face model on every Nth frame of a stream and moves the landmarks by optical flow in between
-        (see landmarks_tracked); faces that appear in between are found at the next detection.
+        the stream with INVALID_ARGUMENT; responses already sent stand. With the landmark front end (the default) the
+        face detector runs on the first frame, whenever a face is lost, and every --detect-every frames to find new
+        faces; the landmark model follows each face in between (see landmarks_tracked). With the face detector alone
+        and --detect-every N > 1 the detector runs on every Nth frame and optical flow moves its landmarks in between.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

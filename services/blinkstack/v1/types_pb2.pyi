@@ -1,7 +1,8 @@
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -73,16 +74,18 @@ class Image(_message.Message):
     def __init__(self, encoded: _Optional[bytes] = ..., raw: _Optional[_Union[RawImage, _Mapping]] = ...) -> None: ...
 
 class Box(_message.Message):
-    __slots__ = ("x", "y", "width", "height")
+    __slots__ = ("x", "y", "width", "height", "angle_deg")
     X_FIELD_NUMBER: _ClassVar[int]
     Y_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    ANGLE_DEG_FIELD_NUMBER: _ClassVar[int]
     x: float
     y: float
     width: float
     height: float
-    def __init__(self, x: _Optional[float] = ..., y: _Optional[float] = ..., width: _Optional[float] = ..., height: _Optional[float] = ...) -> None: ...
+    angle_deg: float
+    def __init__(self, x: _Optional[float] = ..., y: _Optional[float] = ..., width: _Optional[float] = ..., height: _Optional[float] = ..., angle_deg: _Optional[float] = ...) -> None: ...
 
 class Point(_message.Message):
     __slots__ = ("x", "y")
@@ -91,6 +94,22 @@ class Point(_message.Message):
     x: float
     y: float
     def __init__(self, x: _Optional[float] = ..., y: _Optional[float] = ...) -> None: ...
+
+class EyeLandmarks(_message.Message):
+    __slots__ = ("outer_corner", "inner_corner", "upper_lid", "lower_lid", "iris_center", "aperture")
+    OUTER_CORNER_FIELD_NUMBER: _ClassVar[int]
+    INNER_CORNER_FIELD_NUMBER: _ClassVar[int]
+    UPPER_LID_FIELD_NUMBER: _ClassVar[int]
+    LOWER_LID_FIELD_NUMBER: _ClassVar[int]
+    IRIS_CENTER_FIELD_NUMBER: _ClassVar[int]
+    APERTURE_FIELD_NUMBER: _ClassVar[int]
+    outer_corner: Point
+    inner_corner: Point
+    upper_lid: _containers.RepeatedCompositeFieldContainer[Point]
+    lower_lid: _containers.RepeatedCompositeFieldContainer[Point]
+    iris_center: Point
+    aperture: float
+    def __init__(self, outer_corner: _Optional[_Union[Point, _Mapping]] = ..., inner_corner: _Optional[_Union[Point, _Mapping]] = ..., upper_lid: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., lower_lid: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., iris_center: _Optional[_Union[Point, _Mapping]] = ..., aperture: _Optional[float] = ...) -> None: ...
 
 class Frame(_message.Message):
     __slots__ = ("stream_id", "seq", "timestamp_us", "image")

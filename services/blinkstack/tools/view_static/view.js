@@ -1,5 +1,5 @@
 // The live view: one EventSource ("/stream") with frame, event and stats messages (see tools/view.py).
-const WINDOW_S = 10;  // seconds of prob_open shown in each timeline
+const WINDOW_S = 10;  // seconds of prob_open and lid aperture shown in each timeline
 const THRESHOLD = 0.5;  // the eye-state service's default threshold on prob_open
 const streams = new Map();  // stream id -> {img, plot, data}
 
@@ -17,15 +17,18 @@ function streamCard(id) {
   chart.className = "chart";
   card.append(title, img, chart);
   document.getElementById("streams").append(card);
-  const data = [[], [], [], []];  // t, left, right, threshold
+  const data = [[], [], [], [], [], []];  // t, left, right, threshold, left aperture, right aperture
   const plot = new uPlot({
-    width: 640, height: 180,
-    scales: { x: { time: false }, y: { range: [0, 1] } },
+    width: 640, height: 200,
+    scales: { x: { time: false }, y: { range: [0, 1] }, aperture: { range: [0, 0.5] } },
+    axes: [{}, { label: "prob_open" }, { scale: "aperture", side: 1, label: "lid aperture", grid: { show: false } }],
     series: [
       { label: "video time (s)" },
       { label: "left prob_open", stroke: "#1f77b4", spanGaps: false },
       { label: "right prob_open", stroke: "#ff7f0e", spanGaps: false },
       { label: "threshold", stroke: "#888", dash: [4, 4] },
+      { label: "left aperture", stroke: "#2ca02c", scale: "aperture", spanGaps: false },
+      { label: "right aperture", stroke: "#9467bd", scale: "aperture", spanGaps: false },
     ],
   }, data, chart);
   const entry = { img, plot, data };
@@ -38,11 +41,13 @@ function onFrame(message) {
   entry.img.src = "data:image/jpeg;base64," + message.jpeg;
   entry.img.dataset.seq = message.seq;
   const face = message.faces[0];
-  const [t, left, right, threshold] = entry.data;
+  const [t, left, right, threshold, leftAperture, rightAperture] = entry.data;
   t.push(message.t);
   left.push(face && face.left.state !== "unknown" ? face.left.prob_open : null);
   right.push(face && face.right.state !== "unknown" ? face.right.prob_open : null);
   threshold.push(THRESHOLD);
+  leftAperture.push(face ? face.left.aperture : null);
+  rightAperture.push(face ? face.right.aperture : null);
   while (t.length && t[0] < message.t - WINDOW_S) entry.data.forEach((column) => column.shift());
   entry.plot.setData(entry.data);
 }
