@@ -94,8 +94,11 @@ runs/$(DEFAULT_MODEL)_refit/eval/eval.json: runs/$(DEFAULT_MODEL)/eval/eval.json
 # people it never saw (`make eval-video`); the served model is the same recipe on all ten people.
 ZJU_RECIPE := --model $(DEFAULT_MODEL) --epochs 20 --refit --video-crops runs/zju_crops.npz --video-repeat 3 \
   --mrl-per-epoch 12000 --cew-repeat 12 --max-shift 0.25
+# The served model's crops were cut by the CenterFace front end; the landmark front end, which the stack now runs,
+# cuts crops sized to match them (README, "The eye-state model": retrained on its own crops, the recipe fell below
+# the CEW guard).
 runs/zju_crops.npz: | venv
-	$(VENV)/bin/blinkstack-train cut-video-crops --out $@
+	$(VENV)/bin/blinkstack-train cut-video-crops --front-end centerface --out $@
 runs/cv_a/model.onnx: runs/zju_crops.npz
 	$(VENV)/bin/blinkstack-train train $(ZJU_RECIPE) --video-holdout 1,5,9,13,17 --out runs/cv_a
 	$(VENV)/bin/blinkstack-train export --checkpoint runs/cv_a/best.pt

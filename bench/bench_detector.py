@@ -88,7 +88,7 @@ async def in_process(jpegs: list[bytes], front_end: str, detect_every: int) -> d
     detected_frames = 0
     for jpeg in jpegs:
         start = time.perf_counter()
-        frame = decode_image(jpeg)
+        frame = decode_image(jpeg, gray=True)  # as the detector service decodes frames
         decoded = time.perf_counter()
         faces, times, followed = await stream.faces(frame)
         found = time.perf_counter()

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from blinkstack.common import paths
+from blinkstack.detector.adapters import DEFAULT_FRONT_END, FRONT_ENDS
 from blinkstack_train import data
 from blinkstack_train.models import DEFAULT_MODEL, MODEL_SPECS
 
@@ -59,7 +60,7 @@ def _cut_video_crops(args: argparse.Namespace) -> None:
     from blinkstack_train import video_crops, zju
 
     clips = zju.load_clips(args.videos)
-    crops = video_crops.cut_clip_crops(clips, args.repository)
+    crops = video_crops.cut_clip_crops(clips, args.repository, args.front_end)
     video_crops.save(crops, args.out)
     labels = [c.labels for c in crops]
     closed = sum(int((lab == 0).sum()) for lab in labels)
@@ -150,13 +151,14 @@ def _import_face_detector(args: argparse.Namespace) -> None:
 
 def _import_face_landmarks(args: argparse.Namespace) -> None:
     from blinkstack_train.face_landmarks import import_face_landmarks
+    from blinkstack_train.landmark_parity import check_parity
 
-    source = import_face_landmarks(args.repository, args.version)
-    if args.mediapipe_env is not None:
-        from blinkstack_train.landmark_parity import check_parity
-
-        source = check_parity(args.repository, args.mediapipe_env, args.data_dir)
-    print(json.dumps(source, indent=2))
+    if not (args.mediapipe_env / "bin" / "python").exists():  # before anything is written
+        raise SystemExit(
+            f"error: no MediaPipe environment at {args.mediapipe_env} for the parity check: make mediapipe-env"
+        )
+    import_face_landmarks(args.repository, args.version)
+    print(json.dumps(check_parity(args.repository, args.mediapipe_env, args.data_dir), indent=2))
 
 
 def _evaluate_detector(args: argparse.Namespace) -> None:
@@ -236,6 +238,12 @@ def _add_data_and_training(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--videos", type=Path, default=data.DEFAULT_DATA_DIR / "video" / "zju_dev")
     p.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
     p.add_argument("--out", type=Path, default=Path("runs") / "zju_crops.npz")
+    p.add_argument(
+        "--front-end",
+        choices=list(FRONT_ENDS),
+        default=DEFAULT_FRONT_END,
+        help="the detector front end that cuts them (landmarks: the crops the stack serves)",
+    )
     p.set_defaults(func=_cut_video_crops)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -28,6 +29,8 @@ from blinkstack.common.errors import InvalidInput, ServiceError, Unavailable, qu
 from blinkstack.common.security import require_stream
 from blinkstack.common.tracking import Tracker
 from blinkstack.v1 import aggregator_pb2, detector_pb2, detector_pb2_grpc, eyestate_pb2, eyestate_pb2_grpc, types_pb2
+
+log = logging.getLogger(__name__)
 
 DOWNSTREAM_TIMEOUT_S = 10.0  # per frame, when the client's call has no deadline
 # Frames of one camera admitted ahead of the one being completed: their detection and classification overlap its
@@ -161,6 +164,8 @@ class DetectorStream:
                 self.call = self.stub.StreamDetectEyes()
                 self._reader = asyncio.create_task(self._read(self.call))
             reply: asyncio.Future = asyncio.get_running_loop().create_future()
+            # A frame whose caller gave up (its call ended) still gets its reply or failure: consume it quietly.
+            reply.add_done_callback(lambda done: done.cancelled() or done.exception())
             self._waiting.append(reply)
             try:
                 await self.call.write(request)
@@ -215,6 +220,9 @@ class DetectorStream:
         """End the call cleanly (the camera stream ended): the detector sees the end of its input."""
         if self.call is None:
             return
+        if self.call.done():  # failed or ended already: nothing to close
+            self.close()
+            return
         try:
             await self.call.done_writing()
             await asyncio.wait_for(self.call.code(), 2.0)
@@ -222,6 +230,8 @@ class DetectorStream:
                 await asyncio.wait_for(self._reader, 2.0)
         except (grpc.aio.AioRpcError, TimeoutError, asyncio.CancelledError):
             pass
+        except Exception:  # a call that broke under us (gRPC's ExecuteBatchError): nothing left to close
+            log.debug("the detector stream was already broken when the camera stream ended", exc_info=True)
         finally:
             self.close()
 

@@ -69,7 +69,7 @@ def plot_timeline(result: WatchResult, path: Path, closed_below: float = 0.2, op
     ax.plot(seconds, [f.right for f in faced], lw=0.7, alpha=0.7, label="right eye prob_open")
     for level, name in ((closed_below, "closed below"), (open_above, "open above")):
         ax.axhline(level, color="grey", ls=":", lw=1)
-        ax.text(seconds[-1] if len(seconds) else 0, level, f" {name} {level}", va="center", fontsize=8)
+        ax.text(seconds[0] if len(seconds) else 0, level, f"{name} {level} ", va="bottom", fontsize=8, color="grey")
     colours = {"BLINK": "tab:blue", "WINK_LEFT": "tab:orange", "WINK_RIGHT": "tab:purple", "LONG_CLOSURE": "tab:red"}
     seen: set[str] = set()
     for event in result.events:
