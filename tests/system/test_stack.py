@@ -240,6 +240,11 @@ def test_watch_without_a_stack_says_so(tmp_path):
     assert out.returncode == 1 and "UNAVAILABLE" in out.stderr and "is the stack up" in out.stderr
     missing = subprocess.run([*CLI, "watch", "--video", str(tmp_path / "none.mp4")], capture_output=True, text=True)
     assert missing.returncode == 2 and "no such video file" in missing.stderr
+    for bad in ("jpeg0", "jpeg101", "png", "jpeg"):
+        refused = subprocess.run(
+            [*CLI, "watch", "--video", str(VIDEO), "--encoding", bad], capture_output=True, text=True
+        )
+        assert refused.returncode == 2 and "expected jpeg1 .. jpeg100 or raw" in refused.stderr, bad
 
 
 def test_redis_starts_with_a_relative_data_dir(tmp_path, monkeypatch):

@@ -69,6 +69,24 @@ def test_nothing_is_invented_when_a_track_starts_closed_or_is_lost():
     assert events == []
 
 
+def test_a_population_prior_lets_a_closure_in_progress_at_a_tracks_start_count():
+    starts_closed = timeline([(6, CLOSED_P, CLOSED_P), (10, OPEN_P, OPEN_P)])
+    prior = EngineConfig(open_level_prior=5.0)
+    _, events = run(starts_closed, prior)
+    (blink,) = events
+    assert blink.type == EventType.BLINK and blink.duration_ms == pytest.approx(200, abs=0.1)
+    assert run(starts_closed, EngineConfig())[1] == []  # off: the eye must be seen open first
+    # The level starts at the prior, or at the first reading when that is higher (an open eye).
+    state, _ = step(TrackState(), Observation(1, 0.02, 0.9999), prior)
+    assert state.open_level[0] == 5.0 and state.open_level[1] == pytest.approx(9.21, abs=0.01)
+    # A reading that is low but well above closed for the population is open (0.7: logit 0.85 against the prior
+    # 5 reads 0.86), and one well below it closed (0.05 reads 0.14).
+    state, _ = step(TrackState(), Observation(1, 0.7, 0.05), prior)
+    assert state.eyes == ("open", "closed")
+    with pytest.raises(ValueError, match="open_level_prior"):
+        EngineConfig(open_level_prior=-1)
+
+
 def test_a_lost_track_ends_a_started_long_closure_as_truncated():
     obs = timeline([(5, OPEN_P, OPEN_P), (40, CLOSED_P, CLOSED_P)])
     _, events = run([*obs, Observation(obs[-1].timestamp_us + 33_000, track_lost=True)])

@@ -72,24 +72,40 @@ def _cut_video_crops(args: argparse.Namespace) -> None:
 
 
 def _evaluate_video(args: argparse.Namespace) -> None:
+    from blinkstack.tools.watch import FrameEncoding
+    from blinkstack_train import engine_replay
     from blinkstack_train.video_eval import evaluate_video
 
     subjects = {int(s) for s in args.subjects.split(",")} if args.subjects else None
     eyeblink8 = None if args.no_eyeblink8 else args.eyeblink8
     try:
+        encodings = [FrameEncoding.parse(name) for name in args.encodings]
+        lopo_grid = engine_replay.parse_grid(args.lopo_grid) if args.lopo_grid else None
         report = evaluate_video(
-            args.videos, args.repository, args.out, args.cv_models, subjects, args.target, eyeblink8
+            args.videos,
+            args.repository,
+            args.out,
+            args.cv_models,
+            subjects,
+            args.target,
+            eyeblink8,
+            encodings=encodings,
+            baseline_env=args.mediapipe_env if args.baseline else None,
+            lopo_grid=lopo_grid,
         )
     except (ValueError, FileNotFoundError) as exc:
         raise SystemExit(f"error: {exc}") from None
     people = report["people"]
     how = f"cross-validated by person, folds {people['folds']}" if people["cross_validated"] else "one model"
     print(f"subjects {people['subjects']} ({how})")
-    b = report["blink"]
-    print(
-        f"BLINK: P {b['precision']:.3f}  R {b['recall']:.3f}  F1 {b['f1']:.3f}  ({b['matched']}/{b['truth']} found, "
-        f"{b['detected']} detected)"
-    )
+    for name, score in report["by_encoding"].items():
+        b, (low, high) = score["blink"], score["blink_f1_ci95"]
+        folds = f", per fold {score['blink_f1_by_fold']}" if "blink_f1_by_fold" in score else ""
+        print(
+            f"{name:>8}: BLINK P {b['precision']:.3f}  R {b['recall']:.3f}  F1 {b['f1']:.3f} "
+            f"[95 % {low:.3f}-{high:.3f}]  ({b['matched']}/{b['truth']} found, {b['detected']} detected{folds})"
+        )
+    print(f"worst encoding: {report['encoding']}; its figures:")
     for condition, r in report["blink_by_condition"].items():
         print(f"  {condition:<20} P {r['precision']:.3f}  R {r['recall']:.3f}  F1 {r['f1']:.3f}")
     print(f"false WINK {report['false_winks']}, false LONG_CLOSURE {report['false_long_closures']}")
@@ -98,6 +114,22 @@ def _evaluate_video(args: argparse.Namespace) -> None:
         f"both open agree {report['both_open_agreement']:.3f}"
     )
     print(f"failed streams: {len(report['failed_streams'])} {report['failed_streams'] or ''}")
+    if "lopo" in report:
+        row = report["lopo"]
+        b, (low, high) = row["blink"], row["blink_f1_ci95"]
+        print(
+            f"engine constants leave-one-person-out over {row['grid']}, worst encoding {row['encoding']}: BLINK P "
+            f"{b['precision']:.3f} R {b['recall']:.3f} F1 {b['f1']:.3f} [95 % {low:.3f}-{high:.3f}], false WINK "
+            f"{row['false_winks']}, LONG_CLOSURE {row['false_long_closures']}; chosen {row['constants_chosen']}; "
+            f"replay = stack on {row['replay_matches_stack']}"
+        )
+    for variant, row in report.get("baseline", {}).items():
+        b, (low, high) = row["blink"], row["blink_f1_ci95"]
+        conditions = ", ".join(f"{k} {v['f1']:.3f}" for k, v in row["blink_by_condition"].items())
+        print(
+            f"landmark recipe ({variant} threshold), worst encoding {row['encoding']}: BLINK P {b['precision']:.3f} "
+            f"R {b['recall']:.3f} F1 {b['f1']:.3f} [95 % {low:.3f}-{high:.3f}]; {conditions}"
+        )
     if "eyeblink8" in report:
         e = report["eyeblink8"]
         print(
@@ -257,6 +289,26 @@ def _add_evaluation_and_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", help="a running aggregator (host:port) instead of a stack started here")
     p.add_argument("--eyeblink8", type=Path, default=data.DEFAULT_DATA_DIR / "video" / "eyeblink8_v8_windows.mp4")
     p.add_argument("--no-eyeblink8", action="store_true", help="skip the Eyeblink8 windows video")
+    p.add_argument(
+        "--encodings",
+        nargs="+",
+        default=["jpeg90"],
+        help="how frames are sent, each a full run: jpeg<Q> and/or raw (e.g. jpeg75 jpeg90 jpeg100 raw); the "
+        "headline figures are the worst encoding's",
+    )
+    p.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also run the landmark recipe (MediaPipe Face Mesh + eye aspect ratio) on the same clips and encodings",
+    )
+    p.add_argument(
+        "--lopo-grid",
+        nargs="+",
+        metavar="NAME=V1,V2",
+        help="engine settings to choose leave-one-person-out by replaying the readings, e.g. blink_min_ms=50,30 "
+        "(first values: the defaults, kept on ties)",
+    )
+    p.add_argument("--mediapipe-env", type=Path, default=Path(".venv") / "mediapipe", help="its environment")
     p.add_argument("--out", type=Path, default=Path("runs") / "video_eval")
     p.set_defaults(func=_evaluate_video)
 

@@ -5,11 +5,11 @@ the project's), not in `.venv`: it imports only mediapipe, OpenCV and NumPy, and
 
     .venv/mediapipe/bin/python training/blinkstack_train/face_mesh_runner.py FRAMES.npz OUT.npz [--refine]
 
-FRAMES.npz holds `jpeg` (an object array of JPEG bytes) and `stream` (the clip each frame belongs to: a new
-FaceMesh, as a new camera, starts at each change). Each frame is decoded and converted to RGB exactly as a
-service receiving it would, then given to FaceMesh in video mode (detection only when it has no face). OUT.npz
-gets `landmarks` [F, 478 or 468, 2] in pixels (NaN where no face was found) and `cpu_s`, the process CPU time the
-decoding and FaceMesh took over all frames (every thread MediaPipe started included).
+FRAMES.npz holds `jpeg` (an object array of JPEG bytes; PNG bytes decode as well) and `stream` (the clip each
+frame belongs to: a new FaceMesh, as a new camera, starts at each change). Each frame is decoded and converted to
+RGB exactly as a service receiving it would, then given to FaceMesh in video mode (detection only when it has no
+face). OUT.npz gets `landmarks` [F, 478 or 468, 2] in pixels (NaN where no face was found) and `cpu_s`, the
+process CPU time the decoding and FaceMesh took over all frames (every thread MediaPipe started included).
 """
 
 from __future__ import annotations

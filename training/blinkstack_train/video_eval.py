@@ -9,7 +9,21 @@ annotation (both eyes closed; both open outside blinks); and streams that failed
 
 Cross-validation by person (`--cv-models A.onnx B.onnx ...`): the subjects are dealt into as many folds as
 models, and fold i is run on a stack serving model i, so every figure comes from people that model never
-saw when model i was trained without fold i (`blinkstack-train train --video-holdout`).
+saw when model i was trained without fold i (`blinkstack-train train --video-holdout`). One model per person is
+leave-one-person-out. The BLINK F1 comes with a 95 % interval by bootstrap over people (the clips of a person
+stay together), and with folds, each fold's own F1.
+
+Encodings (`--encodings jpeg90 jpeg75 jpeg100 raw`): every clip is sent once per encoding, as cameras set to
+that JPEG quality (or sending raw pixels) would send it. The report's headline figures are the worst
+encoding's (lowest BLINK F1); `by_encoding` has each one's.
+
+Engine constants leave-one-person-out (`--lopo-grid blink_min_ms=50,30 ...`, `engine_replay.py`): the recorded
+readings are replayed through the engine, and each person is judged with the grid's setting that scored best on
+the other people; the report's `lopo` section.
+
+The landmark recipe (`--baseline`, `landmark_recipe.py`: MediaPipe Face Mesh + eye aspect ratio, fixed and
+adaptive thresholds) runs on the same clips at the same encodings and is scored by the same rules, as the
+report's `baseline` rows.
 
 The Eyeblink8 windows video joins with its own expectations: one face per frame, no LONG_CLOSURE, no WINK,
 and BLINKs at its two certain blinks (18.4 s and 37.2 s).
@@ -18,6 +32,7 @@ and BLINKs at its two certain blinks (18.4 s and 37.2 s).
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import tempfile
 from collections import Counter, defaultdict
@@ -25,16 +40,19 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from blinkstack.aggregator import events
 from blinkstack.local.stack import Stack, StackConfig
 from blinkstack.tools.reports import write_outputs
-from blinkstack.tools.watch import watch
+from blinkstack.tools.watch import FrameEncoding, watch
 from blinkstack.v1 import aggregator_pb2, types_pb2
 from blinkstack_train import zju
 
 EYEBLINK8_BLINKS_S = (18.4, 37.2)
 Progress = Callable[..., Iterable]  # tqdm, or anything that wraps an iterable the same way
 EYEBLINK8_TOLERANCE_S = 0.5
+BOOTSTRAP_RESAMPLES = 2000
 CLOSED = types_pb2.EYE_STATE_CLOSED
 OPEN = types_pb2.EYE_STATE_OPEN
 
@@ -47,8 +65,10 @@ class ClipRun:
     subject: int
     condition: str
     fps: float
-    # Per frame: [(track_id, prob_left, prob_right, state_left, state_right), ...] for every face.
-    faces: list[list[tuple[int, float, float, int, int]]] = field(default_factory=list)
+    encoding: str = FrameEncoding().name
+    # Per frame, for every face: (track_id, prob_left, prob_right, state_left, state_right, aperture_left,
+    # aperture_right); an aperture is NaN where the front end gave no lids.
+    faces: list[list[tuple[int, float, float, int, int, float, float]]] = field(default_factory=list)
     # (type name, phase name, track_id, start frame, end frame)
     events: list[tuple[str, str, int, int, int]] = field(default_factory=list)
     error: str = ""
@@ -59,18 +79,30 @@ class ClipRun:
         return counts.most_common(1)[0][0] if counts else None
 
 
-def run_clip(clip: zju.Clip, target: str, stream_id: str) -> ClipRun:
-    run = ClipRun(clip.name, clip.subject, clip.condition, 30.0)
+def _aperture(eye: aggregator_pb2.EyeReading) -> float:
+    return eye.landmarks.aperture if eye.HasField("landmarks") else float("nan")
+
+
+def run_clip(clip: zju.Clip, target: str, stream_id: str, encoding: FrameEncoding = FrameEncoding()) -> ClipRun:
+    run = ClipRun(clip.name, clip.subject, clip.condition, 30.0, encoding.name)
 
     def on_result(result: aggregator_pb2.FrameResult) -> None:
         run.faces.append(
             [
-                (f.track_id, f.left_eye.prob_open, f.right_eye.prob_open, f.left_eye.state, f.right_eye.state)
+                (
+                    f.track_id,
+                    f.left_eye.prob_open,
+                    f.right_eye.prob_open,
+                    f.left_eye.state,
+                    f.right_eye.state,
+                    _aperture(f.left_eye),
+                    _aperture(f.right_eye),
+                )
                 for f in result.faces
             ]
         )
 
-    watched = watch(str(clip.video), target, stream_id, on_result=on_result, progress=False)
+    watched = watch(str(clip.video), target, stream_id, on_result=on_result, progress=False, encoding=encoding)
     run.fps, run.error = watched.fps_source, watched.error
     for e in watched.events:
         phase = "STARTED" if e.phase == aggregator_pb2.EVENT_PHASE_STARTED else "ENDED"
@@ -98,7 +130,24 @@ def frame_agreement(clip: zju.Clip, run: ClipRun) -> dict[str, int]:
     return counts
 
 
-def score_runs(clips: list[zju.Clip], runs: list[ClipRun]) -> dict:
+def bootstrap_f1_interval(
+    by_subject: dict[int, zju.Match], resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0
+) -> list[float]:
+    """95 % percentile interval of BLINK F1, resampling people (all of a person's clips together)."""
+    subjects = sorted(by_subject)
+    rng = random.Random(seed)
+    f1s = []
+    for _ in range(resamples):
+        total = zju.Match()
+        for subject in rng.choices(subjects, k=len(subjects)):
+            total = total + by_subject[subject]
+        f1s.append(total.f1)
+    f1s.sort()
+    return [round(f1s[int(0.025 * (resamples - 1))], 4), round(f1s[int(0.975 * (resamples - 1))], 4)]
+
+
+def score_runs(clips: list[zju.Clip], runs: list[ClipRun], folds: list[set[int]] | None = None) -> dict:
+    """Scores of one encoding's runs; with `folds` (the person folds of a cross-validation), also each fold's."""
     by_name = {c.name: c for c in clips}
     total = zju.Match()
     by_condition: defaultdict[str, zju.Match] = defaultdict(zju.Match)
@@ -123,8 +172,9 @@ def score_runs(clips: list[zju.Clip], runs: list[ClipRun]) -> dict:
         )
         false_events.update(false_here)
         per_clip[run.clip] = {**zju.prf(match), "false_events": dict(false_here), "error": run.error, **counts}
-    return {
+    scores = {
         "blink": zju.prf(total),
+        "blink_f1_ci95": bootstrap_f1_interval(dict(by_subject)),
         "blink_by_condition": {zju.CONDITIONS[k]: zju.prf(v) for k, v in sorted(by_condition.items())},
         "blink_by_subject": {str(k): zju.prf(v) for k, v in sorted(by_subject.items())},
         "false_winks": false_events["WINK_LEFT"] + false_events["WINK_RIGHT"],
@@ -135,6 +185,14 @@ def score_runs(clips: list[zju.Clip], runs: list[ClipRun]) -> dict:
         "failed_streams": {r.clip: r.error for r in runs if r.error},
         "clips": per_clip,
     }
+    if folds and len(folds) > 1:
+        fold_f1 = [zju.Match() for _ in folds]
+        for index, fold in enumerate(folds):
+            for subject in fold:
+                fold_f1[index] = fold_f1[index] + by_subject[subject]
+        scores["blink_f1_by_fold"] = [round(m.f1, 4) for m in fold_f1]
+        scores["blink_f1_fold_spread"] = round(max(m.f1 for m in fold_f1) - min(m.f1 for m in fold_f1), 4)
+    return scores
 
 
 def _ratio(numerator: int, denominator: int) -> float:
@@ -159,10 +217,12 @@ def local_stack(repository: Path, data_dir: Path) -> Stack:
     return Stack(StackConfig.on_free_ports(data_dir, extra_env=repository_env))
 
 
-def run_clips(clips: list[zju.Clip], target: str, tag: str, progress: Progress) -> list[ClipRun]:
+def run_clips(
+    clips: list[zju.Clip], target: str, tag: str, progress: Progress, encoding: FrameEncoding = FrameEncoding()
+) -> list[ClipRun]:
     runs = []
-    for clip in progress(clips, desc=f"clips ({tag})", unit="clip"):
-        runs.append(run_clip(clip, target, f"{tag}-{clip.name}"))
+    for clip in progress(clips, desc=f"clips ({tag}, {encoding.name})", unit="clip"):
+        runs.append(run_clip(clip, target, f"{tag}-{encoding.name}-{clip.name}", encoding))
     return runs
 
 
@@ -186,9 +246,11 @@ class Eyeblink8Result:
         )
 
 
-def run_eyeblink8(video: Path, target: str, tag: str, out_dir: Path) -> Eyeblink8Result:
-    watched = watch(str(video), target, f"{tag}-eyeblink8", progress=False)
-    write_outputs(watched, out_dir / "eyeblink8")
+def run_eyeblink8(
+    video: Path, target: str, tag: str, out_dir: Path, encoding: FrameEncoding = FrameEncoding()
+) -> Eyeblink8Result:
+    watched = watch(str(video), target, f"{tag}-{encoding.name}-eyeblink8", progress=False, encoding=encoding)
+    write_outputs(watched, out_dir)
     ended = [e for e in watched.events if e.phase == aggregator_pb2.EVENT_PHASE_ENDED]
     names = [events.type_name(e) for e in ended]
     blinks = [e for e in ended if e.type == aggregator_pb2.EVENT_TYPE_BLINK]
@@ -221,11 +283,18 @@ def evaluate_video(
     target: str | None = None,
     eyeblink8: Path | None = None,
     progress: Progress | None = None,
+    encodings: list[FrameEncoding] | None = None,
+    baseline_env: Path | None = None,
+    lopo_grid: dict[str, list[float]] | None = None,
 ) -> dict:
-    """Run the clips (and the Eyeblink8 video) through TrackFrames and write `video_eval.json` and plots."""
+    """Run the clips (and the Eyeblink8 video) through TrackFrames at each encoding; write `video_eval.json`
+    (the worst encoding's figures, and `by_encoding`), `video_runs.json` and the timelines."""
     from blinkstack.tools import progress as bars
 
     progress = progress or bars.progress
+    encodings = encodings or [FrameEncoding()]
+    if len({e.name for e in encodings}) != len(encodings):
+        raise ValueError(f"an encoding is named twice: {' '.join(e.name for e in encodings)}")
     if cv_models is not None:
         if len(cv_models) < 2:
             raise ValueError("--cv-models needs at least two models: one per person fold")
@@ -240,41 +309,112 @@ def evaluate_video(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     folds = zju.subject_folds(clips, len(cv_models)) if cv_models else [{c.subject for c in clips}]
-    runs: list[ClipRun] = []
-    eb8 = None
+    runs: dict[str, list[ClipRun]] = {e.name: [] for e in encodings}
+    eb8: dict[str, Eyeblink8Result] = {}
+
+    def eyeblink8_dir(encoding: FrameEncoding) -> Path:
+        return out_dir / ("eyeblink8" if len(encodings) == 1 else f"eyeblink8_{encoding.name}")
+
+    def run_all(fold_clips: list[zju.Clip], aggregator: str, tag: str, with_eyeblink8: bool) -> None:
+        for encoding in encodings:
+            runs[encoding.name] += run_clips(fold_clips, aggregator, tag, progress, encoding)
+            if with_eyeblink8:
+                eb8[encoding.name] = run_eyeblink8(eyeblink8, aggregator, tag, eyeblink8_dir(encoding), encoding)
+
     with tempfile.TemporaryDirectory(prefix="blinkstack-video-eval-") as tmp:
         for index, fold in enumerate(folds):
             fold_clips = [c for c in clips if c.subject in fold]
             tag = f"eval-{index}-{Path(tmp).name[-8:]}"
+            last = index == len(folds) - 1
             if target:
-                runs += run_clips(fold_clips, target, tag, progress)
+                run_all(fold_clips, target, tag, eyeblink8 is not None and last)
                 continue
             served = repository
             if cv_models:
                 served = model_repository_with(cv_models[index], repository, Path(tmp) / f"fold{index}")
             with local_stack(served, Path(tmp) / f"stack{index}") as stack:
-                runs += run_clips(fold_clips, stack.endpoints()["aggregator"], tag, progress)
-                if eyeblink8 is not None and index == len(folds) - 1 and not cv_models:
-                    eb8 = run_eyeblink8(eyeblink8, stack.endpoints()["aggregator"], tag, out_dir)
-        if eyeblink8 is not None and target:
-            eb8 = run_eyeblink8(eyeblink8, target, f"eval-{Path(tmp).name[-8:]}", out_dir)
-    report = score_runs(clips, runs)
+                # With fold models no model is the served one, so the Eyeblink8 video (judged by the served
+                # model) is not run.
+                run_all(
+                    fold_clips, stack.endpoints()["aggregator"], tag, eyeblink8 is not None and last and not cv_models
+                )
+    scores = {name: score_runs(clips, encoded, folds) for name, encoded in runs.items()}
+    report = worst_of(scores)
     report["people"] = {
         "subjects": sorted({c.subject for c in clips}),
         "cross_validated": bool(cv_models),
         "folds": [sorted(f) for f in folds] if cv_models else None,
         "models": [str(m) for m in cv_models] if cv_models else str(repository),
     }
-    if eb8 is not None:
-        report["eyeblink8"] = {**asdict(eb8), "passed": eb8.passed}
+    if eb8:
+        failing = [name for name, result in eb8.items() if not result.passed]
+        shown = failing[0] if failing else encodings[0].name
+        report["eyeblink8"] = {**asdict(eb8[shown]), "passed": eb8[shown].passed, "encoding": shown}
+        for name, result in eb8.items():
+            report["by_encoding"][name]["eyeblink8"] = {**asdict(result), "passed": result.passed}
+    if baseline_env is not None:
+        report["baseline"] = score_recipe(baseline_env, clips, encodings)
+    if lopo_grid:
+        report["lopo"] = score_lopo(clips, runs, folds, lopo_grid)
     (out_dir / "video_eval.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out_dir / "video_runs.json").write_text(json.dumps([asdict(r) for r in runs]) + "\n")
-    plot_timelines(clips, runs, out_dir / "timelines.png")
+    every_run = [asdict(r) for encoded in runs.values() for r in encoded]
+    (out_dir / "video_runs.json").write_text(json.dumps(every_run) + "\n")
+    plot_timelines(clips, runs[report["encoding"]], out_dir / "timelines.png", report["encoding"])
     return report
 
 
-def plot_timelines(clips: list[zju.Clip], runs: list[ClipRun], path: Path) -> None:
-    """One panel per clip: the subject's prob_open per eye, true blinks shaded, events marked."""
+def worst_of(scores: dict[str, dict]) -> dict:
+    """The lowest-F1 encoding's scores, named in `encoding`, with every encoding's in `by_encoding`."""
+    worst = min(scores, key=lambda name: (scores[name]["blink"]["f1"], -len(scores[name]["failed_streams"])))
+    return {
+        **scores[worst],
+        "encoding": worst,
+        "by_encoding": {name: {k: v for k, v in score.items() if k != "clips"} for name, score in scores.items()},
+    }
+
+
+def score_lopo(
+    clips: list[zju.Clip], runs: dict[str, list[ClipRun]], folds: list[set[int]], grid: dict[str, list[float]]
+) -> dict:
+    """Each person judged by engine constants chosen on the other people (`engine_replay`), per encoding."""
+    from blinkstack.aggregator.engine import EngineConfig
+    from blinkstack_train import engine_replay
+
+    base = EngineConfig()  # what the stack started here runs
+    scores = {}
+    for name, encoded in runs.items():
+        judged, chosen = engine_replay.leave_one_person_out(clips, encoded, grid, base)
+        score = score_runs(clips, judged, folds)
+        score["constants_by_person"] = {str(person): setting for person, setting in chosen.items()}
+        score["constants_chosen"] = dict(Counter(json.dumps(setting) for setting in chosen.values()))
+        score["replay_matches_stack"] = f"{engine_replay.replay_matches_stack(encoded, base)}/{len(encoded)} clips"
+        scores[name] = score
+    return {"grid": grid, **{k: v for k, v in worst_of(scores).items() if k != "clips"}}
+
+
+def score_recipe(env: Path, clips: list[zju.Clip], encodings: list[FrameEncoding]) -> dict[str, dict]:
+    """The landmark recipe's rows (fixed and adaptive threshold), each scored like the stack at each encoding."""
+    from blinkstack_train import landmark_recipe
+
+    scores: dict[str, dict[str, dict]] = {variant: {} for variant in landmark_recipe.VARIANTS}
+    for encoding in encodings:
+        readings = landmark_recipe.run_recipe(env, clips, encoding)
+        for variant in landmark_recipe.VARIANTS:
+            runs = []
+            for clip in clips:
+                reading = readings[clip.name]
+                run = ClipRun(clip.name, clip.subject, clip.condition, 30.0, encoding.name)
+                for ear, closed in zip(reading.ear, reading.closed[variant], strict=True):
+                    state = CLOSED if closed else OPEN
+                    run.faces.append([(1, float("nan"), float("nan"), state, state, ear, ear)] if ear == ear else [])
+                run.events = [("BLINK", "ENDED", 1, a, b) for a, b in reading.blinks[variant]]
+                runs.append(run)
+            scores[variant][encoding.name] = score_runs(clips, runs)
+    return {variant: {k: v for k, v in worst_of(s).items() if k != "clips"} for variant, s in scores.items()}
+
+
+def plot_timelines(clips: list[zju.Clip], runs: list[ClipRun], path: Path, encoding: str = "") -> None:
+    """One panel per clip: the subject's prob_open and lid aperture per eye, true blinks shaded, events marked."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -292,6 +432,10 @@ def plot_timelines(clips: list[zju.Clip], runs: list[ClipRun], path: Path) -> No
         for eye, style in ((1, "-"), (2, "--")):
             probs = [next((f[eye] for f in frame if f[0] == track), float("nan")) for frame in run.faces]
             ax.plot(probs, style, lw=0.8, color="black" if eye == 1 else "grey")
+            # The lid aperture relative to the clip's median (mostly open) level: the landmark signal.
+            apertures = np.array([next((f[eye + 4] for f in frame if f[0] == track), np.nan) for frame in run.faces])
+            if np.isfinite(apertures).any():
+                ax.plot(apertures / np.nanmedian(apertures), style, lw=0.6, color="tab:cyan")
         for name, phase, _, a, b in run.events:
             if phase == "ENDED":
                 ax.plot([a, b], [1.08, 1.08], lw=4, color=colours.get(name, "black"), solid_capstyle="butt")
@@ -301,8 +445,9 @@ def plot_timelines(clips: list[zju.Clip], runs: list[ClipRun], path: Path) -> No
     for ax in list(axes.flat)[len(runs) :]:
         ax.axis("off")
     fig.suptitle(
-        "prob_open of the subject's left (black) and right (grey) eye per frame; green: annotated blinks; "
-        "bars: events (blue BLINK, orange/purple WINK, red LONG_CLOSURE)",
+        "prob_open of the subject's left (black) and right (grey) eye per frame; cyan: lid aperture / the clip's "
+        "median; green: annotated blinks; bars: events (blue BLINK, orange/purple WINK, red LONG_CLOSURE)"
+        + (f"; frames sent as {encoding}" if encoding else ""),
         fontsize=9,
     )
     fig.tight_layout()

@@ -15,8 +15,12 @@ Semantics (all limits in `EngineConfig`; times are the observations' own timesta
 - Optionally smoothed over `smooth_ms` (mean of the readings in that window); then hysteresis: an eye becomes
   CLOSED at or below `closed_below` and OPEN again at or above `open_above`; readings in between keep its
   state. An eye starts UNKNOWN and must be seen open once before a closure can count, so a track that starts
-  with closed eyes never invents an event. In video, `blink_min_ms` (two frames at 30 frames/s) rather than
-  smoothing rejects single-frame flips, so a short real blink is not averaged away.
+  with closed eyes never invents an event. With `open_level_prior` (off by default) a new eye is judged against
+  that population level until its own exists, and a closure already in progress when the track starts counts:
+  on ZJU dev it found the one blink in progress at a clip's first frame and reported four clip starts that the
+  annotation calls open (eyes reopening from a blink the annotation does not mark), so it stays off. In video,
+  `blink_min_ms` (two frames at 30 frames/s) rather than smoothing rejects single-frame flips, so a short real
+  blink is not averaged away.
 - An episode is the time during which at least one eye is CLOSED: from the first observation with a closed
   eye to the first observation with both eyes open again. At its end it is classified:
   - both eyes closed together at a moment at least `long_closure_ms` after the episode began: LONG_CLOSURE
@@ -88,7 +92,7 @@ def _eye_state(current: str, prob: float | None, config: EngineConfig) -> str:
         return current
     if prob >= config.open_above:
         return OPEN
-    if prob <= config.closed_below and current != UNKNOWN:
+    if prob <= config.closed_below and (current != UNKNOWN or config.open_level_prior):
         return CLOSED
     return current
 

@@ -38,6 +38,11 @@ ENGINE_OPTIONS = (
     ("open_level_fall_ms", "BLINKSTACK_OPEN_LEVEL_FALL_MS", "time constant of the open level falling"),
     ("open_level_min", "BLINKSTACK_OPEN_LEVEL_MIN", "lowest open level (logit)"),
     ("open_level_max", "BLINKSTACK_OPEN_LEVEL_MAX", "highest open level (logit)"),
+    (
+        "open_level_prior",
+        "BLINKSTACK_OPEN_LEVEL_PRIOR",
+        "a new track's open level (logit) until its own: closures in progress at its start count (0: off)",
+    ),
     ("drowsy_perclos", "BLINKSTACK_DROWSY_PERCLOS", "PERCLOS over the window at or above which a track is DROWSY"),
     ("asleep_perclos", "BLINKSTACK_ASLEEP_PERCLOS", "PERCLOS over the window at or above which a track is ASLEEP"),
     (

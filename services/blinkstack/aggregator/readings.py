@@ -24,7 +24,10 @@ def relative(
     for level, prob in zip(levels, (obs.left, obs.right), strict=True):
         if prob is not None:
             z = logit(prob)
-            if level is None or dt_ms is None:
+            if level is None:
+                # A new eye: the population prior until a higher (open) reading lifts it.
+                level = max(z, config.open_level_prior) if config.open_level_prior else z
+            elif dt_ms is None:
                 level = z
             else:
                 tau = config.open_level_rise_ms if z > level else config.open_level_fall_ms

@@ -61,6 +61,11 @@ class EngineConfig:
     open_level_fall_ms: float = 5000.0
     open_level_min: float = 2.0
     open_level_max: float = 7.5
+    # Until an eye's own level exists it is judged against a population prior: a new track's level starts at
+    # `open_level_prior` (or at its first reading, if higher), and a closure already in progress when the track
+    # starts counts, instead of the eye having to be seen open first. 0 turns this off (the first reading is the
+    # level, and an eye must be seen open before it can close).
+    open_level_prior: float = 0.0
     # Drowsiness levels (drowsiness.py explains the rules and the literature behind the defaults).
     drowsy_perclos: float = 0.15
     asleep_perclos: float = 0.30
@@ -91,6 +96,8 @@ class EngineConfig:
             raise ValueError("open_level_rise_ms and open_level_fall_ms must be > 0")
         if not self.open_level_min <= self.open_level_max:
             raise ValueError("need open_level_min <= open_level_max")
+        if self.open_level_prior < 0:
+            raise ValueError("open_level_prior must be >= 0 (0: off)")
         if not 0.0 < self.drowsy_perclos <= self.asleep_perclos <= 1.0:
             raise ValueError("need 0 < drowsy_perclos <= asleep_perclos <= 1")
         if self.drowsy_blink_ms <= 0 or self.asleep_closure_ms <= 0 or self.recovery_s < 0:

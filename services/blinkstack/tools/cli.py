@@ -17,7 +17,7 @@ from blinkstack.serve import add_serve_parser
 from blinkstack.services import AGGREGATOR, DETECTOR, EYESTATE
 from blinkstack.tools import alerts, client, progress
 from blinkstack.tools.reports import write_outputs
-from blinkstack.tools.watch import SourceError, default_stream_id, watch
+from blinkstack.tools.watch import FrameEncoding, SourceError, default_stream_id, watch
 
 DEMO_VIDEO = "video/eyeblink8_v8_windows.mp4"  # under the data folder (BLINKSTACK_DATA_DIR)
 
@@ -42,6 +42,7 @@ def run_watch(args: argparse.Namespace, target: str, security: ClientSecurity | 
             frames_csv=out_dir / "frames.csv",
             security=security,
             retries=args.retries,
+            encoding=args.encoding,
         )
     except SourceError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -67,6 +68,13 @@ def run_watch(args: argparse.Namespace, target: str, security: ClientSecurity | 
     return 0
 
 
+def _frame_encoding(text: str) -> FrameEncoding:
+    try:
+        return FrameEncoding.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _add_watch_options(parser: argparse.ArgumentParser, video_default: str | None = None) -> None:
     source = parser.add_mutually_exclusive_group(required=video_default is None)
     source.add_argument("--video", default=video_default, help="video file")
@@ -78,6 +86,12 @@ def _add_watch_options(parser: argparse.ArgumentParser, video_default: str | Non
     parser.add_argument("--max-frames", type=int, help="stop after this many frames")
     parser.add_argument("--out", help="output folder (default runs/watch/<stream id>)")
     parser.add_argument("--annotated", action="store_true", help="also write annotated.mp4")
+    parser.add_argument(
+        "--encoding",
+        type=_frame_encoding,
+        default=FrameEncoding(),
+        help="how frames are sent: jpeg<Q> (quality 1-100, default jpeg90) or raw (uncompressed BGR pixels)",
+    )
     parser.add_argument(
         "--retries", type=int, default=5, help="UNAVAILABLE answers in a row retried (backoff 0.5 s doubling to 8 s)"
     )

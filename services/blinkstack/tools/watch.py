@@ -1,10 +1,10 @@
 """`blinkstack watch`: a video file or camera -> the aggregator's TrackFrames -> events, summary, plots.
 
-Frames are JPEG-encoded and streamed over one TrackFrames call, either at the source's frame rate
-(`realtime`, the default for cameras) or as fast as the stack answers (the default for files). At most
-`in_flight` frames are outstanding, so a slow stack never makes the client buffer the whole video, and the
-per-frame latency (frame sent -> its result back) stays meaningful. Frame timestamps are the position in the
-file (or the capture time for a camera), so events carry video time.
+Frames are encoded (JPEG at quality 90 by default; `--encoding jpeg<Q>` or `raw`) and streamed over one
+TrackFrames call, either at the source's frame rate (`realtime`, the default for cameras) or as fast as the stack
+answers (the default for files). At most `in_flight` frames are outstanding, so a slow stack never makes the
+client buffer the whole video, and the per-frame latency (frame sent -> its result back) stays meaningful. Frame
+timestamps are the position in the file (or the capture time for a camera), so events carry video time.
 """
 
 from __future__ import annotations
@@ -26,7 +26,45 @@ from blinkstack.tools import progress as bars
 from blinkstack.tools.frames_table import FrameTable
 from blinkstack.v1 import aggregator_pb2, aggregator_pb2_grpc, types_pb2
 
-JPEG_QUALITY = 90  # frames are sent to TrackFrames as JPEG at this quality
+JPEG_QUALITY = 90  # by default frames are sent to TrackFrames as JPEG at this quality
+
+
+@dataclass(frozen=True)
+class FrameEncoding:
+    """How frames travel to TrackFrames: JPEG at `quality` (1-100), or raw BGR pixels when `quality` is None.
+
+    Cameras send whatever quality they are set to, so the evaluation runs the same clips at several.
+    """
+
+    quality: int | None = JPEG_QUALITY
+
+    @classmethod
+    def parse(cls, text: str) -> FrameEncoding:
+        """`jpeg<Q>` (e.g. `jpeg75`) or `raw`."""
+        if text == "raw":
+            return cls(None)
+        match = re.fullmatch(r"jpeg(\d{1,3})", text)
+        if not match or not 1 <= int(match[1]) <= 100:
+            raise ValueError(f"frame encoding {text!r}: expected jpeg1 .. jpeg100 or raw")
+        return cls(int(match[1]))
+
+    @property
+    def name(self) -> str:
+        return "raw" if self.quality is None else f"jpeg{self.quality}"
+
+    def image(self, frame: np.ndarray) -> types_pb2.Image:
+        if self.quality is None:
+            height, width = frame.shape[:2]
+            raw = types_pb2.RawImage(
+                pixels=np.ascontiguousarray(frame).tobytes(),
+                width=width,
+                height=height,
+                format=types_pb2.PIXEL_FORMAT_BGR8,
+            )
+            return types_pb2.Image(raw=raw)
+        return types_pb2.Image(
+            encoded=cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.quality])[1].tobytes()
+        )
 
 
 class SourceError(RuntimeError):
@@ -88,9 +126,17 @@ class _FrameSource:
     """
 
     def __init__(
-        self, source: str, stream_id: str, realtime: bool | None, in_flight: int, max_frames: int | None, keep: bool
+        self,
+        source: str,
+        stream_id: str,
+        realtime: bool | None,
+        in_flight: int,
+        max_frames: int | None,
+        keep: bool,
+        encoding: FrameEncoding,
     ) -> None:
         self.source, self.stream_id, self.max_frames, self.keep = source, stream_id, max_frames, keep
+        self.encoding = encoding
         self.capture, self.fps, self.is_camera = _open(source)
         self.realtime = self.is_camera if realtime is None else realtime
         total = int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT)) if not self.is_camera else 0
@@ -113,12 +159,10 @@ class _FrameSource:
         timestamp_us = time.time_ns() // 1000 if self.is_camera else round(seq * 1e6 / self.fps)
         if self.realtime and not self.is_camera:
             time.sleep(max(0.0, self.started + seq / self.fps - time.perf_counter()))
-        jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])[1].tobytes()
+        image = self.encoding.image(frame)
         if self.keep:
             self.pixels[seq] = frame
-        return types_pb2.Frame(
-            stream_id=self.stream_id, seq=seq, timestamp_us=timestamp_us, image=types_pb2.Image(encoded=jpeg)
-        )
+        return types_pb2.Frame(stream_id=self.stream_id, seq=seq, timestamp_us=timestamp_us, image=image)
 
     def _next(self, generation: int) -> types_pb2.Frame | None:
         if self.resend:
@@ -256,6 +300,7 @@ def watch(
     retries: int = 5,
     frames_csv: Path | None = None,
     on_frame: Callable[[np.ndarray, aggregator_pb2.FrameResult], None] | None = None,
+    encoding: FrameEncoding = FrameEncoding(),
 ) -> WatchResult:
     """Stream the source through TrackFrames; with `annotated`, also write the annotated video there;
     `on_result` sees every FrameResult (all faces), `on_event` every event, `on_frame` every frame's pixels with
@@ -265,7 +310,7 @@ def watch(
     with backoff, resuming the same stream id and seqs. Only the frames in flight are kept in memory.
     """
     keep = annotated is not None or on_frame is not None
-    frames = _FrameSource(source, stream_id, realtime, in_flight, max_frames, keep=keep)
+    frames = _FrameSource(source, stream_id, realtime, in_flight, max_frames, keep=keep, encoding=encoding)
     result = WatchResult(stream_id, frames.fps)
     writer = _AnnotatedWriter(annotated, frames.fps) if annotated else None
     table = FrameTable(frames_csv) if frames_csv else None
