@@ -30,9 +30,9 @@ $(TRITON_STAMP):
 triton-env: $(TRITON_STAMP)
 
 # MediaPipe itself (its pins, protobuf < 5 and numpy < 2, conflict with ours), in its own environment inside
-# .venv/: the landmark recipe that bench/bench_cameras.py compares against, and the original runtime that
-# `blinkstack-train import-face-landmarks` checks the converted face landmark model with. Not needed to run or
-# test the stack.
+# .venv/: the landmark recipe that bench/bench_cameras.py and `evaluate-video --baseline` compare against, and
+# the original runtime that `blinkstack-train import-face-landmarks` checks the converted face landmark model with.
+# Not needed to run or test the stack.
 $(MEDIAPIPE_STAMP):
 	python3 -m venv $(VENV)/mediapipe
 	$(VENV)/mediapipe/bin/pip install -q mediapipe==0.10.21
@@ -112,10 +112,13 @@ runs/zju_refit/eval/eval.json: runs/zju_crops.npz
 
 # Blinks in real webcam video through the whole stack: the two fold models on the people they never saw (the
 # honest figure), then the served model on all clips and the Eyeblink8 video.
-eval-video: runs/cv_a/model.onnx runs/cv_b/model.onnx | venv
+# Every figure at four encodings; engine constants chosen leave-one-person-out; the landmark recipe beside it.
+ENCODINGS := jpeg75 jpeg90 jpeg100 raw
+LOPO_GRID := blink_min_ms=50,30 closed_below=0.5,0.4,0.6 open_above=0.8,0.7,0.9 open_level_prior=0,5
+eval-video: runs/cv_a/model.onnx runs/cv_b/model.onnx | venv $(MEDIAPIPE_STAMP)
 	$(VENV)/bin/blinkstack-train evaluate-video --cv-models runs/cv_a/model.onnx runs/cv_b/model.onnx \
-	  --no-eyeblink8 --out runs/video_eval_cv
-	$(VENV)/bin/blinkstack-train evaluate-video --out runs/video_eval_served
+	  --no-eyeblink8 --encodings $(ENCODINGS) --lopo-grid $(LOPO_GRID) --baseline --out runs/video_eval_cv
+	$(VENV)/bin/blinkstack-train evaluate-video --encodings $(ENCODINGS) --out runs/video_eval_served
 
 train-family: runs/tiny/eval/eval.json runs/small/eval/eval.json runs/medium/eval/eval.json runs/$(DEFAULT_MODEL)_refit/eval/eval.json runs/zju_refit/eval/eval.json
 	$(VENV)/bin/blinkstack-train prepare --json runs/split.json

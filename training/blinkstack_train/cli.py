@@ -135,7 +135,8 @@ def _evaluate_video(args: argparse.Namespace) -> None:
         print(
             f"eyeblink8: {e['frames_with_one_face']}/{e['frames']} frames with one face, certain blinks found "
             f"{e['certain_blinks_found']}/2, BLINKs at {e['blinks_s']} s, WINK {e['winks']}, "
-            f"LONG_CLOSURE {e['long_closures']}" + (f", error {e['error']}" if e["error"] else "")
+            f"LONG_CLOSURE {e['long_closures']}, events during the downward gaze {e['events_during_downward_gaze']}"
+            + (f", error {e['error']}" if e["error"] else "")
         )
     print(f"wrote {args.out}/video_eval.json, video_runs.json, timelines.png")
 

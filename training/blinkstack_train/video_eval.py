@@ -52,6 +52,8 @@ from blinkstack_train import zju
 EYEBLINK8_BLINKS_S = (18.4, 37.2)
 Progress = Callable[..., Iterable]  # tqdm, or anything that wraps an iterable the same way
 EYEBLINK8_TOLERANCE_S = 0.5
+# Frames 1153-1200 of the Eyeblink8 windows video: the person looks down, lids lowered, iris visible; eyes open.
+EYEBLINK8_DOWNWARD_GAZE_FRAMES = (1153, 1200)
 BOOTSTRAP_RESAMPLES = 2000
 CLOSED = types_pb2.EYE_STATE_CLOSED
 OPEN = types_pb2.EYE_STATE_OPEN
@@ -235,6 +237,7 @@ class Eyeblink8Result:
     winks: int
     long_closures: int
     error: str
+    events_during_downward_gaze: int = 0
 
     @property
     def passed(self) -> bool:
@@ -242,6 +245,7 @@ class Eyeblink8Result:
             self.certain_blinks_found == len(EYEBLINK8_BLINKS_S)
             and self.winks == 0
             and self.long_closures == 0
+            and self.events_during_downward_gaze == 0
             and not self.error
         )
 
@@ -259,7 +263,9 @@ def run_eyeblink8(
         tol = EYEBLINK8_TOLERANCE_S * 1e6
         return any(e.start_us - tol <= t * 1e6 <= e.end_us + tol for e in blinks)
 
+    first, last = (frame * 1e6 / watched.fps_source for frame in EYEBLINK8_DOWNWARD_GAZE_FRAMES)
     return Eyeblink8Result(
+        events_during_downward_gaze=sum(first <= e.end_us and e.start_us <= last for e in ended),
         frames=len(watched.frames),
         frames_with_one_face=sum(f.faces == 1 for f in watched.frames),
         blinks_s=[round(e.start_us / 1e6, 2) for e in blinks],
