@@ -114,21 +114,22 @@ def test_landmark_flow_tracks_two_of_three_frames_and_stays_on_the_detected_eyes
 
 @pytest.fixture(scope="module")
 def faces_summary():
-    return summarize(evaluate_faces(MODEL_REPOSITORY))
+    # The smallest and the largest face width of `blinkstack-train evaluate-detector` (which also runs 140 px).
+    return summarize(evaluate_faces(MODEL_REPOSITORY, face_widths=(80, 220)))
 
 
 @pytest.mark.parametrize("eyes", ["closed", "open"])
 def test_face_and_both_eyes_found_on_98_percent(faces_summary, eyes):
     rates = faces_summary["by_eyes"][eyes]
-    assert rates["frames"] == {"closed": 594 * 3, "open": 148 * 3}[eyes]
+    assert rates["frames"] == {"closed": 594 * 2, "open": 148 * 2}[eyes]
     assert rates["found"] >= 0.98, rates
 
 
 @pytest.mark.parametrize("eyes", ["closed", "open"])
 def test_detector_to_eye_state_end_to_end(faces_summary, eyes):
-    # The issue's target is 0.95; the committed eye-state model reaches 0.928 (closed) / 0.917 (open) on these
-    # frames (its per-eye accuracy on them is ~0.95-0.96). This floor guards against regressions; the gap is
-    # reported in the issue's closing note, not hidden.
+    # The goal is 0.97; with the landmark front end the committed eye-state model reaches 0.962 (closed) / 0.944
+    # (open) over all three widths (README, detector section). This floor guards against regressions; the gap is
+    # reported in the issues' notes, not hidden.
     assert faces_summary["by_eyes"][eyes]["both_eyes_correct"] >= 0.90, faces_summary["by_eyes"][eyes]
 
 

@@ -322,15 +322,19 @@ def _webcam_lines(reports: dict[str, dict]) -> list[str]:
         "",
         "## Blinks in real webcam video (the whole stack, `blinkstack-train evaluate-video`)",
         "",
-        "| run | people | BLINK P / R / F1 | F1 by condition | false WINK / LONG_CLOSURE | both closed / both open frames | failed streams |",
-        "|---|---|---|---|---|---|---:|",
+        "| run | people | encodings (the worst's figures) | BLINK P / R / F1 [95 % over people] | F1 by condition | "
+        "false WINK / LONG_CLOSURE | both closed / both open frames | failed streams |",
+        "|---|---|---|---|---|---|---|---:|",
     ]
     for name, r in reports.items():
         b, people = r["blink"], r["people"]
         seen = "cross-validated by person: no one seen" if people["cross_validated"] else "one model"
         conditions = ", ".join(f"{k} {v['f1']:.3f}" for k, v in r["blink_by_condition"].items())
+        encodings = ", ".join(f"{k} {v['blink']['f1']:.3f}" for k, v in r.get("by_encoding", {}).items())
+        interval = f" [{r['blink_f1_ci95'][0]:.3f}-{r['blink_f1_ci95'][1]:.3f}]" if "blink_f1_ci95" in r else ""
         lines.append(
-            f"| {name} | {len(people['subjects'])} ({seen}) | {b['precision']:.3f} / {b['recall']:.3f} / {b['f1']:.3f} | "
+            f"| {name} | {len(people['subjects'])} ({seen}) | {encodings or '-'} | "
+            f"{b['precision']:.3f} / {b['recall']:.3f} / {b['f1']:.3f}{interval} | "
             f"{conditions} | {r['false_winks']} / {r['false_long_closures']} | "
             f"{r['both_closed_agreement']:.3f} / {r['both_open_agreement']:.3f} | {len(r['failed_streams'])} |"
         )
