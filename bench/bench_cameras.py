@@ -27,13 +27,12 @@ import threading
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import psutil
 
 from blinkstack.common import paths
 from blinkstack.local.stack import Stack, StackConfig
-from blinkstack.tools.watch import JPEG_QUALITY, WatchResult, watch
+from blinkstack.tools.watch import FrameEncoding, WatchResult, read_video, watch
 
 ROOT = Path(__file__).resolve().parents[1]
 VIDEO = paths.data_dir() / "video" / "eyeblink8_v8_windows.mp4"
@@ -85,15 +84,7 @@ def measure(target: str, processes: dict[str, psutil.Process], cameras: int, fra
 
 def camera_frames(count: int) -> list[bytes]:
     """The video's first `count` frames as the cameras send them (JPEG at the watch quality)."""
-    capture = cv2.VideoCapture(str(VIDEO))
-    jpegs = []
-    while len(jpegs) < count:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        jpegs.append(cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])[1].tobytes())
-    capture.release()
-    return jpegs
+    return [FrameEncoding().jpeg(frame) for frame in read_video(VIDEO, count)]
 
 
 def landmark_recipe(frames: int) -> dict[str, float] | None:

@@ -23,7 +23,6 @@ import os
 import time
 from pathlib import Path
 
-import cv2
 import grpc
 import numpy as np
 
@@ -34,6 +33,7 @@ from blinkstack.common.preprocess import decode_image, preprocess_batch
 from blinkstack.detector.front_end import embedded_models
 from blinkstack.local.processes import service_process
 from blinkstack.services import DETECTOR
+from blinkstack.tools.watch import FrameEncoding, read_video
 from blinkstack.v1 import detector_pb2, detector_pb2_grpc, types_pb2
 from blinkstack_train.data import DEFAULT_DATA_DIR
 
@@ -42,14 +42,8 @@ VIDEO = DEFAULT_DATA_DIR / "video" / "eyeblink8_v8_windows.mp4"
 
 
 def read_jpegs(count: int) -> list[bytes]:
-    capture = cv2.VideoCapture(str(VIDEO))
-    frames = []
-    while len(frames) < count:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes())
-    return frames
+    """The video's first `count` frames as the cameras send them (JPEG at the watch quality)."""
+    return [FrameEncoding().jpeg(frame) for frame in read_video(VIDEO, count)]
 
 
 def stats(seconds: list[float]) -> dict:

@@ -133,13 +133,10 @@ def test_faces_with_an_eye_outside_the_frame_are_dropped_not_fatal():
 
 def test_a_real_clip_with_spurious_edge_faces_streams_to_the_end(redis_server, stack):
     # s09_FBN (ZJU dev) used to end its TrackFrames stream with INVALID_ARGUMENT on a face at the frame edge.
-    from blinkstack.tools.watch import JPEG_QUALITY
+    from blinkstack.tools.watch import FrameEncoding, read_video
 
-    capture = cv2.VideoCapture(str(data.DEFAULT_DATA_DIR / "video" / "zju_dev" / "videos" / "s09_FBN.mp4"))
-    clip = []
-    while (frame := capture.read())[0]:
-        clip.append(cv2.imencode(".jpg", frame[1], [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])[1].tobytes())
-    capture.release()
+    video = data.DEFAULT_DATA_DIR / "video" / "zju_dev" / "videos" / "s09_FBN.mp4"
+    clip = [FrameEncoding().jpeg(frame) for frame in read_video(video)]
     running = aggregator_service(redis_server.url, **stack)
     try:
         wait_for_health(running.address, SERVING)

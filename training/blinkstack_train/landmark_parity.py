@@ -30,9 +30,9 @@ from blinkstack.common.preprocess import decode_image
 from blinkstack.detector.faces import EyeOutline
 from blinkstack.detector.front_end import embedded_models
 from blinkstack.tools.progress import progress
+from blinkstack.tools.watch import FrameEncoding, read_video
 from blinkstack_train import data, zju
 from blinkstack_train.face_landmarks import MEMBER, MEMBER_SHA256
-from blinkstack_train.video_crops import JPEG_QUALITY
 
 RUNNER = Path(__file__).with_name("face_mesh_runner.py")
 EYEBLINK8 = Path("video") / "eyeblink8_v8_windows.mp4"
@@ -66,22 +66,13 @@ def eye_subsets(member: bytes) -> dict[str, list[int]]:
 def frames_for_parity(data_dir: Path, eyeblink8_frames: int = 600) -> tuple[list[bytes], list[str]]:
     """JPEG frames and their clip: every ZJU dev clip without and with black-frame glasses, then the start of the
     Eyeblink8 video."""
-    import cv2
-
     jpegs, streams = [], []
     clips = [c for c in zju.load_clips(Path(data_dir) / "video" / "zju_dev") if c.condition in ("FNN", "FBN")]
     sources = [(c.name, c.video, None) for c in clips] + [("eyeblink8", Path(data_dir) / EYEBLINK8, eyeblink8_frames)]
     for name, video, limit in sources:
-        capture = cv2.VideoCapture(str(video))
-        count = 0
-        while limit is None or count < limit:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            jpegs.append(cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])[1].tobytes())
+        for frame in read_video(video, limit):
+            jpegs.append(FrameEncoding().jpeg(frame))
             streams.append(name)
-            count += 1
-        capture.release()
     return jpegs, streams
 
 

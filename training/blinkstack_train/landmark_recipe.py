@@ -22,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from blinkstack.tools.watch import FrameEncoding
+from blinkstack.tools.watch import FrameEncoding, read_video
 from blinkstack_train import zju
 
 RUNNER = Path(__file__).with_name("face_mesh_runner.py")
@@ -77,18 +77,9 @@ def read_clip(ear: np.ndarray) -> RecipeClip:
 
 def encoded_frames(video: Path, encoding: FrameEncoding) -> list[bytes]:
     """The clip's frames as the stack receives them at `encoding` (raw pixels travel as PNG: the same pixels)."""
-    capture = cv2.VideoCapture(str(video))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        if encoding.quality is None:
-            frames.append(cv2.imencode(".png", frame)[1].tobytes())
-        else:
-            frames.append(cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, encoding.quality])[1].tobytes())
-    capture.release()
-    return frames
+    if encoding.quality is None:
+        return [cv2.imencode(".png", frame)[1].tobytes() for frame in read_video(video)]
+    return [encoding.jpeg(frame) for frame in read_video(video)]
 
 
 def run_recipe(env: Path, clips: list[zju.Clip], encoding: FrameEncoding) -> dict[str, RecipeClip]:

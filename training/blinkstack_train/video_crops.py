@@ -18,7 +18,6 @@ import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from blinkstack.common.images import box_message, crop
@@ -26,7 +25,7 @@ from blinkstack.common.preprocess import INPUT_HEIGHT, INPUT_WIDTH, crop_to_gray
 from blinkstack.detector.adapters import DEFAULT_FRONT_END
 from blinkstack.detector.front_end import embedded_models
 from blinkstack.tools.progress import progress
-from blinkstack.tools.watch import JPEG_QUALITY
+from blinkstack.tools.watch import FrameEncoding, read_video
 from blinkstack_train.zju import Clip
 
 SUBJECT_EYE_TO_IMAGE_SIDE = {"left": "re", "right": "le"}
@@ -63,20 +62,9 @@ def eye_labels(clip: Clip, frame: int) -> tuple[int, int]:
 
 
 def read_frames(video: Path, gray: bool = False) -> list[np.ndarray]:
-    """The clip's frames as the stack receives them: JPEG at `JPEG_QUALITY`, decoded again (BGR; with `gray`, the
+    """The clip's frames as the stack receives them: JPEG at `watch`'s quality, decoded again (BGR; with `gray`, the
     luma the detector decodes)."""
-    capture = cv2.VideoCapture(str(video))
-    if not capture.isOpened():
-        raise FileNotFoundError(f"cannot open video {video}")
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])[1].tobytes()
-        frames.append(decode_image(jpeg, gray))
-    capture.release()
-    return frames
+    return [decode_image(FrameEncoding().jpeg(frame), gray) for frame in read_video(video)]
 
 
 async def _cut(clips: list[Clip], repository: Path, front_end: str) -> list[ClipCrops]:

@@ -62,9 +62,30 @@ class FrameEncoding:
                 format=types_pb2.PIXEL_FORMAT_BGR8,
             )
             return types_pb2.Image(raw=raw)
-        return types_pb2.Image(
-            encoded=cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.quality])[1].tobytes()
-        )
+        return types_pb2.Image(encoded=self.jpeg(frame))
+
+    def jpeg(self, frame: np.ndarray) -> bytes:
+        """The frame as JPEG at this encoding's quality (a JPEG encoding's)."""
+        if self.quality is None:
+            raise ValueError("the raw encoding has no JPEG quality")
+        return cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.quality])[1].tobytes()
+
+
+def read_video(path: Path | str, limit: int | None = None) -> Iterator[np.ndarray]:
+    """A video file's BGR frames in order (at most `limit`), decoded one at a time."""
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise FileNotFoundError(f"cannot open video {path}")
+    try:
+        count = 0
+        while limit is None or count < limit:
+            ok, frame = capture.read()
+            if not ok:
+                return
+            yield frame
+            count += 1
+    finally:
+        capture.release()
 
 
 class SourceError(RuntimeError):
