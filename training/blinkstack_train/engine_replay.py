@@ -75,14 +75,8 @@ def _score(clips: dict[str, zju.Clip], runs: list, events: dict[str, list[Event]
     """F1 of BLINK over `runs` with the given events, and their false WINK/LONG_CLOSURE count."""
     total, false = zju.Match(), 0
     for run in runs:
-        clip = clips[run.clip]
-        detected = [(a, b) for name, phase, _, a, b in events[run.clip] if name == "BLINK" and phase == "ENDED"]
-        total = total + zju.match_blinks(detected, clip.blinks, clip.annotated_frames)
-        false += sum(
-            1
-            for name, phase, *_ in events[run.clip]
-            if (name.startswith("WINK") and phase == "ENDED") or (name == "LONG_CLOSURE" and phase == "STARTED")
-        )
+        match, false_here = zju.score_events(clips[run.clip], events[run.clip])
+        total, false = total + match, false + sum(false_here.values())
     return total.f1, false
 
 
@@ -108,9 +102,6 @@ def leave_one_person_out(
 
 
 def replay_matches_stack(runs: list, base: engine.EngineConfig) -> int:
-    """Clips whose replay with the stack's own constants gives exactly the stack's events (WINK, BLINK, LONG)."""
-
-    def kept(events: list[Event]) -> list[Event]:
-        return [e for e in events if not e[0].startswith("DROWSINESS")]
-
-    return sum(kept(replay(run, base)) == kept(run.events) for run in runs)
+    """Clips whose replay with the stack's own constants gives exactly the stack's events (WINK, BLINK, LONG;
+    `replay` leaves out DROWSINESS)."""
+    return sum(replay(run, base) == [e for e in run.events if e[0] != "DROWSINESS"] for run in runs)

@@ -43,11 +43,12 @@ from pathlib import Path
 import numpy as np
 
 from blinkstack.aggregator import events
+from blinkstack.aggregator.engine import EngineConfig
 from blinkstack.local.stack import Stack, StackConfig
 from blinkstack.tools.reports import write_outputs
 from blinkstack.tools.watch import FrameEncoding, watch
 from blinkstack.v1 import aggregator_pb2, types_pb2
-from blinkstack_train import zju
+from blinkstack_train import engine_replay, landmark_recipe, zju
 
 EYEBLINK8_BLINKS_S = (18.4, 37.2)
 Progress = Callable[..., Iterable]  # tqdm, or anything that wraps an iterable the same way
@@ -159,19 +160,12 @@ def score_runs(clips: list[zju.Clip], runs: list[ClipRun], folds: list[set[int]]
     per_clip = {}
     for run in runs:
         clip = by_name[run.clip]
-        detected = [(a, b) for name, phase, _, a, b in run.events if name == "BLINK" and phase == "ENDED"]
-        match = zju.match_blinks(detected, clip.blinks, clip.annotated_frames)
+        match, false_here = zju.score_events(clip, run.events)
         total = total + match
         by_condition[clip.condition] += match
         by_subject[clip.subject] += match
         counts = frame_agreement(clip, run)
         agreement.update(counts)
-        # Every WINK and LONG_CLOSURE is false here; a long closure counts once, at its STARTED event.
-        false_here = Counter(
-            name
-            for name, phase, *_ in run.events
-            if (name.startswith("WINK") and phase == "ENDED") or (name == "LONG_CLOSURE" and phase == "STARTED")
-        )
         false_events.update(false_here)
         per_clip[run.clip] = {**zju.prf(match), "false_events": dict(false_here), "error": run.error, **counts}
     scores = {
@@ -383,9 +377,6 @@ def score_lopo(
     clips: list[zju.Clip], runs: dict[str, list[ClipRun]], folds: list[set[int]], grid: dict[str, list[float]]
 ) -> dict:
     """Each person judged by engine constants chosen on the other people (`engine_replay`), per encoding."""
-    from blinkstack.aggregator.engine import EngineConfig
-    from blinkstack_train import engine_replay
-
     base = EngineConfig()  # what the stack started here runs
     scores = {}
     for name, encoded in runs.items():
@@ -400,8 +391,6 @@ def score_lopo(
 
 def score_recipe(env: Path, clips: list[zju.Clip], encodings: list[FrameEncoding]) -> dict[str, dict]:
     """The landmark recipe's rows (fixed and adaptive threshold), each scored like the stack at each encoding."""
-    from blinkstack_train import landmark_recipe
-
     scores: dict[str, dict[str, dict]] = {variant: {} for variant in landmark_recipe.VARIANTS}
     for encoding in encodings:
         readings = landmark_recipe.run_recipe(env, clips, encoding)

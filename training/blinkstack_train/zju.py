@@ -15,6 +15,7 @@ wholly after the annotated frames is ignored. Every WINK or LONG_CLOSURE is fals
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,6 +122,18 @@ def match_blinks(detected: list[tuple[int, int]], truth: list[tuple[int, int]], 
                 matched += 1
                 break
     return Match(len(truth), len(counted), matched)
+
+
+def score_events(clip: Clip, events: list[tuple[str, str, int, int, int]]) -> tuple[Match, Counter]:
+    """One clip's events `(type, phase, track, start frame, end frame)`: its BLINKs matched against the truth, and
+    its false events by type. Every WINK and LONG_CLOSURE is false here; a long closure counts once, at STARTED."""
+    detected = [(a, b) for name, phase, _, a, b in events if name == "BLINK" and phase == "ENDED"]
+    false = Counter(
+        name
+        for name, phase, *_ in events
+        if (name.startswith("WINK") and phase == "ENDED") or (name == "LONG_CLOSURE" and phase == "STARTED")
+    )
+    return match_blinks(detected, clip.blinks, clip.annotated_frames), false
 
 
 def prf(match: Match) -> dict[str, float | int]:
