@@ -5,8 +5,9 @@ health checks keep being answered meanwhile.
 
 Starts Redis and the three services as processes (like `blinkstack up`), then sends each attack while a thread
 polls grpc.health every 20 ms and another samples the target's RSS every 5 ms. Prints, per attack: status
-code, time to the answer, the RSS increase at its peak, and the longest health answer meanwhile. Then a fuzz
-run (mutated messages to every RPC): the status codes seen, and whether any process died.
+codes (an attack may be several requests at once), time to the last answer, the RSS increase and the RSS at its
+peak, and the longest health answer meanwhile. Then a fuzz run (mutated messages to every RPC): the status codes
+seen, and whether any process died.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from blinkstack.local.processes import ServiceProcess, free_port, service_process
 from blinkstack.local.redis_server import RedisServer
 from blinkstack.services import AGGREGATOR, DETECTOR, EYESTATE
-from blinkstack.tools.hostile import jpeg_claiming, mutations, png_bomb
+from blinkstack.tools.hostile import jpeg_claiming, mutations, png_bomb, scan_bomb
 from blinkstack.v1 import aggregator_pb2, detector_pb2, eyestate_pb2, types_pb2
 
 
@@ -68,13 +69,22 @@ class Watcher:
             thread.join(30)
 
 
-def attacks(addresses: dict[str, str]) -> dict[str, tuple[str, str, object]]:
+def attacks(addresses: dict[str, str]) -> dict[str, tuple[str, str, object, int]]:
+    """name -> (service, method, request, how many at once)."""
     png, jpeg = types_pb2.Image(encoded=png_bomb()), types_pb2.Image(encoded=jpeg_claiming(20000, 20000))
     tiny = types_pb2.Image(raw=types_pb2.RawImage(pixels=b"\x00", width=1, height=1, format=1))
     huge_boxes = [types_pb2.Box(x=-4094.5, y=-4094.5, width=8190, height=8190)] * 256
     big_crop = types_pb2.Image(encoded=cv2.imencode(".png", np.zeros((1024, 1024), np.uint8))[1].tobytes())
     gradient = np.add.outer(np.arange(4096), np.arange(4096)) % 256  # compresses to well under 4 MB
     large_frame = types_pb2.Image(encoded=cv2.imencode(".jpg", gradient.astype(np.uint8))[1].tobytes())
+    scans = types_pb2.Image(encoded=scan_bomb())
+    worst_legal = types_pb2.Image(encoded=scan_bomb(repeats=32 - 6))  # 32 scans: the most accepted
+    zero_frame = types_pb2.Image(encoded=cv2.imencode(".png", np.zeros((4096, 4096), np.uint8))[1].tobytes())
+    edge_boxes = [types_pb2.Box(x=-500, y=-500, width=1024, height=1024)] * 256
+    box_bomb = eyestate_pb2.ClassifyEyesRequest(
+        frame=eyestate_pb2.FrameWithBoxes(frame=zero_frame, eye_boxes=edge_boxes)
+    )
+    classify, detect = "/blinkstack.v1.EyeStateService/ClassifyEyes", "/blinkstack.v1.DetectorService/DetectEyes"
     return {
         "PNG 30000x30000 (ClassifyEyes)": ("eyestate", "/blinkstack.v1.EyeStateService/ClassifyEyes",
             eyestate_pb2.ClassifyEyesRequest(crops=eyestate_pb2.CropBatch(crops=[png]))),
@@ -89,6 +99,16 @@ def attacks(addresses: dict[str, str]) -> dict[str, tuple[str, str, object]]:
         "legal 4096x4096 JPEG (DetectEyes)": ("detector", "/blinkstack.v1.DetectorService/DetectEyes",
             detector_pb2.DetectEyesRequest(frame=types_pb2.Frame(image=large_frame))),
         "garbage bytes (GetStats)": ("aggregator", "/blinkstack.v1.AggregatorService/GetStats", b"\x0a\x02\xc3\x28"),
+        "JPEG of 1,006 scans (DetectEyes)": ("detector", detect,
+            detector_pb2.DetectEyesRequest(frame=types_pb2.Frame(image=scans))),
+        "JPEG of 1,006 scans (ClassifyEyes)": ("eyestate", classify,
+            eyestate_pb2.ClassifyEyesRequest(crops=eyestate_pb2.CropBatch(crops=[scans]))),
+        "worst legal: 4096^2 JPEG, 32 scans": ("detector", detect,
+            detector_pb2.DetectEyesRequest(frame=types_pb2.Frame(image=worst_legal))),
+        "4096^2 PNG + 256 edge boxes of 1024": ("eyestate", classify, box_bomb),
+        "8 x (4096^2 + 256 edge boxes)": ("eyestate", classify, box_bomb, 8),
+        "16 x legal 4096x4096 JPEG": ("detector", detect,
+            detector_pb2.DetectEyesRequest(frame=types_pb2.Frame(image=large_frame)), 16),
     }  # fmt: skip
 
 
@@ -123,20 +143,30 @@ def fuzz(addresses: dict[str, str], per_rpc: int) -> Counter:
     return codes
 
 
-def attack(server: ServiceProcess, method: str, request: object) -> dict:
+def attack(server: ServiceProcess, method: str, request: object, at_once: int = 1) -> dict:
     payload = request if isinstance(request, bytes) else request.SerializeToString()
-    with grpc.insecure_channel(server.address) as channel, Watcher(server.process.pid, server.address) as watcher:
-        start = time.perf_counter()
+    codes: Counter = Counter()
+
+    def send(channel: grpc.Channel) -> None:
         try:
             channel.unary_unary(method)(payload, timeout=60)
-            code = "OK"
+            codes["OK"] += 1
         except grpc.RpcError as exc:
-            code = exc.code().name
+            codes[exc.code().name] += 1
+
+    with grpc.insecure_channel(server.address) as channel, Watcher(server.process.pid, server.address) as watcher:
+        start = time.perf_counter()
+        senders = [threading.Thread(target=send, args=(channel,)) for _ in range(at_once)]
+        for sender in senders:
+            sender.start()
+        for sender in senders:
+            sender.join()
         elapsed = time.perf_counter() - start
     return {
-        "code": code,
+        "code": ", ".join(f"{n}x {code}" if at_once > 1 else code for code, n in sorted(codes.items())),
         "ms": elapsed * 1e3,
         "rss_increase_mb": (watcher.peak - watcher.base) / 2**20,
+        "rss_peak_mb": watcher.peak / 2**20,
         "slowest_health_ms": watcher.slowest_health * 1e3,
     }
 
@@ -163,11 +193,11 @@ def main() -> None:
     ):
         servers = {"eyestate": eyestate, "detector": detector, "aggregator": aggregator}
         addresses = {name: s.address for name, s in servers.items()}
-        for name, (service, method, request) in attacks(addresses).items():
-            rows[name] = attack(servers[service], method, request)
+        for name, (service, method, request, *at_once) in attacks(addresses).items():
+            rows[name] = attack(servers[service], method, request, *at_once)
             r = rows[name]
-            print(f"{name:36s} {r['code']:17s} {r['ms']:8.1f} ms  RSS +{r['rss_increase_mb']:6.1f} MB  "
-                  f"slowest health {r['slowest_health_ms']:6.1f} ms")  # fmt: skip
+            print(f"{name:36s} {r['code']:30s} {r['ms']:8.1f} ms  RSS +{r['rss_increase_mb']:6.1f} MB "
+                  f"(peak {r['rss_peak_mb']:6.1f} MB)  slowest health {r['slowest_health_ms']:6.1f} ms")  # fmt: skip
         codes = fuzz(addresses, args.fuzz_cases)
         alive = {name: s.process.poll() is None for name, s in servers.items()}
     print(f"fuzz: {sum(codes.values()):,} mutated requests, codes {dict(codes)}; processes alive {alive}")

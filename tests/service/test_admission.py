@@ -4,6 +4,7 @@ Redis connection, and a subscriber that does not read is dropped without holding
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 
@@ -68,7 +69,9 @@ def test_a_thousand_idle_subscribers_leave_writes_and_readiness_healthy_and_all_
 
 def test_subscribers_over_their_limit_and_calls_over_the_service_limit_are_refused(redis_server):
     running = serving(
-        aggregator_service(redis_server.url, redis_prefix="limits", max_subscribers=2, max_concurrent_rpcs=1)
+        aggregator_service(
+            redis_server.url, redis_prefix="limits", max_subscribers=2, max_concurrent_rpcs=1, peer_share=1.0
+        )
     )
     try:
         open_calls = [running.stub.SubscribeBlinks(aggregator_pb2.SubscribeBlinksRequest()) for _ in range(2)]
@@ -129,4 +132,79 @@ def test_a_subscriber_that_does_not_read_is_dropped_with_the_cursor_to_resume_fr
         )
         resumed.cancel()
     finally:
+        running.close()
+
+
+def held_stream(first: aggregator_pb2.EyeObservation, gate: threading.Event):
+    """A client stream that sends one message, then nothing until `gate` is set."""
+    yield first
+    while not gate.is_set():
+        time.sleep(0.05)
+
+
+def test_silent_client_streams_are_ended_and_free_their_slots(redis_server):
+    running = serving(
+        aggregator_service(
+            redis_server.url, redis_prefix="idle", max_concurrent_rpcs=4, stream_idle_s=1.0, peer_share=1.0
+        )
+    )
+    gate = threading.Event()
+    try:
+        silent = [
+            running.stub.PublishEyeStates.future(held_stream(observations(f"idle-{i}")[0], gate), timeout=30)
+            for i in range(4)
+        ]
+        time.sleep(0.3)
+        request = aggregator_pb2.GetStatsRequest(stream_id="idle-0", track_id=1)
+        with pytest.raises(grpc.RpcError) as busy:
+            running.stub.GetStats(request, timeout=5)
+        assert busy.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED  # four silent streams hold every slot
+        for call in silent:
+            error = call.exception(timeout=10)
+            assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            assert (
+                "no message for 1 s" in error.details() and "1 observations before it were accepted" in error.details()
+            )
+        assert running.stub.GetStats(request, timeout=5).track_id == 1  # the first message was kept
+    finally:
+        gate.set()
+        running.close()
+
+
+def test_one_greedy_token_gets_its_share_and_the_others_are_still_served(redis_server, tmp_path):
+    tokens = tmp_path / "tokens.json"
+    entries = [{"name": n, "token": f"tok-{n}", "scopes": ["publish", "stats"]} for n in ("greedy", "other")]
+    tokens.write_text(json.dumps({"tokens": entries}))
+    running = serving(
+        aggregator_service(
+            redis_server.url,
+            redis_prefix="share",
+            max_concurrent_rpcs=4,
+            tokens_file=str(tokens),
+            allow_plaintext_tokens=True,
+        )
+    )
+    gate = threading.Event()
+
+    def as_(name: str) -> tuple:
+        return (("authorization", f"Bearer tok-{name}"),)
+
+    try:
+        held = [
+            running.stub.PublishEyeStates.future(
+                held_stream(observations(f"share-{i}")[0], gate), timeout=30, metadata=as_("greedy")
+            )
+            for i in range(2)
+        ]
+        time.sleep(0.3)
+        with pytest.raises(grpc.RpcError) as refused:
+            running.stub.PublishEyeStates(iter(observations("share-x")), timeout=5, metadata=as_("greedy"))
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "token greedy already has 2 concurrent calls in progress, its share of 4" in refused.value.details()
+        served = running.stub.PublishEyeStates(iter(observations("share-y")), timeout=10, metadata=as_("other"))
+        assert served.accepted == len(BLINK)
+        gate.set()
+        assert [call.result().accepted for call in held] == [1, 1]
+    finally:
+        gate.set()
         running.close()

@@ -31,10 +31,14 @@ def jpegs(video_frames):
     return [cv2.imencode(".jpg", f)[1].tobytes() for f in video_frames[:90]]
 
 
-def frames(stream_id: str, jpegs: list[bytes], first: int = 0):
+def frames(stream_id: str, jpegs: list[bytes], first: int = 0, run_id: int = 0):
     for i, jpeg in enumerate(jpegs[first:], start=first):
         yield types_pb2.Frame(
-            stream_id=stream_id, seq=i, timestamp_us=1_000_000 + i * 33_333, image=types_pb2.Image(encoded=jpeg)
+            stream_id=stream_id,
+            seq=i,
+            run_id=run_id,
+            timestamp_us=1_000_000 + i * 33_333,
+            image=types_pb2.Image(encoded=jpeg),
         )
 
 
@@ -81,6 +85,37 @@ def test_a_restarted_aggregator_keeps_the_track_ids(redis_server, stack, jpegs):
         assert stats.last_timestamp_us == 1_000_000 + 44 * 33_333
     finally:
         second.close()
+
+
+def test_a_restarted_camera_is_a_new_run_and_a_stray_seq_cannot_blind_the_stream(redis_server, stack, jpegs):
+    running = aggregator_service(redis_server.url, **stack)
+    processed = aggregator_pb2.FRAME_STATUS_PROCESSED
+    try:
+        wait_for_health(running.address, SERVING)
+        first = list(running.stub.TrackFrames(frames("cam-r", jpegs[:20], run_id=1), timeout=120))
+        assert {r.status for r in first} == {processed} and {r.faces[0].track_id for r in first} == {1}
+        resent = list(running.stub.TrackFrames(frames("cam-r", jpegs[:20], first=15, run_id=1), timeout=60))
+        assert [r.status for r in resent] == [aggregator_pb2.FRAME_STATUS_DUPLICATE] * 5
+        # The camera restarts: seq from 0 again, its clock from the start of the video again, a new run id.
+        again = list(running.stub.TrackFrames(frames("cam-r", jpegs[:20], run_id=2), timeout=120))
+        assert [r.status for r in again] == [processed] * 20
+        assert {r.faces[0].track_id for r in again} == {2}  # the previous run's face ended; ids are not reused
+
+        def refused(frame: types_pb2.Frame) -> grpc.RpcError:
+            with pytest.raises(grpc.RpcError) as error:
+                list(running.stub.TrackFrames(iter([frame]), timeout=30))
+            assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            return error.value
+
+        (stray,) = frames("cam-r", jpegs[:1], run_id=2)
+        stray.seq = 19 + 1_000_001
+        assert "--max-seq-jump" in refused(stray).details()
+        stray.seq, stray.run_id = 2**53 - 1, 3  # a run has to start near 0
+        assert "number a camera's frames from 0" in refused(stray).details()
+        (ok,) = running.stub.TrackFrames(frames("cam-r", jpegs[:21], first=20, run_id=2), timeout=60)
+        assert ok.status == processed and ok.faces[0].track_id == 2
+    finally:
+        running.close()
 
 
 def test_bad_frames_and_a_missing_detector_are_clear_errors(redis_server, stack, jpegs):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from blinkstack.v1 import aggregator_pb2, aggregator_pb2_grpc
 from tests.helpers import NOT_SERVING, SERVING
 from tests.helpers.aggregator import BLINKS, collect, expected_events, messages, observation_messages, shape
 from tests.helpers.engine import OPEN_P, run, timeline
-from tests.helpers.servers import aggregator_service, wait_for_health
+from tests.helpers.servers import aggregator_service, serving, wait_for_health
 
 
 @pytest.fixture(scope="module")
@@ -305,3 +306,108 @@ def test_an_aggregator_killed_mid_stream_loses_nothing_when_the_client_resends(r
     finally:
         process.kill()
         process.wait(10)
+
+
+def test_events_follow_resumes_from_its_cursor_when_the_aggregator_restarts(redis_server):
+    """`events --follow` outlives its aggregator: it re-subscribes after the last event it printed, so every
+    stored event is printed once, in order, across the restart."""
+    port = free_port()
+    first = aggregator_service(redis_server.url, port=port, redis_prefix="follow")
+    wait_for_health(first.address, SERVING)
+    command = [sys.executable, "-m", "blinkstack.cli", "events", "--target", first.address, "--follow"]
+    follower = subprocess.Popen(
+        [*command, "--format", "json", "--after", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    printed: list[dict] = []
+    threading.Thread(target=lambda: printed.extend(json.loads(line) for line in follower.stdout), daemon=True).start()
+
+    def wait_for(count: int) -> None:
+        deadline = time.monotonic() + 30
+        while len(printed) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(printed) >= count, f"{len(printed)} of {count} events printed"
+
+    per_stream = len(expected_events(timeline(BLINKS)))
+    second = None
+    try:
+        first.stub.PublishEyeStateBatches(messages("follow-a", 1, timeline(BLINKS), per_message=50), timeout=30)
+        wait_for(per_stream)
+        first.close()
+        first = None
+        second = aggregator_service(redis_server.url, port=port, redis_prefix="follow")
+        wait_for_health(second.address, SERVING)
+        second.stub.PublishEyeStateBatches(messages("follow-b", 1, timeline(BLINKS), per_message=50), timeout=30)
+        wait_for(2 * per_stream)
+        time.sleep(0.5)  # nothing more may come
+        stored = collect(second.stub, aggregator_pb2.SubscribeBlinksRequest(after_id="0"), 2 * per_stream)
+    finally:
+        follower.kill()
+        follower.wait(10)
+        for running in (first, second):
+            if running is not None:
+                running.close()
+    assert [e["id"] for e in printed] == [e.id for e in stored]
+    assert "resuming after" in follower.stderr.read()
+
+
+def new_tracks(stream_id: str, first: int, count: int) -> aggregator_pb2.PublishEyeStatesRequest:
+    return aggregator_pb2.PublishEyeStatesRequest(
+        observations=[
+            aggregator_pb2.EyeObservation(
+                stream_id=stream_id, track_id=track, seq=1, timestamp_us=1_000_000, left_prob_open=0.9
+            )
+            for track in range(first, first + count)
+        ]
+    )
+
+
+def test_a_full_redis_is_an_outage_reported_as_such_and_recovers_when_space_returns(tmp_path):
+    """maxmemory 8 MB, noeviction: new tracks fill it. Writes then get RESOURCE_EXHAUSTED saying so (no Lua, no
+    traceback), health goes NOT_SERVING, reads still work; once space is freed, both come back."""
+    with RedisServer(free_port(), tmp_path / "redis", maxmemory="8mb") as server:
+        aggregator = aggregator_service(server.url, redis_prefix="full")
+        try:
+            wait_for_health(aggregator.address, SERVING)
+            stub = aggregator.stub
+            first = 1
+            with pytest.raises(grpc.RpcError) as full:
+                while first < 200_000:  # ~0.8 kB a track; 5,000 tracks a stream (below the cap)
+                    stream = f"filler-{first // 5000}"
+                    stub.PublishEyeStateBatches(iter([new_tracks(stream, first, 250)]), timeout=30)
+                    first += 250
+            assert full.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, full.value.details()
+            details = full.value.details()
+            assert "refuses writes (OOM: its memory is full)" in details and "redis.call" not in details
+            assert "Traceback" not in details and len(details) < 400
+            wait_for_health(aggregator.address, NOT_SERVING)
+            stats = stub.GetStats(aggregator_pb2.GetStatsRequest(stream_id="filler-0", track_id=1), timeout=10)
+            assert stats.track_id == 1  # what was stored stays readable
+            client = redis.Redis.from_url(server.url)
+            for key in client.scan_iter("full:*filler*", count=1000):
+                client.delete(key)
+            wait_for_health(aggregator.address, SERVING)
+            summary = stub.PublishEyeStateBatches(iter([new_tracks("after", 1, 10)]), timeout=30)
+            assert summary.accepted == 10
+        finally:
+            aggregator.close()
+
+
+def test_a_stream_holds_at_most_its_cap_of_tracks_and_keeps_those_before(redis_server):
+    aggregator = serving(aggregator_service(redis_server.url, redis_prefix="cap", max_tracks_per_stream=5))
+    try:
+        with pytest.raises(grpc.RpcError) as capped:
+            aggregator.stub.PublishEyeStateBatches(iter([new_tracks("capped", 1, 8)]), timeout=30)
+        assert capped.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "already holds 5 tracks (--max-tracks-per-stream)" in capped.value.details()
+        assert "the 5 observations before it were accepted" in capped.value.details()
+        stats = aggregator.stub.GetStats(aggregator_pb2.GetStatsRequest(stream_id="capped", track_id=5), timeout=5)
+        assert stats.track_id == 5
+        with pytest.raises(grpc.RpcError) as missing:
+            aggregator.stub.GetStats(aggregator_pb2.GetStatsRequest(stream_id="capped", track_id=6), timeout=5)
+        assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+        again = aggregator.stub.PublishEyeStateBatches(iter([new_tracks("capped", 1, 5)]), timeout=30)
+        assert again.duplicates == 5  # the tracks it has keep working
+        other = aggregator.stub.PublishEyeStateBatches(iter([new_tracks("other", 1, 5)]), timeout=30)
+        assert other.accepted == 5  # a cap per stream: the others are not affected
+    finally:
+        aggregator.close()

@@ -3,6 +3,8 @@ endpoint: every alert of a scripted timeline arrives exactly once, across a webh
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import subprocess
 import sys
@@ -106,3 +108,97 @@ def test_every_alert_reaches_the_webhook_once_across_an_outage_and_a_restart(red
     kinds = [(body["type"], body["level"], body["escalation"]) for _, body in webhook.accepted[:per_stream]]
     asleep = [("DROWSINESS", "ASLEEP", escalation) for escalation in (0, 1, 2)]
     assert sorted(kinds) == sorted([("LONG_CLOSURE", "", 0), *asleep, ("LONG_CLOSURE", "", 0)])
+
+
+class ScriptedWebhook:
+    """Answers each POST with the next scripted answer: a status code (with a Location for 3xx), or b"garbage" (a
+    reply that is not HTTP); 204 once the script is used up. Records (method, path, headers, body) of each request."""
+
+    def __init__(self, script: list) -> None:
+        self.script, self.requests = list(script), []
+        webhook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                webhook.requests.append((self.command, self.path, dict(self.headers), self.rfile.read(length)))
+                answer = webhook.script.pop(0) if webhook.script and self.path == "/alerts" else 204
+                if answer == b"garbage":
+                    self.wfile.write(b"NOT HTTP AT ALL\r\n\r\n")
+                    return
+                self.send_response(answer)
+                if 300 <= answer < 400:
+                    self.send_header("Location", "/moved")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_POST = do_GET = _answer
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/alerts"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture(scope="module")
+def dozing_aggregator(redis_server):
+    aggregator = aggregator_service(redis_server.url, redis_prefix="alerts-answers")
+    wait_for_health(aggregator.address, SERVING)
+    aggregator.stub.PublishEyeStateBatches(messages("driver-c", 1, DOZING, per_message=50), timeout=30)
+    yield aggregator
+    aggregator.close()
+
+
+def run_alerts(aggregator, tmp_path, *extra: str, wait: float = 8.0) -> subprocess.CompletedProcess | None:
+    """The CLI until it exits, or None if it still runs (delivering) after `wait` seconds."""
+    command = [sys.executable, "-m", "blinkstack.cli", "alerts", "--target", aggregator.address, "--start", "0"]
+    command += ["--state", str(tmp_path / "cursor"), "--max-backoff", "0.2", *extra]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = process.communicate(timeout=wait)
+        return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        return None
+
+
+@pytest.mark.parametrize("answer", [401, 404, 302, 301])
+def test_a_webhook_that_refuses_or_redirects_keeps_the_alert_and_stops_alerts(dozing_aggregator, tmp_path, answer):
+    webhook = ScriptedWebhook([answer])
+    done = run_alerts(dozing_aggregator, tmp_path, "--webhook", webhook.url)
+    assert done is not None and done.returncode == 1, done
+    assert f"HTTP {answer}" in done.stderr and "cursor on it" in done.stderr
+    assert not (tmp_path / "cursor").exists()  # nothing acknowledged: a fixed webhook gets this alert first
+    assert [(m, p) for m, p, _, _ in webhook.requests] == [("POST", "/alerts")]  # no GET of a redirect
+    fixed = ScriptedWebhook([])
+    run_alerts(dozing_aggregator, tmp_path, "--webhook", fixed.url, wait=3.0)
+    first = json.loads(webhook.requests[0][3])
+    assert json.loads(fixed.requests[0][3])["id"] == first["id"]
+
+
+def test_307_is_followed_with_the_body_and_a_garbage_reply_is_retried(dozing_aggregator, tmp_path):
+    webhook = ScriptedWebhook([b"garbage", 503, 307])
+    assert run_alerts(dozing_aggregator, tmp_path, "--webhook", webhook.url, wait=4.0) is None  # still delivering
+    paths = [(m, p) for m, p, _, _ in webhook.requests]
+    assert paths[:4] == [("POST", "/alerts")] * 3 + [("POST", "/moved")]
+    assert webhook.requests[3][3] == webhook.requests[0][3]  # the same alert, body and all
+    assert (tmp_path / "cursor").exists()
+
+
+def test_alerts_are_signed_and_carry_the_token_and_a_bad_url_fails_at_start(dozing_aggregator, tmp_path):
+    secret, token = tmp_path / "secret", tmp_path / "token"
+    secret.write_text("s3cret\n")
+    token.write_text("tok-webhook\n")
+    webhook = ScriptedWebhook([])
+    extra = ["--webhook", webhook.url, "--webhook-secret-file", str(secret), "--webhook-token-file", str(token)]
+    run_alerts(dozing_aggregator, tmp_path, *extra, wait=3.0)
+    _, _, headers, body = webhook.requests[0]
+    signed = headers["X-Blinkstack-Timestamp"].encode() + b"." + body
+    assert headers["X-Blinkstack-Signature"] == "sha256=" + hmac.new(b"s3cret", signed, hashlib.sha256).hexdigest()
+    assert abs(int(headers["X-Blinkstack-Timestamp"]) - time.time()) < 60
+    assert headers["Authorization"] == "Bearer tok-webhook"
+    bad = run_alerts(dozing_aggregator, tmp_path, "--webhook", "not-a-url", wait=30.0)
+    assert bad is not None and bad.returncode == 2 and "not an http:// or https:// URL" in bad.stderr

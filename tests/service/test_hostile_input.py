@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from blinkstack.aggregator.store import KeyLayout
-from blinkstack.tools.hostile import jpeg_claiming, mutations, png_bomb
+from blinkstack.tools.hostile import jpeg_claiming, mutations, png_bomb, scan_bomb
 from blinkstack.v1 import aggregator_pb2, eyestate_pb2, types_pb2
 from tests.helpers.messages import detect_request, encoded_request
 from tests.helpers.servers import aggregator_service, detector_service, eyestate_args, eyestate_service, serving
@@ -42,10 +42,18 @@ def refused(call, *args, **kwargs) -> grpc.RpcError:
     return caught.value
 
 
-@pytest.mark.parametrize("bomb", ["png", "jpeg"])
+BOMBS = {  # what it is, and the refusal that names its problem
+    "png": (png_bomb, "exceeds the 4096x4096 limit"),
+    "jpeg": (lambda: jpeg_claiming(20000, 20000), "exceeds the 4096x4096 limit"),
+    "scans": (scan_bomb, "a JPEG of 1006 scans (at most 32"),
+}
+
+
+@pytest.mark.parametrize("bomb", BOMBS)
 def test_decode_bombs_are_refused_from_the_header_fast(services, bomb):
     detector, eyestate, aggregator = services
-    image = types_pb2.Image(encoded=png_bomb() if bomb == "png" else jpeg_claiming(20000, 20000))
+    make, message = BOMBS[bomb]
+    image = types_pb2.Image(encoded=make())
     calls = {
         "ClassifyEyes": lambda: eyestate.stub.ClassifyEyes(
             eyestate_pb2.ClassifyEyesRequest(crops=eyestate_pb2.CropBatch(crops=[image])), timeout=10
@@ -61,7 +69,7 @@ def test_decode_bombs_are_refused_from_the_header_fast(services, bomb):
             call()
         elapsed = time.perf_counter() - start
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (name, caught.value.details())
-        assert "exceeds the 4096x4096 limit" in caught.value.details(), name
+        assert message in caught.value.details(), (name, caught.value.details())
         assert elapsed < 0.5, f"{name} took {elapsed:.3f} s to refuse"  # generous: loaded CI machines
 
 
@@ -75,6 +83,25 @@ def test_a_crop_bomb_of_huge_boxes_on_a_tiny_frame_is_refused(services):
     error = refused(eyestate.stub.ClassifyEyes, request)
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "larger than the 1x1 frame" in error.details()
+
+
+def test_concurrent_large_decodes_share_one_pixel_budget_and_the_rest_are_pushed_back(services):
+    """Eight 4096x4096 frames with 256 edge boxes each, at once: one fits the eye-state service's decode budget, the
+    others get RESOURCE_EXHAUSTED at once instead of holding gigabytes; afterwards the budget is free again."""
+    _, eyestate, _ = services
+    zero = types_pb2.Image(encoded=cv2.imencode(".png", np.zeros((4096, 4096), np.uint8))[1].tobytes())
+    boxes = [types_pb2.Box(x=-500, y=-500, width=1024, height=1024)] * 256
+    bomb = eyestate_pb2.ClassifyEyesRequest(frame=eyestate_pb2.FrameWithBoxes(frame=zero, eye_boxes=boxes))
+    futures = [eyestate.stub.ClassifyEyes.future(bomb, timeout=60) for _ in range(8)]
+    codes = []
+    for future in futures:
+        try:
+            codes.append(len(future.result().results) == 256 and "OK")
+        except grpc.RpcError as error:
+            codes.append(error.code().name)
+            assert "decode budget" in error.details()
+    assert "OK" in codes and "RESOURCE_EXHAUSTED" in codes and set(codes) <= {"OK", "RESOURCE_EXHAUSTED"}, codes
+    assert len(eyestate.stub.ClassifyEyes(bomb, timeout=60).results) == 256
 
 
 def test_many_crops_beyond_the_pixel_budget_are_refused_before_decoding(services):
@@ -103,8 +130,9 @@ def test_malformed_protobuf_is_invalid_argument_naming_the_message(services):
 def test_extreme_ids_and_seqs_are_refused_up_front_and_the_largest_seq_is_stored_exactly(services, redis_server):
     _, _, aggregator = services
     stub = aggregator.stub
-    error = refused(stub.SubscribeBlinks, aggregator_pb2.SubscribeBlinksRequest(after_id="18446744073709551616"))
-    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    for after_id in ("18446744073709551616", "٣", "1-٣", "1" * 4301, "1-1@٣"):  # too large, Unicode digits, huge
+        error = refused(stub.SubscribeBlinks, aggregator_pb2.SubscribeBlinksRequest(after_id=after_id))
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "not a cursor or an event id" in error.details()
     error = refused(stub.GetStats, aggregator_pb2.GetStatsRequest(stream_id="x" * 100_000, track_id=1))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and len(error.details()) < 300
     for seq in (2**64 - 1, 2**53):

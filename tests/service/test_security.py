@@ -132,6 +132,7 @@ def test_tokens_and_scopes_refuse_reading_forging_and_poisoning(secured, tmp_pat
     pki, tokens, services, jpeg = secured
     address = services["aggregator"].address
     forged = aggregator_pb2.EyeObservation(stream_id="cam-7", track_id=1, seq=2**40, timestamp_us=5_000_000)
+    forged_70 = aggregator_pb2.EyeObservation(stream_id="cam-70", track_id=1, seq=1, timestamp_us=5_000_000)
     unknown = tmp_path / "unknown.token"
     unknown.write_text("not-a-token")
     cases = [
@@ -145,6 +146,11 @@ def test_tokens_and_scopes_refuse_reading_forging_and_poisoning(secured, tmp_pat
         (
             tokens["camera"],
             lambda s: list(s.TrackFrames(iter([frame("cam-8", jpeg)]), timeout=10)),
+            grpc.StatusCode.PERMISSION_DENIED,
+        ),
+        (  # the cam-7 token names cam-7 exactly: not cam-70, which a prefix rule let it forge
+            tokens["camera"],
+            lambda s: s.PublishEyeStates(iter([forged_70]), timeout=5),
             grpc.StatusCode.PERMISSION_DENIED,
         ),
         (
@@ -226,3 +232,49 @@ def test_eyestate_reaches_triton_over_mtls_and_refuses_a_plaintext_triton_client
             plaintext.close()
     finally:
         triton.stop()
+
+
+@pytest.mark.parametrize("wrong", ["token", "ca"])
+def test_an_aggregator_whose_own_credentials_are_refused_is_not_ready_and_says_why(
+    secured, tmp_path, redis_server, wrong
+):
+    """Its token (or the CA it checks the services against) is wrong: health says NOT_SERVING, and TrackFrames
+    answers FAILED_PRECONDITION naming the setting, not a retryable UNAVAILABLE that a camera retries for ever."""
+    pki, tokens, services, jpeg = secured
+    (tmp_path / "other").mkdir()
+    other = make_pki(tmp_path / "other", "another CA")
+    bad_token = tmp_path / "bad.token"
+    bad_token.write_text("not-the-aggregators-token\n")
+    downstream = {
+        "tls_ca": str(other.ca if wrong == "ca" else pki.ca),
+        "tls_client_cert": str(pki.server_cert),
+        "tls_client_key": str(pki.server_key),
+        "token_file": str(bad_token if wrong == "token" else tokens["aggregator"]),
+    }
+    aggregator = aggregator_service(
+        redis_server.url,
+        redis_prefix=f"refused-{wrong}",
+        detector_addr=services["detector"].address,
+        eyestate_addr=services["eyestate"].address,
+        tls_cert=str(pki.server_cert),
+        tls_key=str(pki.server_key),
+        tokens_file=str(pki.ca.parent / "tokens.json"),
+        **downstream,
+    )
+    try:
+        channel, stub = aggregator_stub(pki, aggregator.address, tokens["camera"])
+        with channel:
+            deadline = time.monotonic() + 20
+            status = None
+            while time.monotonic() < deadline:
+                status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5).status
+                if status == health_pb2.HealthCheckResponse.NOT_SERVING:
+                    break
+                time.sleep(0.2)
+            assert status == health_pb2.HealthCheckResponse.NOT_SERVING
+            with pytest.raises(grpc.RpcError) as refused:
+                list(stub.TrackFrames(iter([frame("cam-7", jpeg)]), timeout=30))
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION, refused.value.details()
+        assert "refused this aggregator's credentials" in refused.value.details()
+    finally:
+        aggregator.close()

@@ -89,7 +89,7 @@ def test_the_rules_pass_promtool(tmp_path):
     plain.write_text(yaml.safe_dump(yaml.safe_load(RULES.read_text())["spec"]))
     result = subprocess.run([promtool, "check", "rules", str(plain)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 8 rules found" in result.stdout
+    assert "SUCCESS: 10 rules found" in result.stdout
 
 
 def test_the_monitoring_component_renders_onto_an_overlay(tmp_path):

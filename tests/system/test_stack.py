@@ -222,6 +222,10 @@ def test_up_restarts_a_killed_detector_and_watch_resumes_without_losing_or_repea
     (second,) = detectors()
     assert second.pid != first.pid
     assert health_status(f"127.0.0.1:{up.ports['detector']}") == SERVING
+    # The camera process itself restarts on the same stream id, numbering frames from 0 again: a new run, so its
+    # frames are new (before runs existed, every one was a DUPLICATE of the run above).
+    restarted = watch(str(VIDEO), f"127.0.0.1:{up.ports['aggregator']}", "restart-test", max_frames=30, progress=False)
+    assert not restarted.error and [f.status for f in restarted.frames] == [aggregator_pb2.FRAME_STATUS_PROCESSED] * 30
 
 
 def test_up_stops_everything_it_started_on_sigterm(up):

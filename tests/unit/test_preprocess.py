@@ -4,7 +4,11 @@ import cv2
 import numpy as np
 import pytest
 
+from blinkstack.common import images
+from blinkstack.common.errors import ResourceExhausted
+from blinkstack.common.image_header import HeaderError, image_size
 from blinkstack.common.preprocess import INPUT_SHAPE, ImageDecodeError, preprocess_batch, preprocess_encoded
+from blinkstack.tools.hostile import scan_bomb
 
 
 def _encode(image: np.ndarray, ext: str) -> bytes:
@@ -41,3 +45,23 @@ def test_flat_crop_stays_finite():
 def test_undecodable_bytes_raise_a_clear_error(blob):
     with pytest.raises(ImageDecodeError):
         preprocess_encoded([blob])
+
+
+def test_the_decode_budget_refuses_what_does_not_fit_and_frees_what_it_held():
+    budget = images.PixelBudget(limit=100)
+    with budget.hold(60, "first"):
+        refused = pytest.raises(ResourceExhausted, match="second: 50 pixels to decode while 60 of")
+        with refused, budget.hold(50, "second"):
+            pass
+        with budget.hold(40, "third"):
+            assert budget.used == 100
+    assert budget.used == 0
+    with budget.hold(500, "alone"):  # one image larger than the budget still runs when nothing else does
+        assert budget.used == 500
+    assert budget.used == 0
+
+
+def test_scans_are_counted_from_the_markers_before_decoding():
+    assert image_size(scan_bomb(side=256, repeats=26)) == (256, 256)  # 32 scans: the most accepted
+    with pytest.raises(HeaderError, match="a JPEG of 33 scans"):
+        image_size(scan_bomb(side=256, repeats=27))

@@ -45,7 +45,7 @@ def parse(after_id: str, shards: int) -> list[str] | None:
             raise InvalidInput(f"after_id {quoted(after_id)} is not a cursor or an event id like 1700000000000-0")
         return parts
     redis_id, _, shard = after_id.partition("@")
-    if not is_event_id(redis_id) or (shard and not (shard.isdigit() and int(shard) < shards)):
+    if not is_event_id(redis_id) or (shard and not (shard.isascii() and shard.isdigit() and int(shard) < shards)):
         raise InvalidInput(f"after_id {quoted(after_id)} is not an event id like 1700000000000-0@{shards - 1}")
     return [redis_id] * shards
 

@@ -11,7 +11,9 @@ import re
 from blinkstack.aggregator import engine
 from blinkstack.v1 import aggregator_pb2
 
-EVENT_ID = re.compile(r"\d+(-\d+)?")  # a Redis stream id, `<ms>-<n>` (`<ms>` alone as a cursor)
+# A Redis stream id, `<ms>-<n>` (`<ms>` alone as a cursor): ASCII digits only (`\d` takes "٣", which Redis does
+# not), at most 20 of them (2^64 has 20), so int() never sees a 4,301-digit string.
+EVENT_ID = re.compile(r"[0-9]{1,20}(-[0-9]{1,20})?")
 _EYES = {"BLINK": "both", "WINK_LEFT": "left", "WINK_RIGHT": "right", "LONG_CLOSURE": "both"}
 TYPE_NUMBERS = {t.name: aggregator_pb2.EventType.Value(f"EVENT_TYPE_{t.name}") for t in engine.EventType}
 _PHASE_NUMBERS = {p.name: aggregator_pb2.EventPhase.Value(f"EVENT_PHASE_{p.name}") for p in engine.Phase}

@@ -16,16 +16,17 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 import numpy as np
 
 from blinkstack.aggregator import engine, events, ingest
+from blinkstack.aggregator.runs import RunOrder
 from blinkstack.aggregator.store import RedisStore, StoreUnavailable, Write
 from blinkstack.aggregator.tracks import TrackBook, check_seq
 from blinkstack.common import images, metrics
-from blinkstack.common.errors import InvalidInput, ServiceError, Unavailable, quoted
+from blinkstack.common.errors import FailedPrecondition, InvalidInput, ServiceError, Unavailable, quoted
 from blinkstack.common.security import require_stream
 from blinkstack.common.tracking import Tracker
 from blinkstack.v1 import aggregator_pb2, detector_pb2, detector_pb2_grpc, eyestate_pb2, eyestate_pb2_grpc, types_pb2
@@ -50,6 +51,7 @@ class FrameServices:
     threshold: float = 0.5  # prob_open (relative to the eye's open level) reported as OPEN
     min_eye_px: float = 16.0  # narrower eye boxes are not judged
     min_face_score: float = 0.6  # eyes of faces detected with a lower score are not judged
+    max_seq_jump: int = 1_000_000  # a frame further ahead of its run's last seq is refused
 
 
 def judgeable_faces(detection: detector_pb2.DetectEyesResponse) -> list[detector_pb2.FaceDetection]:
@@ -86,11 +88,26 @@ async def call_downstream(method: Callable, request: object, what: str, timeout:
         raise _refusal(exc, what) from None
 
 
+def credentials_refused(exc: grpc.aio.AioRpcError) -> bool:
+    """The downstream service turned down this aggregator itself: its token, or its TLS set-up (a CA that did not
+    sign the service's certificate fails the handshake). Re-sending cannot help; an operator must."""
+    if exc.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+        return True
+    details = (exc.details() or "").lower()
+    return exc.code() == grpc.StatusCode.UNAVAILABLE and ("handshake" in details or "certificate" in details)
+
+
 def _refusal(exc: grpc.aio.AioRpcError, what: str) -> ServiceError:
-    """A downstream service's refusal of the frame is the client's INVALID_ARGUMENT; any other failure is
-    UNAVAILABLE (the client may re-send)."""
+    """A downstream service's refusal of the frame is the client's INVALID_ARGUMENT; a refusal of this aggregator's
+    credentials is FAILED_PRECONDITION (not the client's to retry); any other failure is UNAVAILABLE (the client may
+    re-send)."""
     if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
         return InvalidInput(f"{what}: {exc.details()}")
+    if credentials_refused(exc):
+        return FailedPrecondition(
+            f"{what} refused this aggregator's credentials ({exc.code().name}: {exc.details()}): its operator must "
+            "fix BLINKSTACK_TOKEN_FILE / BLINKSTACK_TLS_CA / the client certificate"
+        )
     return Unavailable(f"{what} failed: {exc.code().name}: {exc.details()}")
 
 
@@ -244,6 +261,9 @@ class Admitted:
     frame: types_pb2.Frame
     timestamp: int
     result: aggregator_pb2.FrameResult
+    position: int = -1  # the frame's place in the stream across runs (RunOrder)
+    new_run: bool = False  # the first frame of a new run: the previous run's faces end before it
+    run_fields: dict[str, str] = field(default_factory=dict)  # the run as of this frame, stored with it
     late: bool = False
     looking: asyncio.Task | None = None
 
@@ -275,14 +295,15 @@ class CameraStream:
         self.detector = DetectorStream(services.detector)
         self.stream_id = ""
         self.tracker = Tracker()
-        # Nothing seen: any seq and timestamp (0 included) is new. Admission moves them as frames are accepted.
-        self.last_seq, self.last_us = -1, -1
+        self.order = RunOrder()
+        # Nothing seen: any timestamp (0 included) is new. Admission moves it as frames are accepted.
+        self.last_us = -1
 
     async def _start(self, stream_id: str) -> None:
         store = self.services.store
         stored = await store.read_hash(store.keys.stream(stream_id))
         self.stream_id = stream_id
-        self.last_seq = int(stored.get("seq", -1))
+        self.order = RunOrder.from_stored(stored)
         self.last_us = int(stored.get("timestamp_us", -1))
         if "tracker" in stored:
             self.tracker.restore(stored["tracker"])
@@ -306,13 +327,19 @@ class CameraStream:
             timestamp_us=timestamp,
             timestamp_from_server=not frame.HasField("timestamp_us"),
         )
-        if frame.seq <= self.last_seq:
+        new_run = self.order.starts_run(frame.run_id)
+        position = self.order.position(frame.run_id, frame.seq, self.services.max_seq_jump)
+        if position <= self.order.last:
             result.status = aggregator_pb2.FRAME_STATUS_DUPLICATE
-            return Admitted(frame, timestamp, result)
+            return Admitted(frame, timestamp, result, position)
+        if new_run:  # the new run's clock may start anywhere (a video file's starts at 0)
+            self.last_us = -1
         late = timestamp <= self.last_us
         if not late:  # late frames leave the tracker and the engine alone, and these marks too
-            self.last_seq, self.last_us = frame.seq, timestamp
-        return Admitted(frame, timestamp, result, late, asyncio.create_task(self._look(frame, timestamp)))
+            self.order.advance(frame.run_id, position)
+            self.last_us = timestamp
+        looking = asyncio.create_task(self._look(frame, timestamp))
+        return Admitted(frame, timestamp, result, position, new_run and not late, self.order.fields(), late, looking)
 
     async def complete(self, admitted: Admitted) -> aggregator_pb2.FrameResult:
         """Track, advance the engine and commit (in frame order); the frame's result with faces, events and
@@ -355,7 +382,9 @@ class CameraStream:
             ids = [0] * len(faces)  # late frames leave the tracker and the engine alone
             result.status = aggregator_pb2.FRAME_STATUS_LATE
         else:
-            ids, emitted, judged = await self._advance(admitted.frame.seq, admitted.timestamp, faces, probs)
+            if admitted.new_run:
+                await self._end_run()
+            ids, emitted, judged = await self._advance(admitted, faces, probs)
             result.status = aggregator_pb2.FRAME_STATUS_PROCESSED
             result.events.extend(emitted)
         for face, track_id, (left, right), (left_judged, right_judged) in zip(
@@ -410,10 +439,22 @@ class CameraStream:
             )
         return reading
 
+    async def _end_run(self) -> None:
+        """A camera restarted: its previous run's faces are gone (their ids are not reused, and a closure in
+        progress ends without an event, as when a track is lost)."""
+        for track in self.tracker.tracks:
+            entry = await self.book.entry(self.stream_id, track.track_id)
+            last_us = entry.state.last_us if entry.state.last_us is not None else 0
+            await self.book.observe(
+                self.stream_id, track.track_id, entry.seq + 1, engine.Observation(last_us + 1, track_lost=True)
+            )
+        self.tracker.tracks = []
+
     async def _advance(
-        self, seq: int, timestamp: int, faces: list, probs: np.ndarray
+        self, admitted: Admitted, faces: list, probs: np.ndarray
     ) -> tuple[list[int], list[aggregator_pb2.BlinkEvent], list[tuple[float, float]]]:
         """Track ids, the events completed, and each face's readings relative to its eyes' open levels."""
+        seq, timestamp = admitted.position, admitted.timestamp
         before = self.tracker.track_ids
         boxes = np.array([[f.box.x, f.box.y, f.box.x + f.box.width, f.box.y + f.box.height] for f in faces])
         ids = self.tracker.update(boxes.reshape(-1, 4))
@@ -428,7 +469,7 @@ class CameraStream:
             await self.book.observe(self.stream_id, lost, seq, engine.Observation(timestamp, track_lost=True))
         writes = self.book.writes()
         store = self.services.store
-        tracker_state = {"timestamp_us": str(timestamp), "tracker": self.tracker.to_json()}
+        tracker_state = {"timestamp_us": str(timestamp), "tracker": self.tracker.to_json(), **admitted.run_fields}
         stream_write = Write(store.keys.stream(self.stream_id), self.stream_id, seq, tracker_state)
         event_ids = await self.services.commits.commit([stream_write, *writes])
         messages = [

@@ -12,10 +12,10 @@ from collections import Counter
 from collections.abc import AsyncIterator
 
 from blinkstack.aggregator.engine import EngineConfig
-from blinkstack.aggregator.store import RedisStore, StoreUnavailable, Write
+from blinkstack.aggregator.store import RedisStore, StoreUnavailable, TrackCapReached, Write
 from blinkstack.aggregator.tracks import ACCEPTED, DUPLICATE, LATE, TrackBook, observation_from_request
 from blinkstack.common import metrics
-from blinkstack.common.errors import InvalidInput, Unavailable
+from blinkstack.common.errors import IdleStream, InvalidInput, Unavailable
 from blinkstack.v1 import aggregator_pb2
 
 MAX_BATCH = 4096  # observations per Redis transaction
@@ -123,12 +123,15 @@ async def publish(
         try:
             async for message in messages:
                 await queue.put(message)
-        except InvalidInput as exc:  # a message that does not parse: it ends the call after what came before
-            await queue.put(exc)
+        except (InvalidInput, IdleStream) as exc:  # a message that does not parse, or none for too long: it ends
+            await queue.put(exc)  # the call after what came before
         finally:
             await queue.put(done)
 
     reader = asyncio.create_task(read())
+    # Once the call has ended (refused, aborted), the reader's last read may fail after it was cancelled: that
+    # outcome is known and needs no "exception was never retrieved" traceback in the log.
+    reader.add_done_callback(lambda task: task.cancelled() or task.exception())
     book = TrackBook(store, config)
     counts: Counter[str] = Counter()
     events = 0
@@ -141,14 +144,14 @@ async def publish(
                 item = await queue.get()
                 batch.extend(item if isinstance(item, list) else [item])
             outcomes: Counter[str] = Counter()
-            finished, invalid = await _observe_batch(book, batch, done, outcomes)
+            finished, refused = await _observe_batch(book, batch, done, outcomes)
             writes = book.writes()
-            await commit(store, writes)  # what came before a bad observation is kept
+            await commit(store, writes)  # what came before a refused observation is kept
             counts.update(outcomes)
             events += sum(len(w.events) for w in writes)
             metrics.AGGREGATOR_OBSERVATIONS.inc(outcomes[ACCEPTED])
-            if invalid:
-                raise InvalidInput(f"{invalid} (the {counts[ACCEPTED]} observations before it were accepted)")
+            if refused is not None:
+                raise type(refused)(f"{refused} (the {counts[ACCEPTED]} observations before it were accepted)")
     finally:
         reader.cancel()
     return aggregator_pb2.PublishSummary(
@@ -156,20 +159,22 @@ async def publish(
     )
 
 
-async def _observe_batch(book: TrackBook, batch: list, done: object, outcomes: Counter[str]) -> tuple[bool, str]:
-    """Feed one batch to the engine, counting outcomes: (whether the stream ended, the first invalid message)."""
+async def _observe_batch(
+    book: TrackBook, batch: list, done: object, outcomes: Counter[str]
+) -> tuple[bool, InvalidInput | IdleStream | TrackCapReached | None]:
+    """Feed one batch to the engine, counting outcomes: (whether the stream ended, the first observation refused:
+    invalid, or a new track over its stream's cap)."""
     for item in batch:
         if item is done:
-            return True, ""
-        if isinstance(item, InvalidInput):
-            return False, str(item)
+            return True, None
+        if isinstance(item, InvalidInput | IdleStream):
+            return False, item
         try:
             obs = observation_from_request(item)
-        except InvalidInput as exc:
-            return False, str(exc)
-        try:
             outcome = await book.observe(item.stream_id, item.track_id, item.seq, obs)
+        except (InvalidInput, TrackCapReached) as exc:
+            return False, exc
         except StoreUnavailable as exc:
             raise not_accepted(exc) from None
         outcomes[outcome.status] += 1
-    return False, ""
+    return False, None

@@ -126,6 +126,15 @@ def _add_limits_and_frames(parser: argparse.ArgumentParser, group: argparse._Arg
     )
     env_option(
         group,
+        "--max-tracks-per-stream",
+        "BLINKSTACK_MAX_TRACKS_PER_STREAM",
+        10_000,
+        int,
+        help="tracks one stream may hold in Redis (each ~0.8 kB); a new track beyond gets RESOURCE_EXHAUSTED. A "
+        "track leaves the count --key-ttl-s after it first appeared (0: no limit)",
+    )
+    env_option(
+        group,
         "--detector-addr",
         DETECTOR.address_env,
         DETECTOR.default_address(),
@@ -158,6 +167,15 @@ def _add_limits_and_frames(parser: argparse.ArgumentParser, group: argparse._Arg
         float,
         help="eyes of faces detected with a lower score are UNKNOWN (LOW_CONFIDENCE_DETECTION); the best face of "
         "every sampled ZJU frame scored >= 0.81, of the Eyeblink8 video >= 0.92",
+    )
+    env_option(
+        group,
+        "--max-seq-jump",
+        "BLINKSTACK_MAX_SEQ_JUMP",
+        1_000_000,
+        int,
+        help="a frame whose seq lies further ahead of its run's last seq is refused (INVALID_ARGUMENT): one stray "
+        "seq would otherwise make the stream's next frames duplicates; 1e6 frames is 9 hours at 30 frames/s",
     )
     defaults = engine.EngineConfig()
     for name, env, help_text in ENGINE_OPTIONS:

@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import math
+import time
 from collections.abc import AsyncIterator, Callable
 from functools import partial
 
@@ -25,7 +28,7 @@ import grpc
 
 from blinkstack.aggregator import cursor, engine, events, ingest
 from blinkstack.aggregator.fanout import EventFanout
-from blinkstack.aggregator.frames import PIPELINE_DEPTH, Admitted, CameraStream, FrameServices
+from blinkstack.aggregator.frames import PIPELINE_DEPTH, Admitted, CameraStream, FrameServices, credentials_refused
 from blinkstack.aggregator.options import engine_config
 from blinkstack.aggregator.store import MAX_EVENT_SHARDS, RedisStore
 from blinkstack.common import images
@@ -33,7 +36,15 @@ from blinkstack.common.errors import FailedPrecondition, InvalidInput, NotFound
 from blinkstack.common.grpc_server import ServiceHost, run_until_signal, settings_from_args
 from blinkstack.common.security import client_security, require_stream, stream_visible
 from blinkstack.services import AGGREGATOR
-from blinkstack.v1 import aggregator_pb2, aggregator_pb2_grpc, detector_pb2_grpc, eyestate_pb2_grpc, types_pb2
+from blinkstack.v1 import (
+    aggregator_pb2,
+    aggregator_pb2_grpc,
+    detector_pb2,
+    detector_pb2_grpc,
+    eyestate_pb2,
+    eyestate_pb2_grpc,
+    types_pb2,
+)
 
 
 def check_subscription(request: aggregator_pb2.SubscribeBlinksRequest, shards: int) -> None:
@@ -151,8 +162,16 @@ class AggregatorServicer(aggregator_pb2_grpc.AggregatorServiceServicer):
             await stream.detector.finish()
 
 
+log = logging.getLogger(__name__)
+
+# How often readiness asks the detector and eye-state service whether they accept this aggregator's credentials.
+CREDENTIALS_CHECK_S = 10.0
+
+
 class _Backend:
-    """Owns the Redis client and the downstream channels; readiness is Redis answering."""
+    """Owns the Redis client and the downstream channels. Ready: Redis answers, and neither downstream service has
+    refused this aggregator's token or TLS set-up (a service that is merely down leaves it ready: PublishEyeStates
+    and subscriptions need neither, and TrackFrames answers UNAVAILABLE until it is back)."""
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.store = RedisStore(
@@ -165,12 +184,15 @@ class _Backend:
             args.key_ttl_s,
             args.event_shards,
             args.redis_cluster,
+            args.max_tracks_per_stream,
         )
         self.fanout = EventFanout(self.store, buffer=args.subscriber_buffer)
         self.security = client_security(args)  # how TrackFrames reaches the detector and eye-state service
         self.args = args
         self.detector: grpc.aio.Channel | None = None
         self.eyestate: grpc.aio.Channel | None = None
+        self.refused = ""  # why a downstream service refused our credentials at the last check ("": it did not)
+        self._checked_at = -math.inf
 
     async def start(self) -> None:
         options = [("grpc.max_send_message_length", self.args.max_message_bytes)]
@@ -178,7 +200,30 @@ class _Backend:
         self.eyestate = self.security.aio_channel(self.args.eyestate_addr, options)
 
     async def ready(self) -> bool:
-        return await self.store.ping()
+        if self.detector is not None and time.monotonic() - self._checked_at >= CREDENTIALS_CHECK_S:
+            self._checked_at = time.monotonic()
+            refused = await self._credentials_refused()
+            if refused and refused != self.refused:
+                log.error("not ready: %s", refused)
+            self.refused = refused
+        return not self.refused and await self.store.ping() and await self.store.writable()
+
+    async def _credentials_refused(self) -> str:
+        """One authenticated call to each downstream service: GetModelInfo, and DetectEyes on an 8x8 frame."""
+        tiny = types_pb2.Image(raw=types_pb2.RawImage(pixels=bytes(64), width=8, height=8, format=1))
+        eyestate = eyestate_pb2_grpc.EyeStateServiceStub(self.eyestate)
+        detector = detector_pb2_grpc.DetectorServiceStub(self.detector)
+        calls = [
+            ("eye-state", eyestate.GetModelInfo, eyestate_pb2.GetModelInfoRequest()),
+            ("detector", detector.DetectEyes, detector_pb2.DetectEyesRequest(frame=types_pb2.Frame(image=tiny))),
+        ]
+        for name, method, request in calls:
+            try:
+                await method(request, timeout=2.0)
+            except grpc.aio.AioRpcError as exc:
+                if credentials_refused(exc):
+                    return f"the {name} refused this aggregator's credentials: {exc.code().name}: {exc.details()}"
+        return ""
 
     async def close(self) -> None:
         await self.fanout.close()
@@ -210,6 +255,7 @@ def build_host(args: argparse.Namespace, backend: _Backend) -> ServiceHost:
             args.threshold,
             args.min_eye_px,
             args.min_face_score,
+            args.max_seq_jump,
         )
     servicer = AggregatorServicer(backend.store, config, backend.fanout, frames)
     register = partial(aggregator_pb2_grpc.add_AggregatorServiceServicer_to_server, servicer)

@@ -5,6 +5,9 @@ stream's shard is `crc32(stream_id) % event_shards`:
 - `<prefix>:{<k>}:track:<stream_id>:<track_id>` hash: `seq` (last applied observation/frame seq), `state` (engine
   JSON);
 - `<prefix>:{<k>}:stream:<stream_id>` hash: the camera stream's last frame `seq`, `timestamp_us` and tracker state;
+- `<prefix>:{<k>}:tracks:<stream_id>` sorted set: the stream's track ids by when each was first stored, trimmed to
+  the key TTL, so a stream holds at most `max_tracks` tracks (one client inventing track ids filled a 64 MB Redis
+  in 17 s);
 - `<prefix>:{<k>}:events` (every event of the shard's streams) and `<prefix>:{<k>}:events:<stream_id>` (one
   camera's), trimmed with `MAXLEN ~` and, when a maximum age is set, exactly by age with `MINID` (Redis >= 6.2;
   events are few, so exact is cheap). An event gets the same Redis id in both: the shard's XADD picks it, the
@@ -18,7 +21,9 @@ an aggregator crash) therefore changes nothing and emits no event twice. That is
 no transaction on a Redis Cluster (where a transaction cannot span slots): on one Redis a batch is one MULTI
 (one fsync), on a cluster each write is atomic on its own, and a batch that fails half-way is re-sent whole.
 Calls retry with exponential backoff while Redis is unreachable or a cluster is failing over, up to `retry_s`,
-then raise `StoreUnavailable`.
+then raise `StoreUnavailable`. A Redis that refuses writes for want of memory (maxmemory with noeviction) raises
+`StoreFull` (RESOURCE_EXHAUSTED) at once, without Redis's own text, and readiness stays down until a probe write
+gets through again (`writable`): nothing is written meanwhile, what was stored stays readable.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from redis.exceptions import (
     BusyLoadingError,
     ClusterError,
     ConnectionError,
+    OutOfMemoryError,
     ResponseError,
     SlotNotCoveredError,
     TimeoutError,
@@ -46,7 +52,7 @@ from redis.exceptions import (
 
 from blinkstack.aggregator.cursor import public_id
 from blinkstack.common import metrics
-from blinkstack.common.errors import Unavailable
+from blinkstack.common.errors import ResourceExhausted, Unavailable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -96,6 +102,38 @@ return result
 
 class StoreUnavailable(Unavailable):
     """Redis stayed unreachable for longer than the retry budget."""
+
+
+class StoreFull(ResourceExhausted):
+    """Redis refuses writes: its memory is full (maxmemory), or it cannot persist (MISCONF)."""
+
+
+class TrackCapReached(ResourceExhausted):
+    """A stream already holds its maximum of tracks."""
+
+
+def refuses_writes(exc: ResponseError) -> str:
+    """ "OOM" or "MISCONF" when `exc` is Redis refusing writes for want of memory (maxmemory) or because it cannot
+    save; "" for any other error. Retrying within a call cannot cure either."""
+    text = str(exc)
+    if isinstance(exc, OutOfMemoryError) or "OOM " in text or "maxmemory" in text:
+        return "OOM"
+    return "MISCONF" if "MISCONF" in text else ""
+
+
+RECOVERED_BELOW = 0.9  # of maxmemory: a full Redis counts as writable again below this
+
+# KEYS: the stream's track index. ARGV: track id, now (ms), cap, TTL (ms, "0": none). 1: admitted, 0: full.
+_ADMIT_TRACK = """
+if ARGV[4] ~= '0' then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[2]) - tonumber(ARGV[4]))
+end
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 1 end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+if ARGV[4] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
+return 1
+"""
 
 
 @dataclass
@@ -166,6 +204,9 @@ class KeyLayout:
     def stream_events(self, stream_id: str) -> str:
         return f"{self._tagged(stream_id)}:events:{stream_id}"
 
+    def tracks(self, stream_id: str) -> str:
+        return f"{self._tagged(stream_id)}:tracks:{stream_id}"
+
 
 class RedisStore:
     def __init__(
@@ -179,14 +220,17 @@ class RedisStore:
         key_ttl_s: float = 0.0,
         event_shards: int = 1,
         cluster: bool = False,
+        max_tracks: int = 10_000,
     ) -> None:
         if not 1 <= event_shards <= MAX_EVENT_SHARDS:
             raise ValueError(f"event shards must be 1..{MAX_EVENT_SHARDS} (got {event_shards})")
         self.keys = KeyLayout(prefix, event_shards)
         self.events_max_age_s, self.key_ttl_ms = events_max_age_s, round(key_ttl_s * 1000)
         self.events_maxlen, self.stream_events_maxlen = events_maxlen, stream_events_maxlen
-        self.retry_s, self.cluster = retry_s, cluster
+        self.retry_s, self.cluster, self.max_tracks = retry_s, cluster, max_tracks
+        self.full = ""  # why Redis last refused a write ("": it did not, or a probe write got through since)
         self.url = redacted(url)  # what errors and logs show: never the password
+        metrics.AGGREGATOR_REDIS_WRITABLE.set(1)
         client = RedisCluster if cluster else aioredis.Redis
         self.redis = client.from_url(url, socket_connect_timeout=1.0, socket_timeout=10.0)
 
@@ -202,6 +246,17 @@ class RedisStore:
         while True:
             try:
                 return await call()
+            except ResponseError as exc:
+                code = refuses_writes(exc)
+                if not code:
+                    raise
+                self._refused(code)
+                raise StoreFull(
+                    f"Redis at {self.url} refuses writes ({code}: "
+                    + ("its memory is full" if code == "OOM" else "it cannot persist")
+                    + "): nothing was written, re-send later (duplicates are ignored); what was stored before is kept "
+                    "and readable"
+                ) from None
             except (*TRANSIENT, AttributeError, TypeError) as exc:
                 if not isinstance(exc, TRANSIENT) and not connection_torn_down(exc):
                     raise
@@ -213,6 +268,12 @@ class RedisStore:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
 
+    def _refused(self, code: str) -> None:
+        if not self.full:
+            log.error("Redis at %s refuses writes (%s): not ready until it takes them again", self.url, code)
+        self.full = code
+        metrics.AGGREGATOR_REDIS_WRITABLE.set(0)
+
     async def ping(self) -> bool:
         try:
             up = bool(await self.redis.ping())
@@ -220,6 +281,40 @@ class RedisStore:
             up = False
         metrics.AGGREGATOR_REDIS_UP.set(int(up))
         return up
+
+    async def writable(self) -> bool:
+        """After a refusal: whether writes get through again (space was freed, maxmemory raised). A full Redis
+        still takes a small write now and then, as its memory hovers at the limit: it must have room to spare."""
+        if not self.full:
+            return True
+        try:
+            if not self.cluster:  # a cluster's memory is per master; there the probe write alone decides
+                memory = await self.redis.info("memory")
+                if memory.get("maxmemory") and memory["used_memory"] > RECOVERED_BELOW * memory["maxmemory"]:
+                    return False
+            await self.redis.set(f"{self.keys.prefix}:probe", b"1", px=1000)
+        except ResponseError as exc:
+            if refuses_writes(exc):
+                return False
+            raise
+        except TRANSIENT:
+            return False
+        log.warning("Redis at %s takes writes again", self.url)
+        self.full = ""
+        metrics.AGGREGATOR_REDIS_WRITABLE.set(1)
+        return True
+
+    async def admit_track(self, stream_id: str, track_id: int) -> None:
+        """Count a track new to Redis against its stream's `max_tracks` (0: no limit)."""
+        if not self.max_tracks:
+            return
+        key, now_ms = self.keys.tracks(stream_id), int(time.time() * 1000)
+        args = (track_id, now_ms, self.max_tracks, self.key_ttl_ms)
+        if not await self.retrying(lambda: self.redis.eval(_ADMIT_TRACK, 1, key, *args)):
+            raise TrackCapReached(
+                f"stream {stream_id!r} already holds {self.max_tracks:,} tracks (--max-tracks-per-stream); track "
+                f"{track_id} was not stored. Tracks leave the count --key-ttl-s after they first appeared"
+            )
 
     async def read_hash(self, key: str) -> dict[str, str]:
         raw = await self.retrying(lambda: self.redis.hgetall(key))

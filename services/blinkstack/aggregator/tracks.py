@@ -57,6 +57,8 @@ class TrackBook:
             if len(self._entries) >= MAX_TRACKS_PER_CALL:  # at most a batch (ingest.MAX_BATCH) is pending
                 self._forget_clean()
             stored = await self.store.read_hash(self.store.keys.track(stream_id, track_id))
+            if "state" not in stored:
+                await self.store.admit_track(stream_id, track_id)  # a new track: within its stream's cap
             state = TrackState.from_json(stored["state"]) if "state" in stored else TrackState()
             self._entries[key] = _Entry(state, int(stored.get("seq", -1)))
         return self._entries[key]

@@ -66,3 +66,9 @@ class PermissionDenied(ServiceError):
     """A valid token without the scope, or the stream, this call needs."""
 
     code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class IdleStream(ServiceError):
+    """A client stream sent nothing for longer than the service waits (--stream-idle-s)."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED

@@ -16,6 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
+from blinkstack.common import images
 from blinkstack.common.config import env_option, parse_bool
 from blinkstack.common.rpc_boundary import RpcBoundary
 from blinkstack.common.security import TokenTable, server_credentials
@@ -51,6 +52,9 @@ class ServerSettings:
     tokens: TokenTable | None = None  # None: no bearer tokens checked
     reflection: bool = True
     health_port: int = 0  # 0: health only on the main port
+    decode_budget_pixels: int = images.DECODE_BUDGET_PIXELS
+    peer_share: float = 0.5  # of any admission limit, one peer (token, else IP address) may hold
+    stream_idle_s: float = 30.0  # a client stream silent this long is ended (0: never)
 
 
 def add_server_options(parser: argparse.ArgumentParser, spec: ServiceSpec) -> None:
@@ -78,7 +82,15 @@ def add_server_options(parser: argparse.ArgumentParser, spec: ServiceSpec) -> No
         "--tokens-file",
         "BLINKSTACK_TOKENS_FILE",
         "",
-        help="JSON tokens with scopes: every call needs a bearer token (needs TLS on the client side)",
+        help="JSON tokens with scopes: every call needs a bearer token (needs TLS, or --allow-plaintext-tokens)",
+    )
+    env_option(
+        group,
+        "--allow-plaintext-tokens",
+        "BLINKSTACK_ALLOW_PLAINTEXT_TOKENS",
+        False,
+        parse_bool,
+        help="accept bearer tokens without TLS (only where something else, e.g. a service mesh, encrypts the hop)",
     )
     env_option(group, "--reflection", "BLINKSTACK_REFLECTION", True, parse_bool, help="gRPC server reflection")
     env_option(
@@ -98,12 +110,56 @@ def add_server_options(parser: argparse.ArgumentParser, spec: ServiceSpec) -> No
         help="calls in progress at once before new ones get RESOURCE_EXHAUSTED (0: no limit); about throughput x "
         "the latency you accept: a deeper queue only turns overload into missed deadlines",
     )
+    env_option(
+        group,
+        "--peer-share",
+        "BLINKSTACK_PEER_SHARE",
+        0.5,
+        float,
+        help="share of --max-concurrent-rpcs (and of a method's own limit) one peer may hold: its token's name with "
+        "--tokens-file, else its IP address (behind a proxy every client has the proxy's; use tokens). 1: no "
+        "per-peer limit",
+    )
+    env_option(
+        group,
+        "--stream-idle-s",
+        "BLINKSTACK_STREAM_IDLE_S",
+        30.0,
+        float,
+        help="a client stream (PublishEyeStates, TrackFrames, StreamDetectEyes...) that sends nothing this long is "
+        "ended with DEADLINE_EXCEEDED, so it holds no slot (0: never)",
+    )
+    env_option(
+        group,
+        "--decode-budget-pixels",
+        "BLINKSTACK_DECODE_BUDGET_PIXELS",
+        images.DECODE_BUDGET_PIXELS,
+        int,
+        help="pixels all calls may hold decoded at once; a call beyond it gets RESOURCE_EXHAUSTED (memory: about "
+        "4 bytes a pixel). At least one largest image (4096x4096)",
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> ServerSettings:
     """The parsed server flags, with the TLS and token files read now: a bad one stops the service at start."""
     if args.max_concurrent_rpcs < 0:
         raise ValueError(f"--max-concurrent-rpcs must be >= 0 (got {args.max_concurrent_rpcs})")
+    if args.decode_budget_pixels < images.MAX_PIXELS_PER_REQUEST:
+        raise ValueError(
+            f"--decode-budget-pixels must be at least {images.MAX_PIXELS_PER_REQUEST:,} (one 4096x4096 image); got "
+            f"{args.decode_budget_pixels:,}"
+        )
+    if not 0 < args.peer_share <= 1:
+        raise ValueError(f"--peer-share must be in (0, 1] (got {args.peer_share})")
+    if args.stream_idle_s < 0:
+        raise ValueError(f"--stream-idle-s must be >= 0 (got {args.stream_idle_s})")
+    credentials = server_credentials(args.tls_cert, args.tls_key, args.tls_client_ca)
+    if args.tokens_file and credentials is None and not args.allow_plaintext_tokens:
+        raise ValueError(
+            "--tokens-file without --tls-cert/--tls-key: bearer tokens would cross the network in the clear; "
+            "serve TLS, or say --allow-plaintext-tokens (BLINKSTACK_ALLOW_PLAINTEXT_TOKENS=1) where the hop is "
+            "encrypted by something else"
+        )
     return ServerSettings(
         args.host,
         args.port,
@@ -111,10 +167,13 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         args.max_message_bytes,
         args.grace,
         max_concurrent_rpcs=args.max_concurrent_rpcs,
-        credentials=server_credentials(args.tls_cert, args.tls_key, args.tls_client_ca),
+        credentials=credentials,
         tokens=TokenTable.load(args.tokens_file) if args.tokens_file else None,
         reflection=args.reflection,
         health_port=args.health_port,
+        decode_budget_pixels=args.decode_budget_pixels,
+        peer_share=args.peer_share,
+        stream_idle_s=args.stream_idle_s,
     )
 
 
@@ -140,8 +199,11 @@ class ServiceHost:
 
     async def start(self) -> int:
         s = self.settings
+        images.DECODE_BUDGET.limit = s.decode_budget_pixels
         server = grpc.aio.server(
-            interceptors=[RpcBoundary(self.spec.name, s.max_concurrent_rpcs, self.limits, s.tokens)],
+            interceptors=[
+                RpcBoundary(self.spec.name, s.max_concurrent_rpcs, self.limits, s.tokens, s.peer_share, s.stream_idle_s)
+            ],
             options=[
                 ("grpc.max_receive_message_length", s.max_message_bytes),
                 ("grpc.max_send_message_length", s.max_message_bytes),

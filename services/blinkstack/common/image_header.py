@@ -3,6 +3,10 @@
 A 109 KB PNG can declare 30000x30000 pixels and a JPEG's SOF can claim 20000x20000: decoded, either costs
 gigabytes. The services read the size here and refuse over-limit images before decoding. Only PNG and JPEG are
 accepted (OpenCV would decode more formats, each a header format to trust).
+
+A progressive JPEG is decoded once per scan: a 99 KB file that repeats its last scan 1,000 times costs seconds of
+CPU that no deadline stops. Scans are counted from the markers (entropy-coded data never contains FF DA: an FF
+there is followed by 00 or a restart marker), and more than MAX_JPEG_SCANS are refused.
 """
 
 from __future__ import annotations
@@ -13,6 +17,9 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # JPEG start-of-frame markers carry the size: SOF0-SOF15 except DHT (C4), JPG (C8) and DAC (CC).
 _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 _STANDALONE = {0x01, *range(0xD0, 0xD8)}  # markers without a length field (TEM, RSTn)
+# libjpeg's progressive scripts use 6 (gray) or 10 (colour) scans; the JPEG standard allows no more than a few
+# dozen useful ones (successive approximation of 64 coefficients over 3 components).
+MAX_JPEG_SCANS = 32
 
 
 class HeaderError(ValueError):
@@ -24,7 +31,11 @@ def image_size(data: bytes) -> tuple[int, int]:
     if data.startswith(PNG_SIGNATURE):
         return _png_size(data)
     if data.startswith(b"\xff\xd8"):
-        return _jpeg_size(data)
+        size, header_end = _jpeg_size(data)
+        scans = data.count(b"\xff\xda", header_end)
+        if scans > MAX_JPEG_SCANS:
+            raise HeaderError(f"a JPEG of {scans} scans (at most {MAX_JPEG_SCANS}; progressive camera JPEGs have ~10)")
+        return size
     raise HeaderError("not a PNG or JPEG image (only those two formats are accepted)")
 
 
@@ -36,7 +47,8 @@ def _png_size(data: bytes) -> tuple[int, int]:
     return width, height
 
 
-def _jpeg_size(data: bytes) -> tuple[int, int]:
+def _jpeg_size(data: bytes) -> tuple[tuple[int, int], int]:
+    """(width, height), and where the header segments up to the frame header end (no scan starts before it)."""
     position = 2
     while position + 4 <= len(data):
         if data[position] != 0xFF:
@@ -53,7 +65,7 @@ def _jpeg_size(data: bytes) -> tuple[int, int]:
             if position + 9 > len(data):
                 break
             height, width = struct.unpack(">HH", data[position + 5 : position + 9])
-            return width, height
+            return (width, height), position + 2 + length
         if marker in (0xD9, 0xDA) or length < 2:  # end of image, or scan data before any frame header
             raise HeaderError("JPEG without a frame header (SOF) before its image data")
         position += 2 + length

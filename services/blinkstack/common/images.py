@@ -7,13 +7,17 @@ INVALID_ARGUMENT with it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
+import ctypes.util
 import math
 import re
+from collections.abc import Callable, Iterator
 
 import cv2
 import numpy as np
 
-from blinkstack.common.errors import InvalidInput, quoted
+from blinkstack.common.errors import InvalidInput, ResourceExhausted, quoted
 from blinkstack.common.image_header import HeaderError, image_size
 from blinkstack.common.preprocess import ImageDecodeError, decode_image, to_gray
 from blinkstack.v1 import types_pb2
@@ -24,6 +28,10 @@ MAX_PIXELS_PER_REQUEST = MAX_SIDE * MAX_SIDE  # all images of one request togeth
 # Requests that decode more pixels than this are decoded on a worker thread, not on the event loop: a 4096x4096
 # frame takes 100 ms; a 640x480 camera frame takes 0.5-0.9 ms, about what the hand-off itself costs in CPU.
 INLINE_DECODE_PIXELS = 640 * 480
+# Pixels all calls of one service may be decoding and holding at once (set by --decode-budget-pixels): sixteen
+# legal 4096x4096 frames at once took a detector to 1 GB; two at once still ~350 MB. One of the largest frames,
+# or 54 camera frames of 640x480 (bench/bench_hostile.py).
+DECODE_BUDGET_PIXELS = MAX_PIXELS_PER_REQUEST
 MAX_CROP_SIDE = 1024  # an eye box (or crop) side; an eye this large would sit in a face of ~2,500 pixels
 _CHANNELS = {types_pb2.PIXEL_FORMAT_GRAY8: 1, types_pb2.PIXEL_FORMAT_BGR8: 3}
 
@@ -63,6 +71,48 @@ def check_pixel_budget(
     if total > budget:
         raise InvalidInput(f"{len(images)} images of {total:,} pixels in all exceed the {budget:,} pixel limit")
     return sizes
+
+
+def _libc_malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return None
+
+
+# glibc keeps a freed large frame's pages in the arena of the worker thread that decoded it, one arena per
+# thread: after a few 4096x4096 frames on different threads the detector held 330 MB it no longer used.
+# Trimming after a large image gives them back (~1 ms).
+_MALLOC_TRIM = _libc_malloc_trim()
+TRIM_AFTER_PIXELS = 1024 * 1024
+
+
+class PixelBudget:
+    """The pixels a service's calls hold decoded at once. A call over what is left is refused at once with
+    RESOURCE_EXHAUSTED (the client backs off and retries) rather than queued: a queue of large frames only turns
+    into missed deadlines and memory. Calls run on one event loop, so a plain counter is enough."""
+
+    def __init__(self, limit: int = DECODE_BUDGET_PIXELS) -> None:
+        self.limit, self.used = limit, 0
+
+    @contextlib.contextmanager
+    def hold(self, pixels: int, what: str) -> Iterator[None]:
+        if self.used and self.used + pixels > self.limit:
+            raise ResourceExhausted(
+                f"{what}: {pixels:,} pixels to decode while {self.used:,} of this service's {self.limit:,}-pixel "
+                "decode budget are in use; retry shortly"
+            )
+        self.used += pixels
+        try:
+            yield
+        finally:
+            self.used -= pixels
+            if pixels >= TRIM_AFTER_PIXELS and _MALLOC_TRIM is not None:
+                _MALLOC_TRIM(0)
+
+
+# One per process: every service decodes through it (ServiceHost sets the limit from --decode-budget-pixels).
+DECODE_BUDGET = PixelBudget()
 
 
 def decode(image: types_pb2.Image, what: str, gray: bool = False) -> np.ndarray:

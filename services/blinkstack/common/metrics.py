@@ -53,6 +53,9 @@ AGGREGATOR_REDIS_RETRIES = Counter(
     "blinkstack_aggregator_redis_retries_total", "Redis calls retried while Redis was unreachable or failing over"
 )
 AGGREGATOR_REDIS_UP = Gauge("blinkstack_aggregator_redis_up", "1 while Redis answers the readiness ping, else 0")
+AGGREGATOR_REDIS_WRITABLE = Gauge(
+    "blinkstack_aggregator_redis_writable", "0 while Redis refuses writes (memory full, MISCONF), else 1"
+)
 AGGREGATOR_SUBSCRIBERS = Gauge("blinkstack_aggregator_subscribers", "SubscribeBlinks calls following events now")
 AGGREGATOR_SUBSCRIBER_BACKLOG = Gauge(
     "blinkstack_aggregator_subscriber_backlog_ratio",

@@ -17,6 +17,8 @@ model serve both, and it removes the mean-intensity shortcut that sensor-specifi
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import cv2
 import numpy as np
 
@@ -90,12 +92,12 @@ def crop_to_gray_input(image: np.ndarray) -> np.ndarray:
     return resize_to_input(to_gray(image))
 
 
-def preprocess_batch(images: list[np.ndarray]) -> np.ndarray:
-    """Decoded crops of any sizes -> model input [N, 1, H, W] float32."""
-    gray = np.empty((len(images), INPUT_HEIGHT, INPUT_WIDTH), dtype=np.uint8)
-    for i, image in enumerate(images):
-        gray[i] = crop_to_gray_input(image)
-    return normalize(gray)[:, None, :, :]
+def preprocess_batch(images: Iterable[np.ndarray]) -> np.ndarray:
+    """Decoded crops of any sizes -> model input [N, 1, H, W] float32. Each crop is shrunk to the input size as it
+    comes: given a generator, at most one large crop exists at a time (256 boxes of 1024x1024 would be 256 MB)."""
+    gray = [crop_to_gray_input(image) for image in images]
+    stacked = np.stack(gray) if gray else np.empty((0, INPUT_HEIGHT, INPUT_WIDTH), np.uint8)
+    return normalize(stacked)[:, None, :, :]
 
 
 def preprocess_encoded(blobs: list[bytes]) -> np.ndarray:

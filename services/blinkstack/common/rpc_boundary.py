@@ -18,7 +18,7 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from blinkstack.common import metrics
-from blinkstack.common.errors import DeadlineExpired, InvalidInput, ResourceExhausted, ServiceError
+from blinkstack.common.errors import DeadlineExpired, IdleStream, InvalidInput, ResourceExhausted, ServiceError
 from blinkstack.common.security import GRANT, TokenTable
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,7 @@ class _Call:
     def __init__(self, boundary: RpcBoundary, method: str) -> None:
         self.boundary, self.method, self.start = boundary, method, time.perf_counter()
         self.slot: str | None = None  # the admission limit this call counts against, once admitted
+        self.peer = ""  # who it counts against within that limit
 
     async def fail(self, exc: BaseException, context: grpc.aio.ServicerContext) -> None:
         """Record how the RPC failed; a ServiceError is answered with its code and message."""
@@ -56,8 +57,10 @@ class RpcBoundary(grpc.aio.ServerInterceptor):
     (`security.TokenTable`); its grant is what `security.require_stream` checks in the handlers.
     Admission: at most `max_concurrent` of the service's own calls run at once (0: no limit), except methods
     with their own limit in `limits` (long-lived streams such as subscriptions), which count only against it.
-    A call over its limit is refused at once with RESOURCE_EXHAUSTED, and a call whose deadline has already
-    passed is not started. Health and reflection are never refused.
+    One peer (its token's name with tokens on, else its IP address) may hold at most `peer_share` of a limit, so
+    one client cannot starve the others. A call over a limit is refused at once with RESOURCE_EXHAUSTED, and a
+    call whose deadline has already passed is not started. A client stream that sends nothing for `idle_s` is
+    ended (DEADLINE_EXCEEDED), freeing its slot. Health and reflection are never refused.
     """
 
     def __init__(
@@ -66,9 +69,13 @@ class RpcBoundary(grpc.aio.ServerInterceptor):
         max_concurrent: int = 0,
         limits: dict[str, int] | None = None,
         tokens: TokenTable | None = None,
+        peer_share: float = 1.0,
+        idle_s: float = 0.0,
     ) -> None:
         self.service, self.max_concurrent, self.limits, self.tokens = service, max_concurrent, limits or {}, tokens
+        self.peer_share, self.idle_s = peer_share, idle_s
         self.active: Counter[str] = Counter()
+        self.by_peer: Counter[tuple[str, str]] = Counter()
         self._latency: dict[str, Any] = {}
         self._requests: dict[tuple[str, str], Any] = {}
 
@@ -76,22 +83,34 @@ class RpcBoundary(grpc.aio.ServerInterceptor):
         """Authenticate (with a tokens file), then admit within the limits; raises what the client is told."""
         if "/" in call.method:  # not one of ours: health and reflection are open
             return
+        peer = _peer_address(context.peer())
         if self.tokens is not None:
-            GRANT.set(self.tokens.authorize(context.invocation_metadata(), call.method))
+            grant = self.tokens.authorize(context.invocation_metadata(), call.method)
+            GRANT.set(grant)
+            peer = f"token {grant.name}"
         slot = call.method if call.method in self.limits else ""
         limit = self.limits.get(call.method, self.max_concurrent)
+        what = f"{call.method} calls" if slot else "calls"
         if limit and self.active[slot] >= limit:
-            what = f"{call.method} calls" if slot else "calls"
             raise ResourceExhausted(f"{limit} concurrent {what} already in progress; retry later")
+        share = max(1, int(limit * self.peer_share))
+        if limit and self.peer_share < 1 and self.by_peer[slot, peer] >= share:
+            raise ResourceExhausted(
+                f"{peer} already has {share} concurrent {what} in progress, its share of {limit}; retry later"
+            )
         remaining = context.time_remaining()
         if remaining is not None and remaining <= 0:
             raise DeadlineExpired(f"{call.method}: the deadline passed before the call started")
         self.active[slot] += 1
-        call.slot = slot
+        self.by_peer[slot, peer] += 1
+        call.slot, call.peer = slot, peer
 
     def release(self, call: _Call) -> None:
         if call.slot is not None:
             self.active[call.slot] -= 1
+            self.by_peer[call.slot, call.peer] -= 1
+            if not self.by_peer[call.slot, call.peer]:
+                del self.by_peer[call.slot, call.peer]  # peers come and go: the counter must not grow
             call.slot = None
 
     def record(self, method: str, code: str, seconds: float) -> None:
@@ -118,9 +137,12 @@ class RpcBoundary(grpc.aio.ServerInterceptor):
         behavior = getattr(handler, kind)
         # Requests arrive as bytes and are parsed here, so a malformed message is the client's INVALID_ARGUMENT
         # (naming which message of a stream), not gRPC's UNKNOWN with a traceback in the log.
-        parse = _stream_parser if kind.startswith("stream") else _message_parser
+        if kind.startswith("stream"):
+            parse = _stream_parser(handler.request_deserializer, self.idle_s)
+        else:
+            parse = _message_parser(handler.request_deserializer)
         wrap = self._stream if inspect.isasyncgenfunction(behavior) else self._unary
-        wrapped = wrap(behavior, method, parse(handler.request_deserializer))
+        wrapped = wrap(behavior, method, parse)
         return _HANDLER_KINDS[kind](wrapped, None, handler.response_serializer)
 
     def _unary(self, behavior: Callable[..., Awaitable[Any]], method: str, parse: Callable) -> Callable:
@@ -180,14 +202,36 @@ def _message_parser(deserializer: Callable[[bytes], Any]) -> Callable[[bytes], A
     return lambda raw: _parsed(deserializer, raw, "the request")
 
 
-def _stream_parser(deserializer: Callable[[bytes], Any]) -> Callable[[AsyncIterator[bytes]], AsyncIterator]:
+def _stream_parser(
+    deserializer: Callable[[bytes], Any], idle_s: float = 0.0
+) -> Callable[[AsyncIterator[bytes]], AsyncIterator]:
+    """Each message of a client stream parsed; with `idle_s`, a stream that sends nothing for that long ends."""
+
     async def parsed(raw_messages: AsyncIterator[bytes]) -> AsyncIterator[Any]:
         index = 0
-        async for raw in raw_messages:
+        messages = aiter(raw_messages)
+        while True:
+            try:
+                raw = await asyncio.wait_for(anext(messages), idle_s) if idle_s else await anext(messages)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                raise IdleStream(
+                    f"no message for {idle_s:g} s after message {index - 1} (--stream-idle-s): the call is ended so "
+                    "that it holds no slot; open a new one when there is something to send"
+                ) from None
             yield _parsed(deserializer, raw, f"message {index} of the stream")
             index += 1
 
     return parsed
+
+
+def _peer_address(peer: str) -> str:
+    """`ipv4:10.0.0.7:51234` -> `ipv4:10.0.0.7` (ports change with every connection, the client does not)."""
+    kind, _, rest = peer.partition(":")
+    if kind in ("ipv4", "ipv6"):
+        return f"{kind}:{rest.rpartition(':')[0]}"
+    return peer
 
 
 def method_label(path: str) -> str:

@@ -2,15 +2,19 @@
 
 Server side: TLS from a certificate and key (PEM files, mounted from Kubernetes Secrets), optionally requiring
 client certificates signed by a CA (mTLS); and, with a tokens file, every call of ours needs
-`authorization: Bearer <token>` whose scopes cover the method and, where the token names stream-id prefixes,
-the streams the call touches. Health checks stay open (probes carry no token).
+`authorization: Bearer <token>` whose scopes cover the method and, where the token names streams, the streams
+the call touches. Health checks stay open (probes carry no token). A server refuses to start with tokens but
+without TLS unless told to (`--allow-plaintext-tokens`): any peer on the path could read them.
 
 Client side: a channel verifies the server against a CA, presents a client certificate for mTLS, and sends a
 token. Tokens travel only over TLS: a bearer token on a plaintext channel would be readable by any peer.
 
 Tokens file (JSON):
     {"tokens": [{"name": "camera-7", "token": "...", "scopes": ["publish"], "streams": ["cam-7"]},
+                {"name": "site-a", "token": "...", "scopes": ["subscribe"], "streams": ["site-a/*"]},
                 {"name": "dashboard", "token": "...", "scopes": ["subscribe", "stats"]}]}
+Streams: a stream id matches exactly; one ending in `*` matches every id that starts with what comes before it
+(`cam-7` is cam-7 alone, `cam-7*` is cam-7, cam-70, cam-7b...). No `streams`: every stream.
 Scopes: classify (ClassifyEyes, GetModelInfo), detect (DetectEyes, StreamDetectEyes), publish
 (PublishEyeStates, PublishEyeStateBatches, TrackFrames), subscribe (SubscribeBlinks), stats (GetStats).
 """
@@ -22,6 +26,7 @@ import contextvars
 import hashlib
 import hmac
 import json
+import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,10 +56,13 @@ class Grant:
 
     name: str
     scopes: frozenset[str]
-    streams: tuple[str, ...] = ()  # stream-id prefixes; empty: every stream
+    streams: tuple[str, ...] = ()  # exact stream ids, or prefixes written `prefix*`; empty: every stream
 
     def allows_stream(self, stream_id: str) -> bool:
-        return not self.streams or stream_id.startswith(self.streams)
+        if not self.streams:
+            return True
+        # Exact by default: a prefix rule let the cam-7 token write into cam-70.
+        return any(stream_id.startswith(s[:-1]) if s.endswith("*") else stream_id == s for s in self.streams)
 
 
 # The grant of the call being handled (None: the server checks no tokens). Set by the RPC boundary, read by the
@@ -93,7 +101,12 @@ class TokenTable:
                 raise ValueError(
                     f"tokens file {path}: entry {i} needs a name, a token and scopes from {sorted(SCOPES)}"
                 )
-            grant = Grant(entry["name"], scopes, tuple(entry.get("streams", ())))
+            streams = entry.get("streams", [])
+            if not isinstance(streams, list) or not all(isinstance(s, str) and s.strip("*") for s in streams):
+                raise ValueError(f"tokens file {path}: entry {i}: streams must be a list of stream ids or `prefix*`")
+            if any("*" in s[:-1] for s in streams):
+                raise ValueError(f"tokens file {path}: entry {i}: `*` may only end a stream pattern")
+            grant = Grant(entry["name"], scopes, tuple(streams))
             grants[hashlib.sha256(entry["token"].encode()).digest()] = grant
         return cls(grants)
 
@@ -125,6 +138,14 @@ def server_credentials(cert: str, key: str, client_ca: str = "") -> grpc.ServerC
         return None
     if not cert or not key:
         raise ValueError("TLS needs both --tls-cert and --tls-key")
+    try:
+        # gRPC finds a key that does not belong to the certificate only when it binds ("Failed to bind", a
+        # traceback); the ssl module checks the pair now and says which files.
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except ssl.SSLError as exc:
+        raise ValueError(f"--tls-key {key} does not fit --tls-cert {cert} (or is not PEM): {exc.reason}") from None
+    except OSError as exc:
+        raise ValueError(f"cannot read a TLS file: {exc}") from None
     try:
         pair = (_read(key), _read(cert))
         return grpc.ssl_server_credentials(

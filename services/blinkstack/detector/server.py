@@ -139,6 +139,18 @@ class DetectorServicer(detector_pb2_grpc.DetectorServiceServicer):
             require_stream(frame.stream_id, "frame.stream_id")
         if not frame.HasField("image"):
             raise InvalidInput("frame.image is missing")
+        ((width, height),) = images.check_pixel_budget([(frame.image, "frame.image")])
+        with images.DECODE_BUDGET.hold(width * height, "DetectEyes"):  # the frame's pixels live to the reply
+            return await self._detect_pixels(request, state, context, received_us)
+
+    async def _detect_pixels(
+        self,
+        request: detector_pb2.DetectEyesRequest,
+        state: StreamState | None,
+        context: grpc.aio.ServicerContext,
+        received_us: int,
+    ) -> detector_pb2.DetectEyesResponse:
+        frame = request.frame
         # Luma only: the face models see it as gray RGB (their landmarks agree with colour frames' to 0.006 of the
         # eye distance on ZJU dev) and the eye crops are gray anyway; a gray JPEG decode skips the colour work.
         pixels = await images.decode_off_loop(frame.image, "frame.image", gray=True)

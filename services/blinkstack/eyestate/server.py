@@ -60,11 +60,11 @@ class EyeStateServicer(eyestate_pb2_grpc.EyeStateServiceServicer):
     def _model_input(request: eyestate_pb2.ClassifyEyesRequest) -> np.ndarray:
         """Decode, crop and preprocess a checked request: the model's input batch."""
         if request.WhichOneof("input") == "crops":
-            crops = [images.decode(crop, f"crops[{i}]") for i, crop in enumerate(request.crops.crops)]
+            crops = (images.decode(crop, f"crops[{i}]") for i, crop in enumerate(request.crops.crops))
         else:
             frame = images.decode(request.frame.frame, "frame.frame", gray=True)  # the model sees gray crops
-            crops = [images.crop(frame, box, f"frame.eye_boxes[{i}]") for i, box in enumerate(request.frame.eye_boxes)]
-        return preprocess_batch(crops)
+            crops = (images.crop(frame, box, f"frame.eye_boxes[{i}]") for i, box in enumerate(request.frame.eye_boxes))
+        return preprocess_batch(crops)  # one crop at a time: generators
 
     def _model_ref(self) -> eyestate_pb2.ModelRef:
         info = self.backend.info
@@ -73,10 +73,12 @@ class EyeStateServicer(eyestate_pb2_grpc.EyeStateServiceServicer):
     async def ClassifyEyes(
         self, request: eyestate_pb2.ClassifyEyesRequest, context: grpc.aio.ServicerContext
     ) -> eyestate_pb2.ClassifyEyesResponse:
-        if self._check_request(request) > images.INLINE_DECODE_PIXELS:  # off the event loop: health keeps answering
-            batch = await asyncio.to_thread(self._model_input, request)
-        else:
-            batch = self._model_input(request)
+        pixels = self._check_request(request)
+        with images.DECODE_BUDGET.hold(pixels, "ClassifyEyes"):
+            if pixels > images.INLINE_DECODE_PIXELS:  # off the event loop: health keeps answering
+                batch = await asyncio.to_thread(self._model_input, request)
+            else:
+                batch = self._model_input(request)
         readings = await self.backend.infer(batch, timeout=context.time_remaining())
         metrics.EYESTATE_CROPS.labels(self.backend.info.name).inc(len(readings))
         results = [self.result(float(prob_open), float(prob_eye)) for prob_open, prob_eye in readings]

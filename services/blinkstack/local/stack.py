@@ -29,8 +29,8 @@ from blinkstack.services import AGGREGATOR, DETECTOR, EYESTATE, ServiceSpec
 DEFAULT_DATA_DIR = Path(".blinkstack")
 
 
-MAX_RESTARTS = 5
-RESTART_WINDOW_S = 120.0
+RESTART_WINDOW_S = 120.0  # deaths within this long of each other back off further
+MAX_BACKOFF_S = 30.0
 
 
 class StackError(RuntimeError):
@@ -192,8 +192,10 @@ class Stack:
     def supervise(self, report: Callable[[str], None]) -> None:
         """Restart what has exited (Redis first, then the services), each waiting until SERVING again.
 
-        A component that exits MAX_RESTARTS times within RESTART_WINDOW_S is given up on: StackError. The
-        backoff between restarts of one component doubles from 0.5 s, so a crash loop does not spin.
+        Like Kubernetes, a component that comes back SERVING is restarted however often it dies (something may be
+        killing it; the stack it serves stays up): the wait before a restart doubles from 0.5 s with each death
+        within RESTART_WINDOW_S of the last, up to MAX_BACKOFF_S, so a crash loop does not spin. A restart that
+        does not reach SERVING stops the stack: StackError (its log tail says why).
         """
         if self.redis is not None and self.redis.process is not None and self.redis.process.poll() is not None:
             report(f"redis exited with code {self.redis.process.returncode}; restarting")
@@ -204,15 +206,10 @@ class Stack:
                 continue
             now = time.monotonic()
             service.restarts = [t for t in service.restarts if now - t < RESTART_WINDOW_S]
-            if len(service.restarts) >= MAX_RESTARTS:
-                raise StackError(
-                    f"{service.name} exited {MAX_RESTARTS + 1} times within {RESTART_WINDOW_S:.0f} s; giving up "
-                    f"(log: {service.log})"
-                )
-            delay = 0.5 * 2 ** len(service.restarts)
+            delay = min(0.5 * 2 ** len(service.restarts), MAX_BACKOFF_S)
             report(
                 f"{service.name} exited with code {service.process.returncode}; restarting in {delay:.1f} s "
-                f"({len(service.restarts) + 1} of {MAX_RESTARTS} within {RESTART_WINDOW_S:.0f} s)"
+                f"({len(service.restarts) + 1} restarts within {RESTART_WINDOW_S:.0f} s)"
             )
             time.sleep(delay)
             service.restarts.append(time.monotonic())

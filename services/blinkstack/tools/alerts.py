@@ -3,23 +3,38 @@
 At-least-once delivery: an alert is acknowledged, and the subscription's cursor written to the state file, only
 after the webhook answered 2xx, so a restart resumes right after the last acknowledged alert and a crash can at
 worst repeat that one. Every POST carries the event id as its `Idempotency-Key` header (and in the body), so a
-receiver that remembers ids sees each alert exactly once. While the webhook fails (connection refused, timeout,
-5xx, 408, 429) the same alert is retried with exponential backoff; other 4xx answers mean the receiver rejects
-it for good: it is logged and skipped. While the aggregator is away, the subscription is re-opened from the
-state file, with backoff.
+receiver that remembers ids sees each alert exactly once.
+
+What the webhook answers decides what happens:
+- 2xx: delivered, the cursor moves on.
+- connection refused, timeout, a reply that is not HTTP, 5xx, 408, 429: the same alert is retried with
+  exponential backoff.
+- 307/308: the POST is repeated, body and all, at the new location (at most MAX_REDIRECTS times). Other
+  redirects are not followed: a client that follows a 302 re-sends a bodyless GET, and the alert is lost.
+- any other answer (401, 403, 404, 301, 302...): the receiver will not take it. `alerts` stops with exit code 1
+  and an error that names the answer; the cursor stays on the alert, so nothing is skipped once it is fixed.
+With `--webhook-secret-file`, each POST is signed: `X-Blinkstack-Timestamp` (Unix seconds) and
+`X-Blinkstack-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>" with the secret>`, so the receiver
+can check origin and freshness. With `--webhook-token-file`, it carries `Authorization: Bearer <token>`.
+While the aggregator is away, the subscription is re-opened from the state file, with backoff.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import hmac
+import http.client
 import json
 import logging
 import os
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -31,38 +46,100 @@ from blinkstack.v1 import aggregator_pb2, aggregator_pb2_grpc
 log = logging.getLogger("blinkstack.alerts")
 DEFAULT_TYPES = ("DROWSINESS", "LONG_CLOSURE")
 RETRYABLE_STATUS = {408, 429}
+MAX_REDIRECTS = 3
 
 
 class Rejected(Exception):
-    """The webhook refused the alert for good (a 4xx other than 408/429)."""
+    """The webhook will not take the alert (an answer that retrying cannot change)."""
 
 
-def post(url: str, event: aggregator_pb2.BlinkEvent, timeout_s: float) -> None:
-    """One delivery attempt; raises on anything but 2xx."""
-    data = json.dumps(event_forms.to_json(event)).encode()
-    headers = {"Content-Type": "application/json", "Idempotency-Key": event.id, "User-Agent": "blinkstack-alerts"}
-    request = urllib.request.Request(url, data=data, headers=headers, method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
-            response.read()
-    except urllib.error.HTTPError as exc:
-        if 400 <= exc.code < 500 and exc.code not in RETRYABLE_STATUS:
-            raise Rejected(f"HTTP {exc.code} {exc.reason}") from None
-        raise
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None  # every 3xx surfaces as an HTTPError, decided on in `post`
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """Where alerts go, and how the receiver knows they come from us."""
+
+    url: str
+    secret: bytes = b""  # HMAC-SHA256 key for X-Blinkstack-Signature (empty: unsigned)
+    token: str = ""  # sent as `Authorization: Bearer` (empty: none)
+
+    @classmethod
+    def from_args(cls, url: str, secret_file: str = "", token_file: str = "") -> Webhook:
+        """Checked now, not at the first alert: a bad URL or an unreadable file stops `alerts` at start."""
+        if url:
+            check_url(url, "--webhook")
+        try:
+            secret = Path(secret_file).read_bytes().strip() if secret_file else b""
+            token = Path(token_file).read_text().strip() if token_file else ""
+        except OSError as exc:
+            raise ValueError(f"cannot read a webhook secret or token file: {exc}") from None
+        if secret_file and not secret:
+            raise ValueError(f"--webhook-secret-file {secret_file} is empty")
+        if token_file and not token:
+            raise ValueError(f"--webhook-token-file {token_file} is empty")
+        return cls(url, secret, token)
+
+    def headers(self, event: aggregator_pb2.BlinkEvent, body: bytes) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", "Idempotency-Key": event.id, "User-Agent": "blinkstack-alerts"}
+        if self.secret:
+            timestamp = str(int(time.time()))
+            digest = hmac.new(self.secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+            headers |= {"X-Blinkstack-Timestamp": timestamp, "X-Blinkstack-Signature": f"sha256={digest}"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        return headers
+
+
+def check_url(url: str, what: str) -> None:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{what} {url!r} is not an http:// or https:// URL with a host")
+
+
+def post(webhook: Webhook, event: aggregator_pb2.BlinkEvent, timeout_s: float) -> None:
+    """One delivery attempt (following 307/308 only); raises on anything but 2xx."""
+    body = json.dumps(event_forms.to_json(event)).encode()
+    url = webhook.url
+    for _ in range(MAX_REDIRECTS + 1):
+        request = urllib.request.Request(url, data=body, headers=webhook.headers(event, body), method="POST")
+        try:
+            with _OPENER.open(request, timeout=timeout_s) as response:
+                response.read()
+                if not 200 <= response.status < 300:  # 1xx/3xx that urllib let through
+                    raise Rejected(f"HTTP {response.status} {response.reason}")
+                return
+        except urllib.error.HTTPError as exc:
+            location = exc.headers.get("Location") if exc.headers else None
+            if exc.code in (307, 308) and location:
+                url = urllib.parse.urljoin(url, location)
+                try:
+                    check_url(url, f"HTTP {exc.code} Location")
+                except ValueError as bad:
+                    raise Rejected(str(bad)) from None
+                continue
+            if exc.code >= 500 or exc.code in RETRYABLE_STATUS:
+                raise
+            hint = "; redirects are not followed (307/308 only)" if 300 <= exc.code < 400 else ""
+            raise Rejected(f"HTTP {exc.code} {exc.reason}{hint}") from None
+    raise Rejected(f"more than {MAX_REDIRECTS} redirects")
 
 
 def deliver(send: Callable[[], None], what: str, max_backoff_s: float) -> None:
-    """`send()` until it succeeds (or is rejected for good), backing off between attempts."""
+    """`send()` until it succeeds, backing off between attempts; `Rejected` goes to the caller."""
     delay = 0.2
     while True:
         try:
             send()
             return
-        except Rejected as exc:
-            log.error("%s rejected by the webhook (%s): skipped", what, exc)
-            return
-        except (OSError, urllib.error.URLError) as exc:  # refused, timeout, 5xx (HTTPError is a URLError)
-            log.warning("%s not delivered (%s); retrying in %.1f s", what, exc, delay)
+        # refused, timeout, 5xx (HTTPError is a URLError, an OSError), or a reply that is not HTTP at all
+        except (OSError, http.client.HTTPException) as exc:
+            log.warning("%s not delivered (%s); retrying in %.1f s", what, exc or type(exc).__name__, delay)
             time.sleep(delay)
             delay = min(delay * 2, max_backoff_s)
 
@@ -95,9 +172,15 @@ def forward(args: argparse.Namespace) -> int:
         return 2
     types = [event_forms.TYPE_NUMBERS[name] for name in names]
 
+    try:
+        webhook = Webhook.from_args(args.webhook, args.webhook_secret_file, args.webhook_token_file)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
     def emit(event: aggregator_pb2.BlinkEvent) -> None:
-        if args.webhook:
-            deliver(lambda: post(args.webhook, event, args.timeout), f"alert {event.id}", args.max_backoff)
+        if webhook.url:
+            deliver(lambda: post(webhook, event, args.timeout), f"alert {event.id}", args.max_backoff)
         else:
             print(json.dumps(event_forms.to_json(event)), flush=True)
         state.write(event.cursor)
@@ -113,6 +196,13 @@ def forward(args: argparse.Namespace) -> int:
                 for event in aggregator_pb2_grpc.AggregatorServiceStub(channel).SubscribeBlinks(request):
                     emit(event)
                     delay = 0.5
+        except Rejected as exc:
+            print(
+                f"error: the webhook refused an alert ({exc}); stopped with the cursor on it, so it is sent again "
+                "once the webhook takes it",
+                file=sys.stderr,
+            )
+            return 1
         except grpc.RpcError as exc:
             if exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.PERMISSION_DENIED):
                 print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
@@ -123,7 +213,13 @@ def forward(args: argparse.Namespace) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--webhook", help="POST each alert here as JSON (default: print JSON Lines to stdout)")
+    parser.add_argument(
+        "--webhook", default="", help="POST each alert here as JSON (default: print JSON Lines to stdout)"
+    )
+    parser.add_argument(
+        "--webhook-secret-file", default="", help="sign each POST with HMAC-SHA256 keyed by this file's contents"
+    )
+    parser.add_argument("--webhook-token-file", default="", help="send this file's token as `Authorization: Bearer`")
     parser.add_argument(
         "--state",
         default=str(Path("runs") / "alerts" / "cursor"),

@@ -124,6 +124,13 @@ def add_view_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-frames", type=int, help="stop feeding after this many frames")
     parser.add_argument("--host", default="127.0.0.1", help="address the page is served on (loopback by default)")
     parser.add_argument("--port", type=int, default=8765, help="port of the page")
+    parser.add_argument(
+        "--allowed-host",
+        action="append",
+        help="a name browsers reach the page by (Host header), besides loopback and --host (repeatable; needed "
+        "with --host 0.0.0.0)",
+    )
+    parser.add_argument("--view-token-file", default="", help="the page asks for this file's token (once, as ?token=)")
 
 
 def _add_client_commands(sub: argparse._SubParsersAction) -> None:

@@ -7,6 +7,7 @@ import csv
 import json
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -124,16 +125,21 @@ def event_printer(fmt: str) -> Callable[[aggregator_pb2.BlinkEvent], None]:
     return lambda event: print(event_forms.describe(event), flush=True)
 
 
-def events(args: argparse.Namespace) -> int:
-    show = event_printer(args.format)
+# With --follow, a subscription that ends for one of these reasons (the aggregator restarting, a subscriber dropped
+# for falling behind) is re-opened after the last event shown: each event once.
+RESUMABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.ABORTED)
+
+
+def _subscribe(args: argparse.Namespace, after: str, show: Callable[[aggregator_pb2.BlinkEvent], None]) -> None:
+    """Shows the events after `after` until the call ends (without --follow, after `idle` quiet seconds)."""
     request = aggregator_pb2.SubscribeBlinksRequest(
-        stream_ids=args.stream_id or [], track_ids=args.track_id or [], after_id=args.after
+        stream_ids=args.stream_id or [], track_ids=args.track_id or [], after_id=after
     )
     with client_security(args).channel(args.target) as channel:
         call = aggregator_pb2_grpc.AggregatorServiceStub(channel).SubscribeBlinks(request)
         timer: threading.Timer | None = None
 
-        def quiet_timer() -> None:  # without --follow: stop once no event came for `idle` seconds
+        def quiet_timer() -> None:
             nonlocal timer
             if args.follow:
                 return
@@ -148,16 +154,42 @@ def events(args: argparse.Namespace) -> int:
             for event in call:
                 show(event)
                 quiet_timer()
-        except grpc.RpcError as exc:
-            if exc.code() != grpc.StatusCode.CANCELLED:
-                print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
-                return 1
-        except KeyboardInterrupt:
-            pass
         finally:
             if timer is not None:
                 timer.cancel()
-    return 0
+
+
+def events(args: argparse.Namespace) -> int:
+    printer = event_printer(args.format)
+    after, delay = args.after, 0.5
+
+    def show(event: aggregator_pb2.BlinkEvent) -> None:
+        nonlocal after, delay
+        printer(event)
+        after, delay = event.cursor, 0.5
+
+    while True:
+        try:
+            _subscribe(args, after, show)
+            return 0
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.CANCELLED:
+                return 0
+            if not (args.follow and exc.code() in RESUMABLE):
+                print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+                return 1
+            print(
+                f"warning: {exc.code().name}: {exc.details()}; resuming after {after or 'now'} in {delay:.1f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+        except KeyboardInterrupt:
+            return 0
+        try:
+            time.sleep(delay)
+        except KeyboardInterrupt:
+            return 0
+        delay = min(delay * 2, 10.0)
 
 
 def stats(args: argparse.Namespace) -> int:

@@ -31,6 +31,15 @@ def jpeg_claiming(width: int, height: int) -> bytes:
     return bytes(data)
 
 
+def scan_bomb(side: int = 4096, repeats: int = 1000) -> bytes:
+    """A real progressive gray JPEG of side x side pixels whose last scan is repeated `repeats` times (about 100 KB
+    for 4096 and 1,000): every scan is decoded over the whole image, seconds of CPU in all."""
+    gradient = np.tile(np.linspace(0, 255, side, dtype=np.float32), (side, 1)).astype(np.uint8)
+    data = cv2.imencode(".jpg", gradient, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1, cv2.IMWRITE_JPEG_QUALITY, 50])[1].tobytes()
+    last_scan = data[data.rindex(b"\xff\xda") : -2]  # up to the end-of-image marker
+    return data[:-2] + last_scan * repeats + b"\xff\xd9"
+
+
 def mutations(valid: bytes, rng: random.Random, count: int) -> list[bytes]:
     """Byte flips, truncations, insertions, varint bombs and random bytes around a valid message."""
     cases = []

@@ -9,6 +9,11 @@ A Starlette app (served by uvicorn) on loopback by default, with one page and on
 The page draws the timelines with uPlot (vendored under `view_static/vendor`, MIT): nothing is loaded from the
 internet. The gRPC work runs on threads; the `Hub` hands their messages to the event loop, and each browser
 gets a bounded queue, so a slow browser loses frames, never the stack's time.
+
+Who may look: requests must name an allowed host in their Host header (Starlette's TrustedHostMiddleware;
+loopback names and `--host` by default, `--allowed-host` adds more), which defeats DNS rebinding (a web page that
+makes a browser's request to 127.0.0.1 under its own name gets 400). With `--view-token-file`, opening
+`/?token=<token>` once sets a cookie (HttpOnly, SameSite=Strict) that every request then needs; without it: 401.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import hmac
 import json
 import logging
 import threading
@@ -28,10 +34,13 @@ import numpy as np
 import uvicorn
 from sse_starlette.sse import EventSourceResponse
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
-from starlette.responses import FileResponse
+from starlette.responses import FileResponse, PlainTextResponse, RedirectResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from blinkstack.aggregator import events as event_forms
 from blinkstack.common.security import ClientSecurity, client_security
@@ -42,6 +51,8 @@ from blinkstack.v1 import aggregator_pb2, aggregator_pb2_grpc
 
 log = logging.getLogger("blinkstack.view")
 STATIC = Path(__file__).parent / "view_static"
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+TOKEN_COOKIE = "blinkstack_view"
 CLIENT_QUEUE = 64  # messages a browser may fall behind before frames are dropped for it
 FRAME_WIDTH = 480  # frames are sent scaled to this width: a live view, not an archive
 
@@ -174,7 +185,42 @@ class Feeds:
                     self.hub.publish("stats", data, f"{stream_id}/{track_id}")
 
 
-def build_app(hub: Hub) -> Starlette:
+class TokenGate:
+    """Every request needs the view's token: as `?token=` (answered with a cookie and a redirect to the same page
+    without it, so the token leaves the address bar) or as that cookie."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app, self.token = app, token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        given = request.query_params.get("token")
+        if given is not None and hmac.compare_digest(given.encode(), self.token.encode()):
+            response = RedirectResponse(request.url.remove_query_params("token").path, status_code=303)
+            response.set_cookie(TOKEN_COOKIE, self.token, httponly=True, samesite="strict")
+            await response(scope, receive, send)
+        elif hmac.compare_digest(request.cookies.get(TOKEN_COOKIE, "").encode(), self.token.encode()):
+            await self.app(scope, receive, send)
+        else:
+            await PlainTextResponse("this view needs its token: open /?token=<token>", 401)(scope, receive, send)
+
+
+def allowed_hosts(host: str, extra: list[str]) -> list[str]:
+    """Host header names the view answers: loopback, the address it listens on (unless a wildcard), `extra`."""
+    if host in ("0.0.0.0", "::", "") and not extra:
+        raise ValueError(
+            f"--host {host or 'any'} listens on every address: say which name browsers use with --allowed-host "
+            "(one or more), so that pages of other sites cannot read the view through DNS rebinding"
+        )
+    wildcard = host in ("0.0.0.0", "::", "")
+    names = [*LOOPBACK_NAMES, *([] if wildcard else [host]), *extra]
+    return [f"[{n}]" if ":" in n and not n.startswith("[") else n for n in dict.fromkeys(names)]
+
+
+def build_app(hub: Hub, hosts: list[str] | None = None, token: str = "") -> Starlette:
     async def index(request: Request) -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
@@ -182,7 +228,10 @@ def build_app(hub: Hub) -> Starlette:
         return EventSourceResponse(hub.stream(request), ping=10)
 
     routes = [Route("/", index), Route("/stream", stream), Mount("/static", StaticFiles(directory=STATIC))]
-    return Starlette(routes=routes)
+    middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=hosts or list(LOOPBACK_NAMES))]
+    if token:
+        middleware.append(Middleware(TokenGate, token=token))
+    return Starlette(routes=routes, middleware=middleware)
 
 
 def serve_view(
@@ -195,8 +244,15 @@ def serve_view(
     max_frames: int | None = None,
     host: str = "127.0.0.1",
     port: int = 8765,
+    extra_hosts: list[str] | None = None,
+    token: str = "",
 ) -> int:
     """Serve the page until Ctrl-C; feed `source` (a file or camera index) as stream `fed`, and show `shown`."""
+    try:
+        hosts = allowed_hosts(host, extra_hosts or [])
+    except ValueError as exc:
+        print(f"error: {exc}", flush=True)
+        return 2
     streams = [*shown, *([fed] if fed else [])]
     hub = Hub()
     feeds = Feeds(hub, target, security, streams)
@@ -206,13 +262,13 @@ def serve_view(
     ]
     if source:
         workers.append(threading.Thread(target=feeds.feed, args=(source, fed, realtime, max_frames), daemon=True))
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"warning: serving the view on {host}: anyone who reaches it sees the video", flush=True)
+    if host not in LOOPBACK_NAMES and not token:
+        print(f"warning: serving the view on {host} without --view-token-file: anyone who reaches it sees the video")
     print(f"live view at http://{host}:{port}/ (streams: {', '.join(streams)}; Ctrl-C stops it)", flush=True)
     for worker in workers:
         worker.start()
     try:
-        uvicorn.run(build_app(hub), host=host, port=port, log_level="warning", lifespan="off")
+        uvicorn.run(build_app(hub, hosts, token), host=host, port=port, log_level="warning", lifespan="off")
     except KeyboardInterrupt:  # uvicorn hands Ctrl-C on after its own shutdown
         pass
     finally:
@@ -228,6 +284,14 @@ def run_view(args: argparse.Namespace) -> int:
         return 2
     fed = (args.feed_stream_id or default_stream_id(source)) if source else None
     realtime = args.camera is not None or not args.max_speed
+    try:
+        token = Path(args.view_token_file).read_text().strip() if args.view_token_file else ""
+    except OSError as exc:
+        print(f"error: --view-token-file: {exc}", flush=True)
+        return 2
+    if args.view_token_file and not token:
+        print(f"error: --view-token-file {args.view_token_file} is empty", flush=True)
+        return 2
     return serve_view(
         args.target,
         client_security(args),
@@ -238,4 +302,6 @@ def run_view(args: argparse.Namespace) -> int:
         args.max_frames,
         args.host,
         args.port,
+        args.allowed_host or [],
+        token,
     )

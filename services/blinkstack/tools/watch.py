@@ -169,6 +169,9 @@ class _FrameSource:
         self.resend: list[types_pb2.Frame] = []
         self.pixels: dict[int, np.ndarray] = {}  # seq -> frame, for the annotated video
         self.next_seq, self.generation, self.started = 0, 0, time.perf_counter()
+        # One run id per process, kept across reconnects: seqs start at 0 in every run, and the aggregator tells a
+        # restart (new id: seq 0 is new) from a re-send (same id: a duplicate).
+        self.run_id = time.time_ns() // 1000
         self.stop = threading.Event()
         self.busy = threading.Lock()
         self.errors: list[BaseException] = []
@@ -183,7 +186,9 @@ class _FrameSource:
         image = self.encoding.image(frame)
         if self.keep:
             self.pixels[seq] = frame
-        return types_pb2.Frame(stream_id=self.stream_id, seq=seq, timestamp_us=timestamp_us, image=image)
+        return types_pb2.Frame(
+            stream_id=self.stream_id, seq=seq, run_id=self.run_id, timestamp_us=timestamp_us, image=image
+        )
 
     def _next(self, generation: int) -> types_pb2.Frame | None:
         if self.resend:

@@ -24,21 +24,21 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x62linkstack/v1/types.proto\x12\rblinkstack.v1\"e\n\x08RawImage\x12\x0e\n\x06pixels\x18\x01 \x01(\x0c\x12\r\n\x05width\x18\x02 \x01(\r\x12\x0e\n\x06height\x18\x03 \x01(\r\x12*\n\x06\x66ormat\x18\x04 \x01(\x0e\x32\x1a.blinkstack.v1.PixelFormat\"J\n\x05Image\x12\x11\n\x07\x65ncoded\x18\x01 \x01(\x0cH\x00\x12&\n\x03raw\x18\x02 \x01(\x0b\x32\x17.blinkstack.v1.RawImageH\x00\x42\x06\n\x04\x64\x61ta\"M\n\x03\x42ox\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\x12\r\n\x05width\x18\x03 \x01(\x02\x12\x0e\n\x06height\x18\x04 \x01(\x02\x12\x11\n\tangle_deg\x18\x05 \x01(\x02\"\x1d\n\x05Point\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\"\x8a\x02\n\x0c\x45yeLandmarks\x12*\n\x0couter_corner\x18\x01 \x01(\x0b\x32\x14.blinkstack.v1.Point\x12*\n\x0cinner_corner\x18\x02 \x01(\x0b\x32\x14.blinkstack.v1.Point\x12\'\n\tupper_lid\x18\x03 \x03(\x0b\x32\x14.blinkstack.v1.Point\x12\'\n\tlower_lid\x18\x04 \x03(\x0b\x32\x14.blinkstack.v1.Point\x12.\n\x0biris_center\x18\x05 \x01(\x0b\x32\x14.blinkstack.v1.PointH\x00\x88\x01\x01\x12\x10\n\x08\x61perture\x18\x06 \x01(\x02\x42\x0e\n\x0c_iris_center\"x\n\x05\x46rame\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x19\n\x0ctimestamp_us\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12#\n\x05image\x18\x04 \x01(\x0b\x32\x14.blinkstack.v1.ImageB\x0f\n\r_timestamp_us*Z\n\x0bPixelFormat\x12\x1c\n\x18PIXEL_FORMAT_UNSPECIFIED\x10\x00\x12\x16\n\x12PIXEL_FORMAT_GRAY8\x10\x01\x12\x15\n\x11PIXEL_FORMAT_BGR8\x10\x02*7\n\x03\x45ye\x12\x13\n\x0f\x45YE_UNSPECIFIED\x10\x00\x12\x0c\n\x08\x45YE_LEFT\x10\x01\x12\r\n\tEYE_RIGHT\x10\x02*f\n\x08\x45yeState\x12\x19\n\x15\x45YE_STATE_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x45YE_STATE_OPEN\x10\x01\x12\x14\n\x10\x45YE_STATE_CLOSED\x10\x02\x12\x15\n\x11\x45YE_STATE_UNKNOWN\x10\x03*\x83\x02\n\rUnknownReason\x12\x1e\n\x1aUNKNOWN_REASON_UNSPECIFIED\x10\x00\x12\x1a\n\x16UNKNOWN_REASON_NO_FACE\x10\x01\x12 \n\x1cUNKNOWN_REASON_EYE_TOO_SMALL\x10\x02\x12$\n UNKNOWN_REASON_EYE_OUTSIDE_FRAME\x10\x03\x12+\n\'UNKNOWN_REASON_LOW_CONFIDENCE_DETECTION\x10\x04\x12\"\n\x1eUNKNOWN_REASON_MODEL_UNCERTAIN\x10\x05\x12\x1d\n\x19UNKNOWN_REASON_NOT_AN_EYE\x10\x06\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x62linkstack/v1/types.proto\x12\rblinkstack.v1\"e\n\x08RawImage\x12\x0e\n\x06pixels\x18\x01 \x01(\x0c\x12\r\n\x05width\x18\x02 \x01(\r\x12\x0e\n\x06height\x18\x03 \x01(\r\x12*\n\x06\x66ormat\x18\x04 \x01(\x0e\x32\x1a.blinkstack.v1.PixelFormat\"J\n\x05Image\x12\x11\n\x07\x65ncoded\x18\x01 \x01(\x0cH\x00\x12&\n\x03raw\x18\x02 \x01(\x0b\x32\x17.blinkstack.v1.RawImageH\x00\x42\x06\n\x04\x64\x61ta\"M\n\x03\x42ox\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\x12\r\n\x05width\x18\x03 \x01(\x02\x12\x0e\n\x06height\x18\x04 \x01(\x02\x12\x11\n\tangle_deg\x18\x05 \x01(\x02\"\x1d\n\x05Point\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\"\x8a\x02\n\x0c\x45yeLandmarks\x12*\n\x0couter_corner\x18\x01 \x01(\x0b\x32\x14.blinkstack.v1.Point\x12*\n\x0cinner_corner\x18\x02 \x01(\x0b\x32\x14.blinkstack.v1.Point\x12\'\n\tupper_lid\x18\x03 \x03(\x0b\x32\x14.blinkstack.v1.Point\x12\'\n\tlower_lid\x18\x04 \x03(\x0b\x32\x14.blinkstack.v1.Point\x12.\n\x0biris_center\x18\x05 \x01(\x0b\x32\x14.blinkstack.v1.PointH\x00\x88\x01\x01\x12\x10\n\x08\x61perture\x18\x06 \x01(\x02\x42\x0e\n\x0c_iris_center\"\x88\x01\n\x05\x46rame\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x19\n\x0ctimestamp_us\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12#\n\x05image\x18\x04 \x01(\x0b\x32\x14.blinkstack.v1.Image\x12\x0e\n\x06run_id\x18\x05 \x01(\x04\x42\x0f\n\r_timestamp_us*Z\n\x0bPixelFormat\x12\x1c\n\x18PIXEL_FORMAT_UNSPECIFIED\x10\x00\x12\x16\n\x12PIXEL_FORMAT_GRAY8\x10\x01\x12\x15\n\x11PIXEL_FORMAT_BGR8\x10\x02*7\n\x03\x45ye\x12\x13\n\x0f\x45YE_UNSPECIFIED\x10\x00\x12\x0c\n\x08\x45YE_LEFT\x10\x01\x12\r\n\tEYE_RIGHT\x10\x02*f\n\x08\x45yeState\x12\x19\n\x15\x45YE_STATE_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x45YE_STATE_OPEN\x10\x01\x12\x14\n\x10\x45YE_STATE_CLOSED\x10\x02\x12\x15\n\x11\x45YE_STATE_UNKNOWN\x10\x03*\x83\x02\n\rUnknownReason\x12\x1e\n\x1aUNKNOWN_REASON_UNSPECIFIED\x10\x00\x12\x1a\n\x16UNKNOWN_REASON_NO_FACE\x10\x01\x12 \n\x1cUNKNOWN_REASON_EYE_TOO_SMALL\x10\x02\x12$\n UNKNOWN_REASON_EYE_OUTSIDE_FRAME\x10\x03\x12+\n\'UNKNOWN_REASON_LOW_CONFIDENCE_DETECTION\x10\x04\x12\"\n\x1eUNKNOWN_REASON_MODEL_UNCERTAIN\x10\x05\x12\x1d\n\x19UNKNOWN_REASON_NOT_AN_EYE\x10\x06\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'blinkstack.v1.types_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PIXELFORMAT']._serialized_start=724
-  _globals['_PIXELFORMAT']._serialized_end=814
-  _globals['_EYE']._serialized_start=816
-  _globals['_EYE']._serialized_end=871
-  _globals['_EYESTATE']._serialized_start=873
-  _globals['_EYESTATE']._serialized_end=975
-  _globals['_UNKNOWNREASON']._serialized_start=978
-  _globals['_UNKNOWNREASON']._serialized_end=1237
+  _globals['_PIXELFORMAT']._serialized_start=741
+  _globals['_PIXELFORMAT']._serialized_end=831
+  _globals['_EYE']._serialized_start=833
+  _globals['_EYE']._serialized_end=888
+  _globals['_EYESTATE']._serialized_start=890
+  _globals['_EYESTATE']._serialized_end=992
+  _globals['_UNKNOWNREASON']._serialized_start=995
+  _globals['_UNKNOWNREASON']._serialized_end=1254
   _globals['_RAWIMAGE']._serialized_start=44
   _globals['_RAWIMAGE']._serialized_end=145
   _globals['_IMAGE']._serialized_start=147
@@ -49,6 +49,6 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_POINT']._serialized_end=331
   _globals['_EYELANDMARKS']._serialized_start=334
   _globals['_EYELANDMARKS']._serialized_end=600
-  _globals['_FRAME']._serialized_start=602
-  _globals['_FRAME']._serialized_end=722
+  _globals['_FRAME']._serialized_start=603
+  _globals['_FRAME']._serialized_end=739
 # @@protoc_insertion_point(module_scope)

@@ -112,13 +112,15 @@ class EyeLandmarks(_message.Message):
     def __init__(self, outer_corner: _Optional[_Union[Point, _Mapping]] = ..., inner_corner: _Optional[_Union[Point, _Mapping]] = ..., upper_lid: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., lower_lid: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., iris_center: _Optional[_Union[Point, _Mapping]] = ..., aperture: _Optional[float] = ...) -> None: ...
 
 class Frame(_message.Message):
-    __slots__ = ("stream_id", "seq", "timestamp_us", "image")
+    __slots__ = ("stream_id", "seq", "timestamp_us", "image", "run_id")
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_US_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
     stream_id: str
     seq: int
     timestamp_us: int
     image: Image
-    def __init__(self, stream_id: _Optional[str] = ..., seq: _Optional[int] = ..., timestamp_us: _Optional[int] = ..., image: _Optional[_Union[Image, _Mapping]] = ...) -> None: ...
+    run_id: int
+    def __init__(self, stream_id: _Optional[str] = ..., seq: _Optional[int] = ..., timestamp_us: _Optional[int] = ..., image: _Optional[_Union[Image, _Mapping]] = ..., run_id: _Optional[int] = ...) -> None: ...

@@ -54,17 +54,18 @@ def letterbox_for(frame_width: int, frame_height: int, input_width: int) -> Lett
 
 def prepare(frame: np.ndarray, input_width: int) -> tuple[np.ndarray, Letterbox]:
     """HxW gray or HxWx3/4 BGR(A) uint8 -> [1, 3, H', W'] float32 RGB and the letterbox that maps it back."""
+    height, width = frame.shape[:2]
+    box = letterbox_for(width, height, input_width)
+    scaled_w, scaled_h = max(1, round(width * box.scale)), max(1, round(height * box.scale))
+    # Shrink first, then make RGB (the same pixels either way): a 4096x4096 frame made RGB first was 48 MB.
+    if (scaled_w, scaled_h) != (width, height):
+        frame = cv2.resize(frame, (scaled_w, scaled_h), interpolation=cv2.INTER_AREA)
     if frame.ndim == 2:
         rgb = cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
     elif frame.shape[2] == 4:
         rgb = cv2.cvtColor(frame, cv2.COLOR_BGRA2RGB)
     else:
         rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-    height, width = frame.shape[:2]
-    box = letterbox_for(width, height, input_width)
-    scaled_w, scaled_h = max(1, round(width * box.scale)), max(1, round(height * box.scale))
-    if (scaled_w, scaled_h) != (width, height):
-        rgb = cv2.resize(rgb, (scaled_w, scaled_h), interpolation=cv2.INTER_AREA)
     blob = np.zeros((1, 3, box.height, box.width), dtype=np.float32)
     blob[0, :, :scaled_h, :scaled_w] = rgb.transpose(2, 0, 1)
     return blob, box
