@@ -36,8 +36,8 @@ def _train(args: argparse.Namespace) -> None:
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     cfg = TrainConfig(**{name: value for name, value in given.items() if name in fields})
     cfg.out_dir = given.get("out") or Path("runs") / cfg.model
-    if "max_shift" in given:
-        cfg.augment = dataclasses.replace(cfg.augment, max_shift=given["max_shift"])
+    augment = {name: given[name] for name in ("max_shift", "rim_p", "motion_blur_p") if name in given}
+    cfg.augment = dataclasses.replace(cfg.augment, **augment)
     if "video_holdout" in given:
         cfg.video_holdout = tuple(int(s) for s in given["video_holdout"].split(","))
     summary = train(cfg)
@@ -253,6 +253,8 @@ def _add_data_and_training(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--cew-repeat", type=int, help="times each visible-light CEW crop is seen per epoch")
     p.add_argument("--max-shift", type=float, help="largest random crop shift, as a fraction of the half-side")
+    p.add_argument("--rim-p", type=float, help="share of crops with a glasses rim drawn across them (default 0)")
+    p.add_argument("--motion-blur-p", type=float, help="share of crops with motion blur (default 0)")
     p.add_argument("--video-crops", type=Path, help="detector eye crops of real clips (from cut-video-crops)")
     p.add_argument("--video-holdout", help="subjects of --video-crops kept out of training, e.g. 1,5,9")
     p.add_argument("--video-repeat", type=int, help="times each video crop is seen per epoch")

@@ -149,7 +149,11 @@ def _commands(config: dict, run: str, version: int, video_evals: dict[str, Path]
     """The commands that produced the served model, in order."""
     return [
         "make train-family   # prepare, train tiny/small/medium, export, evaluate, benchmark, card",
-        *(["blinkstack-train cut-video-crops --out runs/zju_crops.npz"] if config.get("video_crops") else []),
+        *(
+            [f"blinkstack-train cut-video-crops --front-end centerface --out {config['video_crops']}"]
+            if config.get("video_crops")
+            else []
+        ),
         _train_command(config["model"], run, config),
         f"blinkstack-train export --checkpoint runs/{run}/best.pt --repository model_repository --version {version} --int8",
         f"blinkstack-train evaluate --model runs/{run}/model.onnx --out runs/{run}/eval",
@@ -189,9 +193,10 @@ def _train_command(model: str, run: str, config: dict) -> str:
     command = f"blinkstack-train train --model {model} --epochs {config['epochs']} --out runs/{run}"
     if config.get("cew_repeat", TrainConfig.cew_repeat) != TrainConfig.cew_repeat:
         command += f" --cew-repeat {config['cew_repeat']}"
-    max_shift = config.get("augment", {}).get("max_shift", AugmentConfig.max_shift)
-    if max_shift != AugmentConfig.max_shift:
-        command += f" --max-shift {max_shift}"
+    for name in ("max_shift", "rim_p", "motion_blur_p"):
+        value = config.get("augment", {}).get(name, getattr(AugmentConfig, name))
+        if value != getattr(AugmentConfig, name):
+            command += f" --{name.replace('_', '-')} {value}"
     if config.get("video_crops"):
         command += f" --video-crops {config['video_crops']} --video-repeat {config['video_repeat']}"
         if config.get("video_holdout"):
