@@ -52,6 +52,8 @@ class FrameServices:
     min_eye_px: float = 16.0  # narrower eye boxes are not judged
     min_face_score: float = 0.6  # eyes of faces detected with a lower score are not judged
     max_seq_jump: int = 1_000_000  # a frame further ahead of its run's last seq is refused
+    # Why the detector or eye-state service refused this aggregator's credentials at the last check ("": they did not)
+    credentials_refused: Callable[[], str] = lambda: ""
 
 
 def judgeable_faces(detection: detector_pb2.DetectEyesResponse) -> list[detector_pb2.FaceDetection]:
@@ -88,6 +90,9 @@ async def call_downstream(method: Callable, request: object, what: str, timeout:
         raise _refusal(exc, what) from None
 
 
+CREDENTIALS_HINT = "its operator must fix BLINKSTACK_TOKEN_FILE / BLINKSTACK_TLS_CA / the client certificate"
+
+
 def credentials_refused(exc: grpc.aio.AioRpcError) -> bool:
     """The downstream service turned down this aggregator itself: its token, or its TLS set-up (a CA that did not
     sign the service's certificate fails the handshake). Re-sending cannot help; an operator must."""
@@ -105,8 +110,7 @@ def _refusal(exc: grpc.aio.AioRpcError, what: str) -> ServiceError:
         return InvalidInput(f"{what}: {exc.details()}")
     if credentials_refused(exc):
         return FailedPrecondition(
-            f"{what} refused this aggregator's credentials ({exc.code().name}: {exc.details()}): its operator must "
-            "fix BLINKSTACK_TOKEN_FILE / BLINKSTACK_TLS_CA / the client certificate"
+            f"{what} refused this aggregator's credentials ({exc.code().name}: {exc.details()}); {CREDENTIALS_HINT}"
         )
     return Unavailable(f"{what} failed: {exc.code().name}: {exc.details()}")
 

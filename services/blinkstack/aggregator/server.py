@@ -28,11 +28,18 @@ import grpc
 
 from blinkstack.aggregator import cursor, engine, events, ingest
 from blinkstack.aggregator.fanout import EventFanout
-from blinkstack.aggregator.frames import PIPELINE_DEPTH, Admitted, CameraStream, FrameServices, credentials_refused
+from blinkstack.aggregator.frames import (
+    CREDENTIALS_HINT,
+    PIPELINE_DEPTH,
+    Admitted,
+    CameraStream,
+    FrameServices,
+    credentials_refused,
+)
 from blinkstack.aggregator.options import engine_config
 from blinkstack.aggregator.store import MAX_EVENT_SHARDS, RedisStore
 from blinkstack.common import images
-from blinkstack.common.errors import FailedPrecondition, InvalidInput, NotFound
+from blinkstack.common.errors import FailedPrecondition, InvalidInput, NotFound, Unavailable
 from blinkstack.common.grpc_server import ServiceHost, run_until_signal, settings_from_args
 from blinkstack.common.security import client_security, require_stream, stream_visible
 from blinkstack.services import AGGREGATOR
@@ -153,6 +160,13 @@ class AggregatorServicer(aggregator_pb2_grpc.AggregatorServiceServicer):
                 if isinstance(item, BaseException):
                     raise item
                 yield await stream.complete(item)
+        except Unavailable:
+            # A downstream stream refused with a bad token often ends as INTERNAL, not UNAUTHENTICATED: what the
+            # last credentials check found decides whether re-sending can help.
+            refused = self.frames.credentials_refused()
+            if refused:
+                raise FailedPrecondition(f"{refused}; {CREDENTIALS_HINT}") from None
+            raise
         finally:
             admitting.cancel()
             while not admitted.empty():
@@ -256,6 +270,7 @@ def build_host(args: argparse.Namespace, backend: _Backend) -> ServiceHost:
             args.min_eye_px,
             args.min_face_score,
             args.max_seq_jump,
+            lambda: backend.refused,
         )
     servicer = AggregatorServicer(backend.store, config, backend.fanout, frames)
     register = partial(aggregator_pb2_grpc.add_AggregatorServiceServicer_to_server, servicer)
