@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -151,18 +152,23 @@ def dozing_aggregator(redis_server):
     aggregator.close()
 
 
-def run_alerts(aggregator, tmp_path, *extra: str, wait: float = 8.0) -> subprocess.CompletedProcess | None:
-    """The CLI until it exits, or None if it still runs (delivering) after `wait` seconds."""
+def run_alerts(
+    aggregator, tmp_path, *extra: str, until: Callable[[], bool] | None = None, wait: float = 15.0
+) -> subprocess.CompletedProcess | None:
+    """The CLI until it exits (its result), or None: still running (delivering) once `until()` held, or after
+    `wait` seconds."""
     command = [sys.executable, "-m", "blinkstack.cli", "alerts", "--target", aggregator.address, "--start", "0"]
     command += ["--state", str(tmp_path / "cursor"), "--max-backoff", "0.2", *extra]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        stdout, stderr = process.communicate(timeout=wait)
-        return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
-    except subprocess.TimeoutExpired:
+    deadline = time.monotonic() + wait
+    while process.poll() is None and time.monotonic() < deadline and not (until and until()):
+        time.sleep(0.05)
+    if process.poll() is None:
         process.kill()
         process.communicate()
         return None
+    stdout, stderr = process.communicate()
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 @pytest.mark.parametrize("answer", [401, 404, 302, 301])
@@ -174,14 +180,17 @@ def test_a_webhook_that_refuses_or_redirects_keeps_the_alert_and_stops_alerts(do
     assert not (tmp_path / "cursor").exists()  # nothing acknowledged: a fixed webhook gets this alert first
     assert [(m, p) for m, p, _, _ in webhook.requests] == [("POST", "/alerts")]  # no GET of a redirect
     fixed = ScriptedWebhook([])
-    run_alerts(dozing_aggregator, tmp_path, "--webhook", fixed.url, wait=3.0)
+    run_alerts(dozing_aggregator, tmp_path, "--webhook", fixed.url, until=lambda: bool(fixed.requests))
     first = json.loads(webhook.requests[0][3])
     assert json.loads(fixed.requests[0][3])["id"] == first["id"]
 
 
 def test_307_is_followed_with_the_body_and_a_garbage_reply_is_retried(dozing_aggregator, tmp_path):
     webhook = ScriptedWebhook([b"garbage", 503, 307])
-    assert run_alerts(dozing_aggregator, tmp_path, "--webhook", webhook.url, wait=4.0) is None  # still delivering
+    delivered = run_alerts(
+        dozing_aggregator, tmp_path, "--webhook", webhook.url, until=lambda: len(webhook.requests) > 4
+    )
+    assert delivered is None  # still delivering
     paths = [(m, p) for m, p, _, _ in webhook.requests]
     assert paths[:4] == [("POST", "/alerts")] * 3 + [("POST", "/moved")]
     assert webhook.requests[3][3] == webhook.requests[0][3]  # the same alert, body and all
@@ -194,11 +203,11 @@ def test_alerts_are_signed_and_carry_the_token_and_a_bad_url_fails_at_start(dozi
     token.write_text("tok-webhook\n")
     webhook = ScriptedWebhook([])
     extra = ["--webhook", webhook.url, "--webhook-secret-file", str(secret), "--webhook-token-file", str(token)]
-    run_alerts(dozing_aggregator, tmp_path, *extra, wait=3.0)
+    run_alerts(dozing_aggregator, tmp_path, *extra, until=lambda: bool(webhook.requests))
     _, _, headers, body = webhook.requests[0]
     signed = headers["X-Blinkstack-Timestamp"].encode() + b"." + body
     assert headers["X-Blinkstack-Signature"] == "sha256=" + hmac.new(b"s3cret", signed, hashlib.sha256).hexdigest()
     assert abs(int(headers["X-Blinkstack-Timestamp"]) - time.time()) < 60
     assert headers["Authorization"] == "Bearer tok-webhook"
-    bad = run_alerts(dozing_aggregator, tmp_path, "--webhook", "not-a-url", wait=30.0)
+    bad = run_alerts(dozing_aggregator, tmp_path, "--webhook", "not-a-url", wait=30.0)  # exits on its own
     assert bad is not None and bad.returncode == 2 and "not an http:// or https:// URL" in bad.stderr
