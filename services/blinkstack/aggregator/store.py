@@ -246,6 +246,17 @@ class RedisStore:
         while True:
             try:
                 return await call()
+            except (*TRANSIENT, AttributeError, TypeError) as exc:
+                if not isinstance(exc, TRANSIENT) and not connection_torn_down(exc):
+                    raise
+                raise_if_cancelled()
+                if time.monotonic() + delay > deadline:
+                    raise StoreUnavailable(f"Redis at {self.url} is unreachable: {exc}") from None
+                log.warning("Redis unreachable (%s); retrying in %.2f s", exc, delay)
+                metrics.AGGREGATOR_REDIS_RETRIES.inc()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+            # After the transient ones: ClusterDownError and TryAgainError are ResponseErrors too.
             except ResponseError as exc:
                 code = refuses_writes(exc)
                 if not code:
@@ -257,16 +268,6 @@ class RedisStore:
                     + "): nothing was written, re-send later (duplicates are ignored); what was stored before is kept "
                     "and readable"
                 ) from None
-            except (*TRANSIENT, AttributeError, TypeError) as exc:
-                if not isinstance(exc, TRANSIENT) and not connection_torn_down(exc):
-                    raise
-                raise_if_cancelled()
-                if time.monotonic() + delay > deadline:
-                    raise StoreUnavailable(f"Redis at {self.url} is unreachable: {exc}") from None
-                log.warning("Redis unreachable (%s); retrying in %.2f s", exc, delay)
-                metrics.AGGREGATOR_REDIS_RETRIES.inc()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
 
     def _refused(self, code: str) -> None:
         if not self.full:
@@ -293,12 +294,12 @@ class RedisStore:
                 if memory.get("maxmemory") and memory["used_memory"] > RECOVERED_BELOW * memory["maxmemory"]:
                     return False
             await self.redis.set(f"{self.keys.prefix}:probe", b"1", px=1000)
+        except TRANSIENT:  # first: ClusterDownError is a ResponseError too
+            return False
         except ResponseError as exc:
             if refuses_writes(exc):
                 return False
             raise
-        except TRANSIENT:
-            return False
         log.warning("Redis at %s takes writes again", self.url)
         self.full = ""
         metrics.AGGREGATOR_REDIS_WRITABLE.set(1)
