@@ -8,7 +8,7 @@ import json
 import pytest
 
 from blinkstack.common.grpc_server import add_server_options, settings_from_args
-from blinkstack.common.security import Grant, TokenTable
+from blinkstack.common.security import Grant, TokenTable, read_secret
 from blinkstack.services import AGGREGATOR
 from tests.helpers.pki import make_pki
 
@@ -59,3 +59,14 @@ def test_a_key_that_does_not_fit_its_certificate_is_named_at_start(tmp_path):
     pki = make_pki(tmp_path)
     with pytest.raises(ValueError, match="does not fit --tls-cert"):
         settings_from_args(server_args("--tls-cert", str(pki.server_cert), "--tls-key", str(pki.client_key)))
+
+
+def test_a_secret_file_that_is_missing_or_empty_is_named(tmp_path):
+    empty, missing, token = tmp_path / "empty", tmp_path / "missing", tmp_path / "token"
+    empty.write_text("\n")
+    token.write_text("  s3cret \n")
+    assert read_secret(str(token), "--view-token-file") == "s3cret"
+    with pytest.raises(ValueError, match=r"--webhook-secret-file .*empty is empty"):
+        read_secret(str(empty), "--webhook-secret-file")
+    with pytest.raises(ValueError, match=r"--view-token-file: .*No such file"):
+        read_secret(str(missing), "--view-token-file")

@@ -53,7 +53,7 @@ class FrameServices:
     min_face_score: float = 0.6  # eyes of faces detected with a lower score are not judged
     max_seq_jump: int = 1_000_000  # a frame further ahead of its run's last seq is refused
     # Why the detector or eye-state service refused this aggregator's credentials at the last check ("": they did not)
-    credentials_refused: Callable[[], str] = lambda: ""
+    credentials_problem: Callable[[], str] = lambda: ""
 
 
 def judgeable_faces(detection: detector_pb2.DetectEyesResponse) -> list[detector_pb2.FaceDetection]:

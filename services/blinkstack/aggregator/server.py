@@ -163,7 +163,7 @@ class AggregatorServicer(aggregator_pb2_grpc.AggregatorServiceServicer):
         except Unavailable:
             # A downstream stream refused with a bad token often ends as INTERNAL, not UNAUTHENTICATED: what the
             # last credentials check found decides whether re-sending can help.
-            refused = self.frames.credentials_refused()
+            refused = self.frames.credentials_problem()
             if refused:
                 raise FailedPrecondition(f"{refused}; {CREDENTIALS_HINT}") from None
             raise
@@ -216,13 +216,13 @@ class _Backend:
     async def ready(self) -> bool:
         if self.detector is not None and time.monotonic() - self._checked_at >= CREDENTIALS_CHECK_S:
             self._checked_at = time.monotonic()
-            refused = await self._credentials_refused()
+            refused = await self._check_credentials()
             if refused and refused != self.refused:
                 log.error("not ready: %s", refused)
             self.refused = refused
         return not self.refused and await self.store.ping() and await self.store.writable()
 
-    async def _credentials_refused(self) -> str:
+    async def _check_credentials(self) -> str:
         """One authenticated call to each downstream service: GetModelInfo, and DetectEyes on an 8x8 frame."""
         tiny = types_pb2.Image(raw=types_pb2.RawImage(pixels=bytes(64), width=8, height=8, format=1))
         eyestate = eyestate_pb2_grpc.EyeStateServiceStub(self.eyestate)

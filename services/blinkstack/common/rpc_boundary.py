@@ -83,11 +83,12 @@ class RpcBoundary(grpc.aio.ServerInterceptor):
         """Authenticate (with a tokens file), then admit within the limits; raises what the client is told."""
         if "/" in call.method:  # not one of ours: health and reflection are open
             return
-        peer = _peer_address(context.peer())
         if self.tokens is not None:
             grant = self.tokens.authorize(context.invocation_metadata(), call.method)
             GRANT.set(grant)
             peer = f"token {grant.name}"
+        else:
+            peer = _peer_address(context.peer())
         slot = call.method if call.method in self.limits else ""
         limit = self.limits.get(call.method, self.max_concurrent)
         what = f"{call.method} calls" if slot else "calls"

@@ -126,6 +126,18 @@ class TokenTable:
         return grant
 
 
+def read_secret(path: str, flag: str) -> str:
+    """A secret kept in a file (a token, a signing key): its text without surrounding whitespace; ValueError naming
+    `flag` if the file cannot be read or holds nothing."""
+    try:
+        secret = Path(path).read_text().strip()
+    except OSError as exc:
+        raise ValueError(f"{flag}: {exc}") from None
+    if not secret:
+        raise ValueError(f"{flag} {path} is empty")
+    return secret
+
+
 def _read(path: str) -> bytes | None:
     return Path(path).read_bytes() if path else None
 

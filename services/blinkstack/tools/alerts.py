@@ -40,7 +40,7 @@ from pathlib import Path
 import grpc
 
 from blinkstack.aggregator import events as event_forms
-from blinkstack.common.security import client_security
+from blinkstack.common.security import client_security, read_secret
 from blinkstack.v1 import aggregator_pb2, aggregator_pb2_grpc
 
 log = logging.getLogger("blinkstack.alerts")
@@ -74,15 +74,8 @@ class Webhook:
         """Checked now, not at the first alert: a bad URL or an unreadable file stops `alerts` at start."""
         if url:
             check_url(url, "--webhook")
-        try:
-            secret = Path(secret_file).read_bytes().strip() if secret_file else b""
-            token = Path(token_file).read_text().strip() if token_file else ""
-        except OSError as exc:
-            raise ValueError(f"cannot read a webhook secret or token file: {exc}") from None
-        if secret_file and not secret:
-            raise ValueError(f"--webhook-secret-file {secret_file} is empty")
-        if token_file and not token:
-            raise ValueError(f"--webhook-token-file {token_file} is empty")
+        secret = read_secret(secret_file, "--webhook-secret-file").encode() if secret_file else b""
+        token = read_secret(token_file, "--webhook-token-file") if token_file else ""
         return cls(url, secret, token)
 
     def headers(self, event: aggregator_pb2.BlinkEvent, body: bytes) -> dict[str, str]:

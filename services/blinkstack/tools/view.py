@@ -43,7 +43,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from blinkstack.aggregator import events as event_forms
-from blinkstack.common.security import ClientSecurity, client_security
+from blinkstack.common.security import ClientSecurity, client_security, read_secret
 from blinkstack.tools.annotate import draw_faces
 from blinkstack.tools.frames_table import reason_name, state_name
 from blinkstack.tools.watch import default_stream_id, watch
@@ -210,12 +210,12 @@ class TokenGate:
 
 def allowed_hosts(host: str, extra: list[str]) -> list[str]:
     """Host header names the view answers: loopback, the address it listens on (unless a wildcard), `extra`."""
-    if host in ("0.0.0.0", "::", "") and not extra:
+    wildcard = host in ("0.0.0.0", "::", "")
+    if wildcard and not extra:
         raise ValueError(
             f"--host {host or 'any'} listens on every address: say which name browsers use with --allowed-host "
             "(one or more), so that pages of other sites cannot read the view through DNS rebinding"
         )
-    wildcard = host in ("0.0.0.0", "::", "")
     names = [*LOOPBACK_NAMES, *([] if wildcard else [host]), *extra]
     return [f"[{n}]" if ":" in n and not n.startswith("[") else n for n in dict.fromkeys(names)]
 
@@ -285,12 +285,9 @@ def run_view(args: argparse.Namespace) -> int:
     fed = (args.feed_stream_id or default_stream_id(source)) if source else None
     realtime = args.camera is not None or not args.max_speed
     try:
-        token = Path(args.view_token_file).read_text().strip() if args.view_token_file else ""
-    except OSError as exc:
-        print(f"error: --view-token-file: {exc}", flush=True)
-        return 2
-    if args.view_token_file and not token:
-        print(f"error: --view-token-file {args.view_token_file} is empty", flush=True)
+        token = read_secret(args.view_token_file, "--view-token-file") if args.view_token_file else ""
+    except ValueError as exc:
+        print(f"error: {exc}", flush=True)
         return 2
     return serve_view(
         args.target,
