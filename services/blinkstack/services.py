@@ -36,6 +36,9 @@ class ServiceSpec:
     package: str
     summary: str
     backend_env: BackendEnv | None = None  # the services that run a model
+    # Calls arrived but not yet started that gRPC core holds before refusing (`--max-pending-rpcs`): small where
+    # calls are short, large where many long-lived streams may open at once (every subscriber reconnecting).
+    max_pending_rpcs: int = 128
 
     def options(self) -> ModuleType:
         """The service's flags (`add_arguments`); imported only when needed."""
@@ -96,5 +99,6 @@ AGGREGATOR = ServiceSpec(
     address_env="BLINKSTACK_AGGREGATOR_ADDR",
     package="blinkstack.aggregator",
     summary="blink events per subject, in Redis; TrackFrames, PublishEyeStates, SubscribeBlinks, GetStats",
+    max_pending_rpcs=2048,
 )
 SERVICES = {spec.name: spec for spec in (DETECTOR, EYESTATE, AGGREGATOR)}

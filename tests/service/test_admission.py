@@ -4,6 +4,7 @@ Redis connection, and a subscriber that does not read is dropped without holding
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import threading
 import time
@@ -14,10 +15,11 @@ import redis
 
 from blinkstack.aggregator import engine, events
 from blinkstack.aggregator.store import KeyLayout
-from blinkstack.v1 import aggregator_pb2, aggregator_pb2_grpc
+from blinkstack.v1 import aggregator_pb2, aggregator_pb2_grpc, eyestate_pb2_grpc
 from tests.helpers import SERVING
 from tests.helpers.engine import CLOSED_P, OPEN_P, timeline
-from tests.helpers.servers import aggregator_service, health_status, serving
+from tests.helpers.messages import encoded_request
+from tests.helpers.servers import aggregator_service, eyestate_args, eyestate_service, health_status, serving
 
 BLINK = timeline([(20, OPEN_P, OPEN_P), (6, CLOSED_P, CLOSED_P), (20, OPEN_P, OPEN_P)])
 
@@ -207,4 +209,41 @@ def test_one_greedy_token_gets_its_share_and_the_others_are_still_served(redis_s
         assert [call.result().accepted for call in held] == [1, 1]
     finally:
         gate.set()
+        running.close()
+
+
+@pytest.mark.parametrize("max_pending", [2, 1000])
+def test_a_flood_of_light_calls_beyond_the_backlog_is_refused_at_once_not_queued(max_pending, real_crops):
+    """Two-crop calls run inline and never reach the admission limit; the backlog in front of it is what
+    `--max-pending-rpcs` bounds. 600 calls at once from one channel: with a backlog of 2, gRPC core refuses some
+    before any Python runs; with gRPC's own default (1000) all of them queue and are served."""
+    running = serving(eyestate_service(eyestate_args(max_pending_rpcs=max_pending, peer_share=1.0)))
+    request = encoded_request(real_crops[:2])
+
+    async def flood() -> collections.Counter:
+        async with grpc.aio.insecure_channel(running.address) as channel:
+            stub = eyestate_pb2_grpc.EyeStateServiceStub(channel)
+            await stub.ClassifyEyes(request, timeout=10)
+
+            async def one() -> str:
+                try:
+                    await stub.ClassifyEyes(request, timeout=30)
+                    return "OK"
+                except grpc.aio.AioRpcError as exc:
+                    return exc.code().name
+
+            codes = collections.Counter(await asyncio.gather(*(one() for _ in range(600))))
+            assert (await stub.ClassifyEyes(request, timeout=10)).results  # served again once the flood is over
+            return codes
+
+    try:
+        codes = asyncio.run(flood())
+        assert set(codes) <= {"OK", "CANCELLED"}, codes  # nothing else: no UNKNOWN, no deadline missed
+        assert codes["OK"] > 0
+        if max_pending == 2:
+            assert codes["CANCELLED"] > 0, codes
+        else:
+            assert codes["OK"] == 600, codes
+        assert health_status(running.address) == SERVING
+    finally:
         running.close()

@@ -20,7 +20,7 @@ from blinkstack.common import images
 from blinkstack.common.config import env_option, parse_bool
 from blinkstack.common.rpc_boundary import RpcBoundary
 from blinkstack.common.security import TokenTable, server_credentials
-from blinkstack.services import ServiceSpec
+from blinkstack.services import AGGREGATOR, ServiceSpec
 
 log = logging.getLogger(__name__)
 READINESS_TIMEOUT_S = 5.0
@@ -55,6 +55,7 @@ class ServerSettings:
     decode_budget_pixels: int = images.DECODE_BUDGET_PIXELS
     peer_share: float = 0.5  # of any admission limit, one peer (token, else IP address) may hold
     stream_idle_s: float = 30.0  # a client stream silent this long is ended (0: never)
+    max_pending_rpcs: int = 128  # calls arrived but not yet started, beyond which gRPC core refuses new ones
 
 
 def add_server_options(parser: argparse.ArgumentParser, spec: ServiceSpec) -> None:
@@ -112,6 +113,17 @@ def add_server_options(parser: argparse.ArgumentParser, spec: ServiceSpec) -> No
     )
     env_option(
         group,
+        "--max-pending-rpcs",
+        "BLINKSTACK_MAX_PENDING_RPCS",
+        spec.max_pending_rpcs,
+        int,
+        help="calls that have arrived but not yet started; beyond it gRPC core refuses new calls before they cost "
+        "any Python work (clients see CANCELLED), refusing all of them at twice this. Bounds the queue in front "
+        "of admission: a flood of cheap calls is refused instead of aging past every deadline. The aggregator's "
+        f"default is {AGGREGATOR.max_pending_rpcs}: every subscriber may reconnect at once",
+    )
+    env_option(
+        group,
         "--peer-share",
         "BLINKSTACK_PEER_SHARE",
         0.5,
@@ -149,6 +161,8 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
             f"--decode-budget-pixels must be at least {images.MAX_PIXELS_PER_REQUEST:,} (one 4096x4096 image); got "
             f"{args.decode_budget_pixels:,}"
         )
+    if args.max_pending_rpcs < 1:
+        raise ValueError(f"--max-pending-rpcs must be >= 1 (got {args.max_pending_rpcs})")
     if not 0 < args.peer_share <= 1:
         raise ValueError(f"--peer-share must be in (0, 1] (got {args.peer_share})")
     if args.stream_idle_s < 0:
@@ -174,6 +188,7 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         decode_budget_pixels=args.decode_budget_pixels,
         peer_share=args.peer_share,
         stream_idle_s=args.stream_idle_s,
+        max_pending_rpcs=args.max_pending_rpcs,
     )
 
 
@@ -209,6 +224,11 @@ class ServiceHost:
                 ("grpc.max_send_message_length", s.max_message_bytes),
                 ("grpc.so_reuseport", 0),  # a second server on the same port must fail, not share it
                 *KEEPALIVE,
+                # Python takes calls from gRPC core one at a time, and a flood of cheap calls outruns it: they
+                # queue in core, unseen by admission, until each has waited past its deadline. Core refuses
+                # beyond this backlog (with rising probability up to twice it), at C cost.
+                ("grpc.server.max_pending_requests", s.max_pending_rpcs),
+                ("grpc.server.max_pending_requests_hard_limit", 2 * s.max_pending_rpcs),
             ],
         )
         self._register(server)

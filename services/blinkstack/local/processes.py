@@ -63,13 +63,17 @@ class ServiceProcess:
 
 
 @contextmanager
-def service_process(spec: ServiceSpec, env: dict[str, str] | None = None) -> Iterator[ServiceProcess]:
+def service_process(
+    spec: ServiceSpec, env: dict[str, str] | None = None, cpus: set[int] | None = None
+) -> Iterator[ServiceProcess]:
     """`blinkstack serve <service>` as a child process on a free loopback port, without a metrics port and with
-    `env` on top of this process's environment, once it accepts connections; stopped afterwards."""
+    `env` on top of this process's environment, once it accepts connections; stopped afterwards. With `cpus`,
+    it runs on those CPUs only (benchmarks: the load generator must not take the server's)."""
     port = free_port()
     full_env = {**os.environ, spec.port_env: str(port), spec.metrics_port_env: "0", **(env or {})}
     command = [sys.executable, "-m", "blinkstack.cli", "serve", spec.name]
-    process = subprocess.Popen(command, env=full_env, stdout=subprocess.DEVNULL)
+    pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+    process = subprocess.Popen(command, env=full_env, stdout=subprocess.DEVNULL, preexec_fn=pin)
     address = f"127.0.0.1:{port}"
     try:
         with grpc.insecure_channel(address) as channel:
