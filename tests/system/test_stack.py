@@ -30,7 +30,8 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 
 
 class Up:
-    """`blinkstack up` in a subprocess on free ports."""
+    """`blinkstack up` in a subprocess on free ports, run from `data_dir`: not the checkout, so every default
+    path (the model repository above all) is found from the checkout blinkstack was installed from."""
 
     def __init__(self, data_dir, ports: dict[str, int]) -> None:
         self.ports, self.data_dir = ports, data_dir
@@ -40,6 +41,7 @@ class Up:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            cwd=data_dir,
         )
         self.output: list[str] = []
 

@@ -64,3 +64,18 @@ def test_serve_imports_serving_code_only():
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, f"serving imports tool modules: {result.stdout}{result.stderr}"
+
+
+def test_default_paths_are_found_in_the_checkout_blinkstack_was_installed_from_when_run_elsewhere(
+    tmp_path, monkeypatch
+):
+    """CI installs the service image's set with `pip install .` and the test set with `pip install -e .`: both
+    record this checkout, so from any other directory the relative defaults still resolve into it."""
+    from blinkstack.common import paths
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("BLINKSTACK_MODEL_REPOSITORY", raising=False)
+    assert paths.installed_from() == REPO_ROOT.resolve()
+    assert paths.model_repository() == (REPO_ROOT / "model_repository").resolve()
+    assert (tmp_path / "mine").mkdir() is None and paths.located("mine") == paths.Path("mine")  # present here: kept
+    assert paths.located("absent") == paths.Path("absent")  # nowhere: as given, for the error that names it

@@ -99,7 +99,7 @@ class BackendOptions:
 
 def backend_options(args: argparse.Namespace) -> BackendOptions:
     """The parsed settings; the embedded backend's model repository must exist (a ValueError says how)."""
-    repository = Path(args.model_repository)
+    repository = paths.located(args.model_repository)
     if args.backend == "onnxruntime":
         paths.require(repository, "model repository", "pass --model-repository or set BLINKSTACK_MODEL_REPOSITORY")
     return BackendOptions(
