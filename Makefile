@@ -60,6 +60,7 @@ eval: venv
 test: venv triton-env
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 	$(PY) -m pytest
 
 # The inner loop: the unit tier (engine, events, preprocessing, tracking, configuration), seconds.

@@ -22,3 +22,18 @@ def test_every_service_lives_in_the_versioned_package():
         "blinkstack.v1.DetectorService",
         "blinkstack.v1.EyeStateService",
     ]
+
+
+def test_the_duration_limits_the_contract_quotes_are_the_engines_defaults():
+    """aggregator.proto tells clients what a BLINK, WINK and LONG_CLOSURE are; it once said 50-500 ms while the
+    engine counted blinks up to 1000 ms."""
+    from blinkstack.aggregator.track_state import EngineConfig
+    from tests.helpers import REPO_ROOT
+
+    text = " ".join((REPO_ROOT / "protos/blinkstack/v1/aggregator.proto").read_text().replace("//", " ").split())
+    d = EngineConfig()
+    assert f"blink duration limits (default {d.blink_min_ms:g}-{d.blink_max_ms:g} ms)" in text
+    assert f"wink duration limits (default {d.blink_min_ms:g}-{d.wink_max_ms:g} ms)" in text
+    assert f"long-closure limit (default {d.long_closure_ms:g} ms)" in text
+    assert f"durations (default {', '.join(f'{s:g}' for s in d.closure_alerts_s)} s;" in text
+    assert f"in microseconds (default {d.window_s:g} s)" in text

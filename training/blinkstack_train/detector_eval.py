@@ -214,6 +214,8 @@ def measure_eye_geometry(repository: Path, data_dir: Path = data.DEFAULT_DATA_DI
         gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         for _, patch_row in patches[patches.group_id == group].iterrows():
             patch = cv2.imdecode(np.frombuffer(patch_row.image_png, np.uint8), cv2.IMREAD_GRAYSCALE)
+            if patch is None:
+                raise ValueError(f"patch {patch_row.name} of group {group} is not a PNG")
             best = _match_patch(gray, patch, iod)
             if best[2] is None:
                 continue

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import fields, replace
+from typing import Any
 
 from blinkstack.aggregator import engine
 from blinkstack.v1 import types_pb2
@@ -42,7 +43,7 @@ def parse_grid(items: list[str]) -> dict[str, list[float]]:
     return grid
 
 
-def settings(grid: dict[str, list[float]]) -> list[dict[str, float]]:
+def settings(grid: dict[str, list[float]]) -> list[dict[str, Any]]:
     names = list(grid)
     return [dict(zip(names, values, strict=True)) for values in itertools.product(*(grid[n] for n in names))]
 

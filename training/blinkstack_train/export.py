@@ -13,6 +13,7 @@ import itertools
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -80,6 +81,8 @@ def to_onnx(model: nn.Module, path: Path, output_name: str = "prob_open") -> Non
         dynamo=True,
         verbose=False,
     )
+    if program is None:  # dynamo=True always returns one; None is the legacy exporter's answer
+        raise RuntimeError("torch.onnx.export returned no ONNX program")
     slim = onnxslim.slim(program.model_proto)
     onnx.checker.check_model(slim, full_check=True)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -157,7 +160,7 @@ def export(
     except ParityError:
         out.unlink(missing_ok=True)
         raise
-    result = {
+    result: dict[str, Any] = {
         "checkpoint": str(checkpoint),
         "model_name": model.name,
         "onnx": str(out),

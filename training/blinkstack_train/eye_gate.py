@@ -37,6 +37,7 @@ from torch import nn
 from blinkstack.common.images import box_message, crop
 from blinkstack.common.model_repository import EYE_GATE_MODEL, MODEL_FILENAME, file_sha256, write_configs
 from blinkstack.common.preprocess import crop_to_gray_input, decode_image
+from blinkstack.detector.faces import Face
 from blinkstack.detector.front_end import FrontEndModels, embedded_models
 from blinkstack.tools.progress import progress
 from blinkstack_train import data, zju
@@ -74,7 +75,7 @@ class GateData:
 
 
 def eye_and_other_patches(
-    frame: np.ndarray, faces: list, rng: np.random.Generator, per_frame: int
+    frame: np.ndarray, faces: list[Face], rng: np.random.Generator, per_frame: int
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """The best face's two eye crops, and `per_frame` patches of the frame that are not eyes."""
     height, width = frame.shape[:2]
@@ -87,7 +88,8 @@ def eye_and_other_patches(
     if not all(0 <= c[0] < width and 0 <= c[1] < height for c in centres):
         return [], []  # an eye outside the frame: neither an eye crop nor a safe place for non-eye patches
     positives = [crop_to_gray_input(crop(frame, box_message(*e.crop.box, e.crop.angle_deg), "eye")) for e in eyes]
-    negatives, attempts = [], 0
+    negatives: list[np.ndarray] = []
+    attempts = 0
     while len(negatives) < per_frame and attempts < per_frame * 20:
         attempts += 1
         size = side * rng.uniform(0.6, 1.6)

@@ -48,6 +48,8 @@ def main() -> None:
             current = stream
         start = _cpu_seconds()
         frame = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+        if frame is None or mesh is None:
+            raise ValueError(f"frame {i} of {stream} is not a JPEG")
         result = mesh.process(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
         cpu += _cpu_seconds() - start
         if result.multi_face_landmarks:

@@ -91,7 +91,7 @@ async def _ours(repository: Path, jpegs: list[bytes], streams: list[str], subset
     stream, current = None, None
     try:
         for i, (jpeg, name) in enumerate(progress(list(zip(jpegs, streams, strict=True)), desc="front end")):
-            if name != current:
+            if stream is None or name != current:
                 stream, current = models.stream(), name
             faces, _, _ = await stream.faces(decode_image(jpeg))
             if faces:

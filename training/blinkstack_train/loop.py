@@ -98,7 +98,7 @@ class Trainer:
 
     @property
     def lr(self) -> float:
-        return self.scheduler.get_last_lr()[0]
+        return float(self.scheduler.get_last_lr()[0])
 
 
 def train_one_epoch(

@@ -50,7 +50,7 @@ def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, bins: int 
     return float(error)
 
 
-def reliability(labels: np.ndarray, probs: np.ndarray, bins: int = 15) -> dict[str, list[float]]:
+def reliability(labels: np.ndarray, probs: np.ndarray, bins: int = 15) -> dict[str, list[float] | list[int]]:
     edges = np.linspace(0.0, 1.0, bins + 1)
     index = np.clip(np.digitize(probs, edges[1:-1]), 0, bins - 1)
     centres, confidence, accuracy, counts = [], [], [], []

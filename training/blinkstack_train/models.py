@@ -56,6 +56,8 @@ class InvertedResidual(nn.Module):
 
 
 class EyeStateNet(nn.Module):
+    name: str = ""  # the registry name (`build_model`), carried into checkpoints and export reports
+
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
         layers: list[nn.Module] = [conv_bn_relu(1, spec.stem, kernel=3)]

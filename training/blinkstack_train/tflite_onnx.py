@@ -69,10 +69,20 @@ class _Graph:
         self.initializers.append(numpy_helper.from_array(np.array(value, order="C"), name))  # 0-d stays 0-d
         return name
 
+    def scalar(self, value: float, hint: str) -> str:
+        return self.constant(np.array(value, np.float32), hint)
+
     def node(self, op: str, inputs: list[str], hint: str, **attrs) -> str:
         out = self.fresh(hint)
         self.nodes.append(helper.make_node(op, inputs, [out], name=out, **attrs))
         return out
+
+    def weights(self, index: int) -> np.ndarray:
+        """A tensor that must be a constant (weights, biases, paddings, slice bounds)."""
+        value = self.value(index)
+        if value is None:
+            raise UnsupportedModel(f"tensor {index} is an activation where a constant is expected")
+        return value
 
     def value(self, index: int) -> np.ndarray | None:
         """A constant tensor's value (weights, biases, paddings), None for an activation."""
@@ -109,7 +119,7 @@ def _activation(graph: _Graph, name: str, fused: int) -> str:
     if fused == tflite.ActivationFunctionType.RELU:
         return graph.node("Relu", [name], "relu")
     if fused == tflite.ActivationFunctionType.RELU6:
-        low, high = graph.constant(np.float32(0), "zero"), graph.constant(np.float32(6), "six")
+        low, high = graph.scalar(0, "zero"), graph.scalar(6, "six")
         return graph.node("Clip", [name, low, high], "relu6")
     raise UnsupportedModel(f"fused activation {fused}")
 
@@ -123,7 +133,7 @@ def _options(op: tflite.Operator, cls):
 
 def _conv(graph: _Graph, op: tflite.Operator, depthwise: bool) -> str:
     x, w, b = (op.Inputs(i) for i in range(3))
-    weights = graph.value(w).astype(np.float32)
+    weights = graph.weights(w).astype(np.float32)
     options = _options(op, tflite.DepthwiseConv2DOptions if depthwise else tflite.Conv2DOptions)
     in_shape = graph.shape(x)  # NHWC
     strides = (options.StrideH(), options.StrideW())
@@ -168,7 +178,7 @@ def _binary(graph: _Graph, op: tflite.Operator, onnx_op: str, options_class) -> 
     a, b = op.Inputs(0), op.Inputs(1)
     rank = len(graph.shape(op.Outputs(0)))
     operands = [
-        graph.names[i] if graph.value(i) is None else _broadcastable(graph, graph.value(i), rank) for i in (a, b)
+        graph.names[i] if graph.value(i) is None else _broadcastable(graph, graph.weights(i), rank) for i in (a, b)
     ]
     out = graph.node(onnx_op, operands, onnx_op.lower())
     return _activation(graph, out, _options(op, options_class).FusedActivationFunction())
@@ -182,7 +192,7 @@ def _prelu(graph: _Graph, op: tflite.Operator) -> str:
     model then runs in 1.5 ms (one thread), within 1e-4 of the PRelu graph.
     """
     x, alpha = op.Inputs(0), op.Inputs(1)
-    slope = graph.value(alpha).astype(np.float32)
+    slope = graph.weights(alpha).astype(np.float32)
     # TFLite's alpha broadcasts over NHWC ([C], [1, 1, C] or [H, W, C]); ONNX's over NCHW.
     slope = slope.reshape((1,) * (3 - slope.ndim) + slope.shape).transpose(2, 0, 1)
     source = graph.names[x]
@@ -193,7 +203,7 @@ def _prelu(graph: _Graph, op: tflite.Operator) -> str:
 
 
 def _pad(graph: _Graph, op: tflite.Operator) -> str:
-    x, paddings = op.Inputs(0), graph.value(op.Inputs(1))
+    x, paddings = op.Inputs(0), graph.weights(op.Inputs(1))
     nchw = paddings[list(_NHWC_TO_NCHW)]
     pads = np.concatenate([nchw[:, 0], nchw[:, 1]]).astype(np.int64)
     return graph.node("Pad", [graph.names[x], graph.constant(pads, "pads")], "pad", mode="constant")
@@ -233,7 +243,7 @@ def _dequantize(graph: _Graph, op: tflite.Operator) -> str | None:
 def _identity_slice(graph: _Graph, op: tflite.Operator) -> str:
     """STRIDED_SLICE that keeps the whole tensor (the attention model ends its mesh output with one)."""
     x = op.Inputs(0)
-    begin, end, strides = (graph.value(op.Inputs(i)) for i in (1, 2, 3))
+    begin, end, strides = (graph.weights(op.Inputs(i)) for i in (1, 2, 3))
     options = _options(op, tflite.StridedSliceOptions)
     masks = (options.BeginMask(), options.EndMask(), options.EllipsisMask(), options.NewAxisMask())
     if begin.any() or list(end) != graph.shape(x) or (strides != 1).any() or any(masks) or options.ShrinkAxisMask():
@@ -304,7 +314,7 @@ def _landmarks_to_transform_matrix(graph: _Graph, op: tflite.Operator) -> str:
     high = graph.node("ReduceMax", [rotated, axes], "high", keepdims=0)  # [N, 2]
     low = graph.node("ReduceMin", [rotated, axes], "low", keepdims=0)
     size = graph.node("Sub", [high, low], "size")
-    middle = graph.node("Mul", [graph.node("Add", [high, low], "sum"), graph.constant(np.float32(0.5), "half")], "mid")
+    middle = graph.node("Mul", [graph.node("Add", [high, low], "sum"), graph.scalar(0.5, "half")], "mid")
     # Back to the landmarks' frame: centre = R(t) middle (as a row vector: middle @ R(t)^T).
     turn = graph.node("Transpose", [undo], "turn", perm=[0, 2, 1])
     middle3 = graph.node("Reshape", [middle, graph.constant(np.array([-1, 1, 2], np.int64), "shape")], "mid3")
@@ -317,7 +327,10 @@ def _landmarks_to_transform_matrix(graph: _Graph, op: tflite.Operator) -> str:
     cx, cy = part(centre, 0), part(centre, 1)
     a00, a01 = graph.node("Mul", [cos, sx], "a00"), graph.node("Mul", [neg_sin, sy], "a01")
     a10, a11 = graph.node("Mul", [sin, sx], "a10"), graph.node("Mul", [cos, sy], "a11")
-    half_w, half_h = graph.constant(np.float32(-out_w / 2), "hw"), graph.constant(np.float32(-out_h / 2), "hh")
+    half_w, half_h = (
+        graph.scalar(-out_w / 2, "hw"),
+        graph.scalar(-out_h / 2, "hh"),
+    )
 
     def shift(c: str, first: str, second: str) -> str:
         return graph.node(
@@ -328,8 +341,8 @@ def _landmarks_to_transform_matrix(graph: _Graph, op: tflite.Operator) -> str:
         )  # fmt: skip
 
     tx, ty = shift(cx, a00, a01), shift(cy, a10, a11)
-    zero = graph.node("Mul", [cos, graph.constant(np.float32(0), "zero")], "zero")  # [N, 1] zeros
-    one = graph.node("Add", [zero, graph.constant(np.float32(1), "one")], "one")
+    zero = graph.node("Mul", [cos, graph.scalar(0, "zero")], "zero")  # [N, 1] zeros
+    one = graph.node("Add", [zero, graph.scalar(1, "one")], "one")
     rows = [a00, a01, zero, tx, a10, a11, zero, ty, zero, zero, one, zero, zero, zero, zero, one]
     flat = graph.node("Concat", rows, "matrix", axis=1)
     return graph.node("Reshape", [flat, graph.constant(np.array([-1, 4, 4], np.int64), "shape")], "matrix")
@@ -348,11 +361,11 @@ def _transform_tensor_bilinear(graph: _Graph, op: tflite.Operator) -> str:
     _, transposed, shift = _columns(graph, matrix)
     positions = graph.node("Add", [graph.node("MatMul", [graph.constant(centres, "pixels"), transposed], "p"), shift],
                            "positions")  # fmt: skip
-    positions = graph.node("Sub", [positions, graph.constant(np.float32(0.5), "half")], "positions")  # [N, P, 2]
+    positions = graph.node("Sub", [positions, graph.scalar(0.5, "half")], "positions")  # [N, P, 2]
     limits = np.array([width - 1, height - 1], np.float32)
     inside = graph.node(
         "And",
-        [graph.node("GreaterOrEqual", [positions, graph.constant(np.float32(0), "zero")], "ge"),
+        [graph.node("GreaterOrEqual", [positions, graph.scalar(0, "zero")], "ge"),
          graph.node("LessOrEqual", [positions, graph.constant(limits, "limits")], "le")],
         "inside",
     )  # fmt: skip
@@ -362,7 +375,7 @@ def _transform_tensor_bilinear(graph: _Graph, op: tflite.Operator) -> str:
     mask = graph.node("Reshape", [inside, graph.constant(np.array([-1, 1, out_h, out_w], np.int64), "shape")], "mask")
     normalised = graph.node(
         "Sub", [graph.node("Mul", [positions, graph.constant(2 / limits, "scale")], "n"),
-                graph.constant(np.float32(1), "one")], "grid"
+                graph.scalar(1, "one")], "grid"
     )  # fmt: skip
     grid = graph.node(
         "Reshape", [normalised, graph.constant(np.array([-1, out_h, out_w, 2], np.int64), "shape")], "grid"

@@ -318,7 +318,7 @@ def evaluate_video(
     def run_all(fold_clips: list[zju.Clip], aggregator: str, tag: str, with_eyeblink8: bool) -> None:
         for encoding in encodings:
             runs[encoding.name] += run_clips(fold_clips, aggregator, tag, progress, encoding)
-            if with_eyeblink8:
+            if with_eyeblink8 and eyeblink8 is not None:
                 eb8[encoding.name] = run_eyeblink8(eyeblink8, aggregator, tag, eyeblink8_dir(encoding), encoding)
 
     with tempfile.TemporaryDirectory(prefix="blinkstack-video-eval-") as tmp:

@@ -7,6 +7,7 @@ Names come from the engine's enums and the proto's (`EVENT_TYPE_` + name), so a 
 from __future__ import annotations
 
 import re
+from typing import cast
 
 from blinkstack.aggregator import engine
 from blinkstack.v1 import aggregator_pb2
@@ -51,7 +52,8 @@ def to_message(event_id: str, fields: dict[str, str]) -> aggregator_pb2.BlinkEve
         min_prob_open=float(fields["min_prob_open"]),
         truncated=fields["truncated"] == "1",
         key=fields["key"],
-        level=int(fields.get("level", 0)),  # events stored before drowsiness levels have neither field
+        # Events stored before drowsiness levels have neither field.
+        level=cast(aggregator_pb2.DrowsinessLevel, int(fields.get("level", 0))),
         escalation=int(fields.get("escalation", 0)),
     )
 

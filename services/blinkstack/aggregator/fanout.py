@@ -49,7 +49,7 @@ class EventFanout:
         self.store, self.block_ms, self.buffer = store, block_ms, buffer
         self._subscribers: set[_Subscriber] = set()
         self._readers: list[asyncio.Task] = []
-        self._positions: list[str | None] = [None] * store.shards  # each reader's last event passed on
+        self._positions = ["0-0"] * store.shards  # each reader's last event passed on, once it is ready
         self._ready = [asyncio.Event() for _ in range(store.shards)]  # the reader has its starting position
         self._closing = False
 
@@ -124,7 +124,7 @@ class EventFanout:
         # turn it into a connection error (what `store.raise_if_cancelled` catches in the retry loop).
         while not self._closing:
             try:
-                if self._positions[shard] is None:
+                if not self._ready[shard].is_set():
                     self._positions[shard] = await self.store.last_event_id(shard)
                     self._ready[shard].set()
                 entries = await self.store.read_events(shard, self._positions[shard], self.block_ms)

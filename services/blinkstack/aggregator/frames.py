@@ -15,8 +15,9 @@ import collections
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar, cast
 
 import grpc
 import numpy as np
@@ -30,6 +31,8 @@ from blinkstack.common.errors import FailedPrecondition, InvalidInput, ServiceEr
 from blinkstack.common.security import require_stream
 from blinkstack.common.tracking import Tracker
 from blinkstack.v1 import aggregator_pb2, detector_pb2, detector_pb2_grpc, eyestate_pb2, eyestate_pb2_grpc, types_pb2
+
+Reply = TypeVar("Reply")
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +84,9 @@ def check_frame(frame: types_pb2.Frame, stream_id: str) -> None:
         raise InvalidInput("frame.image is missing")
 
 
-async def call_downstream(method: Callable, request: object, what: str, timeout: float | None) -> object:
+async def call_downstream(
+    method: Callable[..., Awaitable[Reply]], request: object, what: str, timeout: float | None
+) -> Reply:
     """Call the detector or eye-state service; its refusal of the frame is the client's INVALID_ARGUMENT, any
     other failure is UNAVAILABLE."""
     try:
@@ -381,7 +386,9 @@ class CameraStream:
             result.model.CopyFrom(look.model)
         probs = np.array([[v.usable_prob for v in face] for face in verdicts], dtype=float).reshape(-1, 2)
         result.frame_width, result.frame_height = look.detection.frame_width, look.detection.frame_height
-        judged = probs  # the readings the OPEN/CLOSED states are decided on
+        judged: np.ndarray | list[tuple[float | None, float | None]] = (
+            probs  # the readings the OPEN/CLOSED states are decided on
+        )
         if admitted.late:
             ids = [0] * len(faces)  # late frames leave the tracker and the engine alone
             result.status = aggregator_pb2.FRAME_STATUS_LATE
@@ -428,7 +435,8 @@ class CameraStream:
         self, eye: detector_pb2.EyeDetection, verdict: EyeVerdict, judged: float | None
     ) -> aggregator_pb2.EyeReading:
         """OPEN/CLOSED from `judged` (prob_open relative to the eye's open level), or UNKNOWN with the reason."""
-        reading = aggregator_pb2.EyeReading(eye=eye.eye, box=eye.box, reason=verdict.reason)
+        reason = cast(types_pb2.UnknownReason, verdict.reason)
+        reading = aggregator_pb2.EyeReading(eye=eye.eye, box=eye.box, reason=reason)
         if eye.HasField("landmarks"):
             reading.landmarks.CopyFrom(eye.landmarks)
         if verdict.prob_open is not None:
@@ -456,7 +464,7 @@ class CameraStream:
 
     async def _advance(
         self, admitted: Admitted, faces: list, probs: np.ndarray
-    ) -> tuple[list[int], list[aggregator_pb2.BlinkEvent], list[tuple[float, float]]]:
+    ) -> tuple[list[int], list[aggregator_pb2.BlinkEvent], list[tuple[float | None, float | None]]]:
         """Track ids, the events completed, and each face's readings relative to its eyes' open levels."""
         seq, timestamp = admitted.position, admitted.timestamp
         before = self.tracker.track_ids

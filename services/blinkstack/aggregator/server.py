@@ -23,6 +23,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Callable
 from functools import partial
+from typing import cast
 
 import grpc
 
@@ -87,7 +88,7 @@ def stats_message(stream_id: str, track_id: int, result: engine.Stats) -> aggreg
         open_ratio=result.open_ratio,
         mean_blink_duration_ms=result.mean_blink_duration_ms,
         last_timestamp_us=result.last_timestamp_us or 0,
-        drowsiness=int(result.level),
+        drowsiness=cast(aggregator_pb2.DrowsinessLevel, int(result.level)),
     )
     if result.last_event is not None:
         reply.last_event.CopyFrom(events.to_message("", events.to_fields(result.last_event, stream_id, track_id)))
@@ -224,7 +225,9 @@ class _Backend:
 
     async def _check_credentials(self) -> str:
         """One authenticated call to each downstream service: GetModelInfo, and DetectEyes on an 8x8 frame."""
-        tiny = types_pb2.Image(raw=types_pb2.RawImage(pixels=bytes(64), width=8, height=8, format=1))
+        tiny = types_pb2.Image(
+            raw=types_pb2.RawImage(pixels=bytes(64), width=8, height=8, format=types_pb2.PIXEL_FORMAT_GRAY8)
+        )
         eyestate = eyestate_pb2_grpc.EyeStateServiceStub(self.eyestate)
         detector = detector_pb2_grpc.DetectorServiceStub(self.detector)
         calls = [

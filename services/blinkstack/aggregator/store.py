@@ -34,7 +34,7 @@ import time
 import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
@@ -318,7 +318,8 @@ class RedisStore:
             )
 
     async def read_hash(self, key: str) -> dict[str, str]:
-        raw = await self.retrying(lambda: self.redis.hgetall(key))
+        # redis-py types its replies for either `decode_responses`; this client never decodes: bytes.
+        raw = cast(dict[bytes, bytes], await self.retrying(lambda: self.redis.hgetall(key)))
         return {k.decode(): v.decode() for k, v in raw.items()}
 
     async def apply(self, writes: list[Write]) -> list[list[str] | None]:
@@ -356,14 +357,16 @@ class RedisStore:
     async def last_event_id(self, shard: int) -> str:
         """The Redis id of the shard's newest event ("0-0": none)."""
         newest = await self.retrying(lambda: self.redis.xrevrange(self.keys.events(shard), count=1))
-        return newest[0][0].decode() if newest else "0-0"
+        return cast(bytes, newest[0][0]).decode() if newest else "0-0"
 
     async def read_events(
         self, shard: int, after_id: str, block_ms: int | None, count: int = 256
     ) -> list[tuple[str, dict[str, str]]]:
         """The shard's events (Redis ids) after `after_id`, waiting up to `block_ms` for the first one (None:
         not at all)."""
-        reply = await self.redis.xread({self.keys.events(shard): after_id}, count=count, block=block_ms)
+        reply: list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]] = cast(
+            list, await self.redis.xread({self.keys.events(shard): after_id}, count=count, block=block_ms)
+        )
         if not reply:
             return []
         return [

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Any
 
 UNKNOWN, OPEN, CLOSED = "unknown", "open", "closed"
 
@@ -80,7 +81,7 @@ class EngineConfig:
         open level bounded to 6.5. Measured on `evaluate-events` timelines of independent MRL crops: BLINK
         precision / recall 0.960 / 0.990 on the test people, 0.971 / 0.971 on the validation people (the webcam
         defaults: 0.45 / 1.0 on the test people, whose worst subject reads 20 % of open crops as closed)."""
-        preset = {"smooth_ms": 50.0, "closed_below": 0.2, "open_above": 0.5, "open_level_max": 6.5}
+        preset: dict[str, Any] = {"smooth_ms": 50.0, "closed_below": 0.2, "open_above": 0.5, "open_level_max": 6.5}
         return cls(**{**preset, **overrides})
 
     def __post_init__(self) -> None:

@@ -37,14 +37,15 @@ def env_option(
         raise SystemExit(f"invalid ${env}={raw!r}: {exc}") from None
     text = f"{help} [env {env}, default {default!r}]".replace("%", "%%")  # argparse formats help with %
     action = parser.add_argument(flag, type=kind, default=value, help=text, **kwargs)
-    action.env, action.env_default = env, default  # for the configuration table (`env_table`)
+    vars(action).update(env=env, env_default=default)  # for the configuration table (`env_table`)
 
 
 def env_table(parser: argparse.ArgumentParser) -> list[tuple[str, str, Any, str]]:
     """(env name, flag, built-in default, help) of every `env_option` of `parser`, in order."""
     rows = []
     for action in parser._actions:
-        if hasattr(action, "env"):
+        env = vars(action).get("env")
+        if env is not None:
             help_text = (action.help or "").split(" [env ")[0].replace("%%", "%")
-            rows.append((action.env, action.option_strings[-1], action.env_default, help_text))
+            rows.append((env, action.option_strings[-1], vars(action)["env_default"], help_text))
     return rows

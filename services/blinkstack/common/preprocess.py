@@ -45,7 +45,7 @@ def decode_image(data: bytes, gray: bool = False) -> np.ndarray:
         raise ImageDecodeError(f"cannot decode {len(data)} bytes as PNG/JPEG")
     if image.dtype != np.uint8:
         # 16-bit PNGs: keep the most significant byte, as an 8-bit camera would.
-        image = (image >> 8).astype(np.uint8) if image.dtype == np.uint16 else image.astype(np.uint8)
+        image = np.right_shift(image, 8).astype(np.uint8) if image.dtype == np.uint16 else image.astype(np.uint8)
     return image
 
 

@@ -138,10 +138,9 @@ class RpcBoundary(grpc.aio.ServerInterceptor):
         behavior = getattr(handler, kind)
         # Requests arrive as bytes and are parsed here, so a malformed message is the client's INVALID_ARGUMENT
         # (naming which message of a stream), not gRPC's UNKNOWN with a traceback in the log.
-        if kind.startswith("stream"):
-            parse = _stream_parser(handler.request_deserializer, self.idle_s)
-        else:
-            parse = _message_parser(handler.request_deserializer)
+        deserialize = handler.request_deserializer or _unparsed
+        stream = kind.startswith("stream")
+        parse: Callable = _stream_parser(deserialize, self.idle_s) if stream else _message_parser(deserialize)
         wrap = self._stream if inspect.isasyncgenfunction(behavior) else self._unary
         wrapped = wrap(behavior, method, parse)
         return _HANDLER_KINDS[kind](wrapped, None, handler.response_serializer)
@@ -190,6 +189,10 @@ _HANDLER_KINDS = {
     "stream_stream": grpc.stream_stream_rpc_method_handler,
 }
 MAX_DETAIL_CHARS = 200  # of a parser's complaint quoted back to the client
+
+
+def _unparsed(raw: bytes) -> bytes:  # a handler registered without a deserializer takes the bytes as they are
+    return raw
 
 
 def _parsed(deserializer: Callable[[bytes], Any], raw: bytes, what: str) -> Any:

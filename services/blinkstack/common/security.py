@@ -27,7 +27,7 @@ import hashlib
 import hmac
 import json
 import ssl
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,7 +110,7 @@ class TokenTable:
             grants[hashlib.sha256(entry["token"].encode()).digest()] = grant
         return cls(grants)
 
-    def authorize(self, metadata: Sequence[tuple[str, str | bytes]] | None, method: str) -> Grant:
+    def authorize(self, metadata: Iterable[tuple[str, str | bytes]] | None, method: str) -> Grant:
         """The grant of the call's bearer token, if it covers `method`."""
         header = next((str(v) for k, v in metadata or () if k == "authorization"), "")
         scheme, _, token = header.partition(" ")
@@ -159,7 +159,7 @@ def server_credentials(cert: str, key: str, client_ca: str = "") -> grpc.ServerC
     except OSError as exc:
         raise ValueError(f"cannot read a TLS file: {exc}") from None
     try:
-        pair = (_read(key), _read(cert))
+        pair = (Path(key).read_bytes(), Path(cert).read_bytes())  # both given: checked above
         return grpc.ssl_server_credentials(
             [pair], root_certificates=_read(client_ca), require_client_auth=bool(client_ca)
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Self
 
 import numpy as np
 import tritonclient.grpc.aio as triton
@@ -128,7 +129,7 @@ class TritonModelBackend:
         self.model = model
 
     @classmethod
-    def from_options(cls, options: BackendOptions) -> TritonModelBackend:
+    def from_options(cls, options: BackendOptions) -> Self:
         model = TritonModel(
             options.triton_url,
             options.model_name,

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+import onnxruntime as ort
 
 from blinkstack.common.backend import BackendInfo, BackendUnavailable
 from blinkstack.common.model_repository import file_sha256, resolve_model_file
@@ -52,7 +53,7 @@ class OnnxRuntimeModel:
         self._model_dir = Path(repository) / model_name
         self._version, self._threads, self._providers = version, threads, providers
         self._pending = asyncio.Semaphore(max_pending)
-        self._session = None
+        self._session: ort.InferenceSession | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._info = BackendInfo("onnxruntime", model_name, "", 1)
 
@@ -62,8 +63,8 @@ class OnnxRuntimeModel:
 
     async def start(self) -> None:
         model_file, version = resolve_model_file(self._model_dir, self._version)
-        self._session = await asyncio.to_thread(create_session, model_file, self._threads, self._providers)
-        self._outputs = [o.name for o in self._session.get_outputs()]
+        self._session = session = await asyncio.to_thread(create_session, model_file, self._threads, self._providers)
+        self._outputs = [o.name for o in session.get_outputs()]
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self._info.model_name)
         self._info = BackendInfo("onnxruntime", self._info.model_name, str(version), 1, file_sha256(model_file))
 
@@ -71,6 +72,7 @@ class OnnxRuntimeModel:
         return self._session is not None and self._executor is not None
 
     def _run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        assert self._session is not None, "infer before start"
         return dict(zip(self._outputs, self._session.run(self._outputs, inputs), strict=True))
 
     async def infer(self, inputs: dict[str, np.ndarray], timeout: float | None = None) -> dict[str, np.ndarray]:

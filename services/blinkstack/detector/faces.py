@@ -29,10 +29,10 @@ class EyeCrop:
     angle_deg: float = 0.0
 
     @property
-    def box(self) -> np.ndarray:
+    def box(self) -> tuple[float, float, float, float]:
         """(x, y, width, height) of the unturned square."""
         half = self.side / 2
-        return np.array([self.centre[0] - half, self.centre[1] - half, self.side, self.side])
+        return float(self.centre[0] - half), float(self.centre[1] - half), float(self.side), float(self.side)
 
 
 @dataclass(frozen=True)

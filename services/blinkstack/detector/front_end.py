@@ -87,7 +87,8 @@ class LandmarkTracking:
             if new:
                 first, times = await self._follow(frame, [self.landmarker.adapter.region_for(d) for d in new],
                                                   timeout, times)  # fmt: skip
-                settled, times = await self._follow(frame, [f.region for f in first], timeout, times)
+                regions = [f.region for f in first if f.region is not None]  # landmark faces all have one
+                settled, times = await self._follow(frame, regions, timeout, times)
                 found += settled
             self._since_detection = 0
         else:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
@@ -23,7 +24,7 @@ from blinkstack.detector.engine import FaceDetector, StageTimes
 from blinkstack.detector.faces import Face
 
 # 21 px windows and 3 pyramid levels follow motion of ~60 px per frame at 640x480: a fast head turn at 30 fps.
-LK_PARAMS = {
+LK_PARAMS: dict[str, Any] = {
     "winSize": (21, 21),
     "maxLevel": 3,
     "criteria": (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03),
@@ -68,6 +69,7 @@ class LandmarkFlow:
 
     def _track(self, gray: np.ndarray) -> list[Face] | None:
         """Every face moved to `gray`, or None when any of them cannot be followed reliably."""
+        assert self._previous is not None, "tracking needs a previous frame"
         counts = [len(f.landmarks) for f in self._faces]
         start_points = np.concatenate([f.landmarks for f in self._faces]).astype(np.float32).reshape(-1, 1, 2)
         moved, found, _ = cv2.calcOpticalFlowPyrLK(self._previous, gray, start_points, None, **LK_PARAMS)

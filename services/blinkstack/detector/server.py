@@ -102,7 +102,7 @@ def eye_landmarks(outline: EyeOutline) -> types_pb2.EyeLandmarks:
     return message
 
 
-def eye_message(eye: Eye, which: int) -> detector_pb2.EyeDetection:
+def eye_message(eye: Eye, which: types_pb2.Eye) -> detector_pb2.EyeDetection:
     box = images.box_message(*eye.crop.box, eye.crop.angle_deg)
     message = detector_pb2.EyeDetection(eye=which, center=_point(eye.centre), box=box)
     if eye.outline is not None:

@@ -10,7 +10,9 @@ from blinkstack.common.backend import BackendInfo
 
 
 class EyeStateBackend(Protocol):
-    info: BackendInfo
+    @property
+    def info(self) -> BackendInfo:
+        """What is loaded: read-only to the service (a backend may replace it when it starts)."""
 
     async def start(self) -> None:
         """Load or connect; may raise BackendUnavailable when the backend is not there yet."""

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 
 from blinkstack.common import metrics
 from blinkstack.common.backend import BackendInfo, BackendUnavailable
@@ -76,9 +77,11 @@ class OnnxRuntimeBackend:
         self._max_batch, self._max_delay_s, self._queue_size = max_batch, max_delay_s, queue_size
         self._providers = providers
         self._inline_max_crops, self._run_batch = inline_max_crops, run_batch
-        self._session = self._inline_session = None
+        self._session: ort.InferenceSession | None = None
+        self._inline_session: ort.InferenceSession | None = None
         self._gate_dir = Path(repository) / EYE_GATE_MODEL if gate else None
-        self._gate = self._inline_gate = None
+        self._gate: ort.InferenceSession | None = None
+        self._inline_gate: ort.InferenceSession | None = None
         self._worker: asyncio.Task | None = None
         self._batch_sizes = metrics.EYESTATE_BATCH_SIZE.labels("onnxruntime")
         self._in_flight = 0  # infer calls on the batching path: queued, running or awaiting their result
@@ -87,10 +90,10 @@ class OnnxRuntimeBackend:
     async def start(self) -> None:
         model_file, version = resolve_model_file(self._model_dir, self._version)
         config = read_config(self._model_dir)
-        self._session = await asyncio.to_thread(create_session, model_file, self._threads, self._providers)
+        self._session = session = await asyncio.to_thread(create_session, model_file, self._threads, self._providers)
         # CPU only: a GPU session is no faster for one crop, and must not block the event loop.
         if self._inline_max_crops > 0 and (self._providers or [CPU_PROVIDER]) == [CPU_PROVIDER]:
-            if self._session.get_session_options().intra_op_num_threads == 1:
+            if session.get_session_options().intra_op_num_threads == 1:
                 self._inline_session = self._session
             else:
                 self._inline_session = await asyncio.to_thread(create_session, model_file, 1, self._providers)

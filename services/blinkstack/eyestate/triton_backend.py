@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Self
 
 import numpy as np
 
@@ -23,7 +24,7 @@ class TritonBackend(TritonModelBackend):
     gate: TritonModel | None = None
 
     @classmethod
-    def from_options(cls, options: BackendOptions) -> TritonBackend:
+    def from_options(cls, options: BackendOptions) -> Self:
         backend = super().from_options(options)
         backend.gate = TritonModel(
             options.triton_url,

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -25,6 +26,9 @@ from blinkstack.common import paths
 from blinkstack.local.processes import free_port, port_in_use, stop_process
 from blinkstack.local.redis_server import RedisError, RedisServer
 from blinkstack.services import AGGREGATOR, DETECTOR, EYESTATE, ServiceSpec
+
+if TYPE_CHECKING:  # imported only when Triton is asked for: its client is an optional extra
+    from blinkstack.local.triton_server import TritonServer
 
 DEFAULT_DATA_DIR = Path(".blinkstack")
 
@@ -64,7 +68,8 @@ class StackConfig:
     def on_free_ports(cls, data_dir: Path, **overrides: object) -> StackConfig:
         """Free loopback ports and no metrics ports: a tool's or benchmark's own stack beside a running `up`."""
         ports = {f"{name}_port": free_port() for name in ("detector", "eyestate", "aggregator", "redis")}
-        return cls(**{**ports, "metrics": False, "data_dir": Path(data_dir), **overrides})
+        settings: dict[str, Any] = {**ports, "metrics": False, "data_dir": Path(data_dir), **overrides}
+        return cls(**settings)
 
 
 def health(address: str) -> int | None:
@@ -91,7 +96,7 @@ class Stack:
     def __init__(self, config: StackConfig) -> None:
         self.config = config
         self.redis: RedisServer | None = None
-        self.triton = None
+        self.triton: TritonServer | None = None
         self.services: list[_Service] = []
 
     # --- start ---

@@ -65,8 +65,10 @@ def plot_timeline(result: WatchResult, path: Path, closed_below: float = 0.2, op
     faced = [f for f in result.frames if f.faces]
     seconds = np.array([f.timestamp_us for f in faced]) / 1e6
     fig, ax = plt.subplots(figsize=(14, 4))
-    ax.plot(seconds, [f.left for f in faced], lw=0.7, label="left eye prob_open (subject's left)")
-    ax.plot(seconds, [f.right for f in faced], lw=0.7, alpha=0.7, label="right eye prob_open")
+    ax.plot(
+        seconds, np.array([f.left for f in faced], dtype=float), lw=0.7, label="left eye prob_open (subject's left)"
+    )
+    ax.plot(seconds, np.array([f.right for f in faced], dtype=float), lw=0.7, alpha=0.7, label="right eye prob_open")
     for level, name in ((closed_below, "closed below"), (open_above, "open above")):
         ax.axhline(level, color="grey", ls=":", lw=1)
         ax.text(seconds[0] if len(seconds) else 0, level, f"{name} {level} ", va="bottom", fontsize=8, color="grey")

@@ -196,9 +196,10 @@ class _FrameSource:
         elif self.max_frames is not None and self.next_seq >= self.max_frames:
             return None
         else:
-            request = self._read(self.next_seq)
-            if request is None:
+            read = self._read(self.next_seq)
+            if read is None:
                 return None
+            request = read
             self.next_seq += 1
         while not self.slots.acquire(timeout=0.5):
             if self.stop.is_set() or generation != self.generation:
@@ -390,7 +391,7 @@ class _AnnotatedWriter:
         if self.video is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             height, width = frame.shape[:2]
-            self.video = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (width, height))
+            self.video = cv2.VideoWriter(str(self.path), cv2.VideoWriter.fourcc(*"mp4v"), self.fps, (width, height))
         for event in response.events:
             self.caption, self.caption_frames = events.describe(event).split("  id ")[0], int(self.fps)
         self.video.write(draw_faces(frame, list(response.faces), self.caption if self.caption_frames > 0 else ""))
