@@ -23,10 +23,10 @@ import threading
 import time
 from pathlib import Path
 
-import grpc
 import numpy as np
 
 from blinkstack.aggregator.engine import EngineConfig, Observation, TrackState, step
+from blinkstack.client import Client
 from blinkstack.local.processes import free_port, service_process
 from blinkstack.local.redis_server import RedisServer
 from blinkstack.services import AGGREGATOR
@@ -120,8 +120,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, RedisServer(free_port(), Path(tmp)) as redis:
         env = {"BLINKSTACK_REDIS_URL": redis.url}
-        with service_process(AGGREGATOR, env) as server, grpc.insecure_channel(server.address) as channel:
-            stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
+        with service_process(AGGREGATOR, env) as server, Client(server.address) as client:
+            stub = client.aggregator
             result = {
                 "cores": len(os.sched_getaffinity(0)),
                 "engine_only_per_s": engine_only(args.tracks * args.per_track // 4),

@@ -23,9 +23,9 @@ import os
 import time
 from pathlib import Path
 
-import grpc
 import numpy as np
 
+from blinkstack.client import Client
 from blinkstack.common.images import box_message, crop
 from blinkstack.common.model_repository import FACE_DETECTOR_MODEL, FACE_LANDMARK_MODEL, resolve_model_file
 from blinkstack.common.onnx_runtime import create_session
@@ -130,8 +130,8 @@ def stream(stub: detector_pb2_grpc.DetectorServiceStub, requests: list, fps: flo
 def through_service(jpegs: list[bytes], front_end: str, detect_every: int = 0) -> dict:
     """The two streams against a fresh server with this front end."""
     env = {"BLINKSTACK_DETECTOR_FRONT_END": front_end, "BLINKSTACK_DETECTOR_DETECT_EVERY": str(detect_every)}
-    with service_process(DETECTOR, env) as server, grpc.insecure_channel(server.address) as channel:
-        stub = detector_pb2_grpc.DetectorServiceStub(channel)
+    with service_process(DETECTOR, env) as server, Client(server.address) as client:
+        stub = client.detector
         requests = [
             detector_pb2.DetectEyesRequest(
                 frame=types_pb2.Frame(stream_id="bench", seq=i, image=types_pb2.Image(encoded=jpeg)), eye_crops=True

@@ -29,6 +29,7 @@ import grpc
 import numpy as np
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from blinkstack.client import aio_stubs
 from blinkstack.common import images
 from blinkstack.common.model_repository import EYE_STATE_MODEL, resolve_model_file
 from blinkstack.common.onnx_runtime import create_session
@@ -90,8 +91,9 @@ def raw_onnxruntime(crops: list[types_pb2.Image], seconds: float) -> list[dict]:
 async def load(address: str, crops: list[types_pb2.Image], batch: int, concurrency: int, seconds: float) -> dict:
     request = eyestate_pb2.ClassifyEyesRequest(crops=eyestate_pb2.CropBatch(crops=crops[:batch]))
     latencies: list[float] = []
-    async with grpc.aio.insecure_channel(address) as channel:
-        stub = eyestate_pb2_grpc.EyeStateServiceStub(channel)
+    stubs = aio_stubs(address)
+    try:
+        stub = stubs.eyestate
         for _ in range(20):  # warm-up
             await stub.ClassifyEyes(request)
         end = time.perf_counter() + seconds
@@ -105,6 +107,8 @@ async def load(address: str, crops: list[types_pb2.Image], batch: int, concurren
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         client_cores = (time.process_time() - cpu_start) / seconds
+    finally:
+        await stubs.close()
     p50, p99 = percentiles(latencies)
     return {
         "batch": batch,

@@ -25,8 +25,8 @@ import cv2
 import grpc
 import numpy as np
 import psutil
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from blinkstack.client import Client, channel
 from blinkstack.local.processes import ServiceProcess, free_port, service_process
 from blinkstack.local.redis_server import RedisServer
 from blinkstack.services import AGGREGATOR, DETECTOR, EYESTATE
@@ -48,11 +48,10 @@ class Watcher:
             self.peak = max(self.peak, self.process.memory_info().rss)
 
     def _health(self) -> None:
-        with grpc.insecure_channel(self.address) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
+        with Client(self.address, timeout_s=30) as client:
             while not self.stop.wait(0.02):
                 start = time.perf_counter()
-                stub.Check(health_pb2.HealthCheckRequest(), timeout=30)
+                client.health()
                 self.slowest_health = max(self.slowest_health, time.perf_counter() - start)
 
     def __enter__(self) -> Watcher:
@@ -132,8 +131,8 @@ def fuzz(addresses: dict[str, str], per_rpc: int) -> Counter:
     codes: Counter = Counter()
     rng = random.Random(7)
     for (service, method, streaming), message in valid.items():
-        with grpc.insecure_channel(addresses[service]) as channel:
-            call = channel.stream_unary(method) if streaming else channel.unary_unary(method)
+        with channel(addresses[service]) as ch:
+            call = ch.stream_unary(method) if streaming else ch.unary_unary(method)
             for case in mutations(message.SerializeToString(), rng, per_rpc):
                 try:
                     call(iter([case]) if streaming else case, timeout=5)
@@ -147,16 +146,16 @@ def attack(server: ServiceProcess, method: str, request: object, at_once: int = 
     payload = request if isinstance(request, bytes) else request.SerializeToString()
     codes: Counter = Counter()
 
-    def send(channel: grpc.Channel) -> None:
+    def send(ch: grpc.Channel) -> None:
         try:
-            channel.unary_unary(method)(payload, timeout=60)
+            ch.unary_unary(method)(payload, timeout=60)
             codes["OK"] += 1
         except grpc.RpcError as exc:
             codes[exc.code().name] += 1
 
-    with grpc.insecure_channel(server.address) as channel, Watcher(server.process.pid, server.address) as watcher:
+    with channel(server.address) as ch, Watcher(server.process.pid, server.address) as watcher:
         start = time.perf_counter()
-        senders = [threading.Thread(target=send, args=(channel,)) for _ in range(at_once)]
+        senders = [threading.Thread(target=send, args=(ch,)) for _ in range(at_once)]
         for sender in senders:
             sender.start()
         for sender in senders:

@@ -26,9 +26,10 @@ import cv2
 import grpc
 import numpy as np
 
+from blinkstack.client import aio_stubs
 from blinkstack.local.processes import service_process
 from blinkstack.services import EYESTATE
-from blinkstack.v1 import eyestate_pb2, eyestate_pb2_grpc, types_pb2
+from blinkstack.v1 import eyestate_pb2, types_pb2
 
 
 async def drive(address: str, callers: int, seconds: float, crops: int) -> dict:
@@ -37,8 +38,9 @@ async def drive(address: str, callers: int, seconds: float, crops: int) -> dict:
     )
     request = eyestate_pb2.ClassifyEyesRequest(crops=eyestate_pb2.CropBatch(crops=[crop] * crops))
     codes: Counter = Counter()
-    async with grpc.aio.insecure_channel(address) as channel:
-        stub = eyestate_pb2_grpc.EyeStateServiceStub(channel)
+    stubs = aio_stubs(address)
+    try:
+        stub = stubs.eyestate
         await stub.ClassifyEyes(request, timeout=10)
         end = time.perf_counter() + seconds
 
@@ -53,6 +55,8 @@ async def drive(address: str, callers: int, seconds: float, crops: int) -> dict:
                         await asyncio.sleep(0.01)
 
         await asyncio.gather(*(caller() for _ in range(callers)))
+    finally:
+        await stubs.close()
     return {"callers": callers, "goodput_per_s": codes["OK"] / seconds, "codes": dict(codes)}
 
 

@@ -39,6 +39,7 @@ from blinkstack.aggregator.frames import (
 )
 from blinkstack.aggregator.options import engine_config
 from blinkstack.aggregator.store import MAX_EVENT_SHARDS, RedisStore
+from blinkstack.client import AioStubs, aio_stubs
 from blinkstack.common import images
 from blinkstack.common.errors import FailedPrecondition, InvalidInput, NotFound, Unavailable
 from blinkstack.common.grpc_server import ServiceHost, run_until_signal, settings_from_args
@@ -48,9 +49,7 @@ from blinkstack.v1 import (
     aggregator_pb2,
     aggregator_pb2_grpc,
     detector_pb2,
-    detector_pb2_grpc,
     eyestate_pb2,
-    eyestate_pb2_grpc,
     types_pb2,
 )
 
@@ -204,15 +203,15 @@ class _Backend:
         self.fanout = EventFanout(self.store, buffer=args.subscriber_buffer)
         self.security = client_security(args)  # how TrackFrames reaches the detector and eye-state service
         self.args = args
-        self.detector: grpc.aio.Channel | None = None
-        self.eyestate: grpc.aio.Channel | None = None
+        self.detector: AioStubs | None = None
+        self.eyestate: AioStubs | None = None
         self.refused = ""  # why a downstream service refused our credentials at the last check ("": it did not)
         self._checked_at = -math.inf
 
     async def start(self) -> None:
         options = [("grpc.max_send_message_length", self.args.max_message_bytes)]
-        self.detector = self.security.aio_channel(self.args.detector_addr, options)
-        self.eyestate = self.security.aio_channel(self.args.eyestate_addr, options)
+        self.detector = aio_stubs(self.args.detector_addr, self.security, options)
+        self.eyestate = aio_stubs(self.args.eyestate_addr, self.security, options)
 
     async def ready(self) -> bool:
         if self.detector is not None and time.monotonic() - self._checked_at >= CREDENTIALS_CHECK_S:
@@ -228,11 +227,14 @@ class _Backend:
         tiny = types_pb2.Image(
             raw=types_pb2.RawImage(pixels=bytes(64), width=8, height=8, format=types_pb2.PIXEL_FORMAT_GRAY8)
         )
-        eyestate = eyestate_pb2_grpc.EyeStateServiceStub(self.eyestate)
-        detector = detector_pb2_grpc.DetectorServiceStub(self.detector)
+        assert self.eyestate is not None and self.detector is not None, "checked once started"
         calls = [
-            ("eye-state", eyestate.GetModelInfo, eyestate_pb2.GetModelInfoRequest()),
-            ("detector", detector.DetectEyes, detector_pb2.DetectEyesRequest(frame=types_pb2.Frame(image=tiny))),
+            ("eye-state", self.eyestate.eyestate.GetModelInfo, eyestate_pb2.GetModelInfoRequest()),
+            (
+                "detector",
+                self.detector.detector.DetectEyes,
+                detector_pb2.DetectEyesRequest(frame=types_pb2.Frame(image=tiny)),
+            ),
         ]
         for name, method, request in calls:
             try:
@@ -244,9 +246,9 @@ class _Backend:
 
     async def close(self) -> None:
         await self.fanout.close()
-        for channel in (self.detector, self.eyestate):
-            if channel is not None:
-                await channel.close()
+        for stubs in (self.detector, self.eyestate):
+            if stubs is not None:
+                await stubs.close()
         await self.store.close()
 
 
@@ -267,8 +269,8 @@ def build_host(args: argparse.Namespace, backend: _Backend) -> ServiceHost:
             backend.store,
             ingest.GroupCommit(backend.store),
             config,
-            detector_pb2_grpc.DetectorServiceStub(backend.detector),
-            eyestate_pb2_grpc.EyeStateServiceStub(backend.eyestate),
+            backend.detector.detector,
+            backend.eyestate.eyestate,
             args.threshold,
             args.min_eye_px,
             args.min_face_score,

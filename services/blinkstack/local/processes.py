@@ -11,8 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import grpc
-
+from blinkstack.client import wait_until_connectable
 from blinkstack.services import ServiceSpec
 
 
@@ -76,8 +75,7 @@ def service_process(
     process = subprocess.Popen(command, env=full_env, stdout=subprocess.DEVNULL, preexec_fn=pin)
     address = f"127.0.0.1:{port}"
     try:
-        with grpc.insecure_channel(address) as channel:
-            grpc.channel_ready_future(channel).result(timeout=60)
+        wait_until_connectable(address, 60)
         yield ServiceProcess(address, process)
     finally:
         stop_process(process, 30)

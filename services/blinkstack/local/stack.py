@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from blinkstack.aggregator.store import redacted
+from blinkstack.client import health
 from blinkstack.common import paths
 from blinkstack.local.processes import free_port, port_in_use, stop_process
 from blinkstack.local.redis_server import RedisError, RedisServer
@@ -70,15 +70,6 @@ class StackConfig:
         ports = {f"{name}_port": free_port() for name in ("detector", "eyestate", "aggregator", "redis")}
         settings: dict[str, Any] = {**ports, "metrics": False, "data_dir": Path(data_dir), **overrides}
         return cls(**settings)
-
-
-def health(address: str) -> int | None:
-    try:
-        with grpc.insecure_channel(address) as channel:
-            request = health_pb2.HealthCheckRequest(service="")
-            return health_pb2_grpc.HealthStub(channel).Check(request, timeout=1).status
-    except grpc.RpcError:
-        return None
 
 
 @dataclass

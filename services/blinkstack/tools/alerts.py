@@ -40,8 +40,9 @@ from pathlib import Path
 import grpc
 
 from blinkstack.aggregator import events as event_forms
+from blinkstack.client import Backoff, BlinkstackError, Client
 from blinkstack.common.security import client_security, read_secret
-from blinkstack.v1 import aggregator_pb2, aggregator_pb2_grpc
+from blinkstack.v1 import aggregator_pb2
 
 log = logging.getLogger("blinkstack.alerts")
 DEFAULT_TYPES = ("DROWSINESS", "LONG_CLOSURE")
@@ -178,31 +179,37 @@ def forward(args: argparse.Namespace) -> int:
             print(json.dumps(event_forms.to_json(event)), flush=True)
         state.write(event.cursor)
 
-    delay = 0.5
-    while True:
-        after = state.read()
-        request = aggregator_pb2.SubscribeBlinksRequest(
-            stream_ids=args.stream_id or [], types=types, after_id=after if after is not None else args.start
-        )
-        try:
-            with client_security(args).channel(args.target) as channel:
-                for event in aggregator_pb2_grpc.AggregatorServiceStub(channel).SubscribeBlinks(request):
+    def warn(error: BlinkstackError, delay: float) -> None:
+        log.warning("subscription ended (%s); resubscribing in %.1f s", error, delay)
+
+    # The subscription resumes by itself after transient errors; anything else it raises (an aggregator bug, a
+    # token refused while it is being rotated) is logged and retried too, from the cursor file: an alert
+    # forwarder stops only for what waiting cannot fix.
+    backoff = Backoff(max_s=args.max_backoff)
+    delays = backoff.delays()
+    with Client(args.target, client_security(args), backoff=backoff) as client:
+        while True:
+            after = state.read()
+            try:
+                for event in client.subscribe(
+                    after if after is not None else args.start, args.stream_id or [], types=types, on_resume=warn
+                ):
                     emit(event)
-                    delay = 0.5
-        except Rejected as exc:
-            print(
-                f"error: the webhook refused an alert ({exc}); stopped with the cursor on it, so it is sent again "
-                "once the webhook takes it",
-                file=sys.stderr,
-            )
-            return 1
-        except grpc.RpcError as exc:
-            if exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.PERMISSION_DENIED):
-                print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
-                return 2
-            log.warning("subscription ended (%s: %s); resubscribing in %.1f s", exc.code().name, exc.details(), delay)
-        time.sleep(delay)
-        delay = min(delay * 2, args.max_backoff)
+                    delays = backoff.delays()
+            except Rejected as exc:
+                print(
+                    f"error: the webhook refused an alert ({exc}); stopped with the cursor on it, so it is sent "
+                    "again once the webhook takes it",
+                    file=sys.stderr,
+                )
+                return 1
+            except BlinkstackError as exc:
+                if exc.code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.PERMISSION_DENIED):
+                    print(f"error: {exc.code.name}: {exc.details}", file=sys.stderr)
+                    return 2
+                delay = next(delays)
+                warn(exc, delay)
+                time.sleep(delay)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -6,28 +6,19 @@ import argparse
 import csv
 import json
 import sys
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import cv2
-import grpc
 
 from blinkstack.aggregator import events as event_forms
+from blinkstack.client import BlinkstackError, Client
 from blinkstack.common.preprocess import decode_image
 from blinkstack.common.security import client_security
 from blinkstack.tools.annotate import draw_faces
-from blinkstack.tools.frames_table import reason_name, state_name
 from blinkstack.tools.scoring import load_spans, score
 from blinkstack.v1 import (
     aggregator_pb2,
-    aggregator_pb2_grpc,
-    detector_pb2,
-    detector_pb2_grpc,
-    eyestate_pb2,
-    eyestate_pb2_grpc,
-    types_pb2,
 )
 
 CLASSIFY_CHUNK = 256
@@ -39,21 +30,16 @@ def classify(args: argparse.Namespace) -> int:
     if missing:
         print(f"error: not a file: {', '.join(missing)}", file=sys.stderr)
         return 2
-    with client_security(args).channel(args.target) as channel:
-        stub = eyestate_pb2_grpc.EyeStateServiceStub(channel)
+    with Client(args.target, client_security(args), timeout_s=args.timeout) as client:
         for start in range(0, len(paths), CLASSIFY_CHUNK):
             chunk = paths[start : start + CLASSIFY_CHUNK]
-            request = eyestate_pb2.ClassifyEyesRequest(
-                crops=eyestate_pb2.CropBatch(crops=[types_pb2.Image(encoded=p.read_bytes()) for p in chunk])
-            )
             try:
-                response = stub.ClassifyEyes(request, timeout=args.timeout)
-            except grpc.RpcError as exc:
-                print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+                result = client.classify_eyes([p.read_bytes() for p in chunk])
+            except BlinkstackError as exc:
+                print(f"error: {exc.code.name}: {exc.details}", file=sys.stderr)
                 return 1
-            for path, result in zip(chunk, response.results, strict=True):
-                why = f" ({reason_name(result.reason)})" if result.reason else ""
-                print(f"{path}\t{result.prob_open:.4f}\t{state_name(result.state)}{why}")
+            for path, prob, state, reason in zip(chunk, result.prob_open, result.states, result.reasons, strict=True):
+                print(f"{path}\t{prob:.4f}\t{state.lower()}{f' ({reason.lower()})' if reason else ''}")
     return 0
 
 
@@ -62,12 +48,11 @@ def detect(args: argparse.Namespace) -> int:
     if not path.is_file():
         print(f"error: not a file: {path}", file=sys.stderr)
         return 2
-    request = detector_pb2.DetectEyesRequest(frame=types_pb2.Frame(image=types_pb2.Image(encoded=path.read_bytes())))
-    with client_security(args).channel(args.target) as channel:
+    with Client(args.target, client_security(args), timeout_s=args.timeout) as client:
         try:
-            response = detector_pb2_grpc.DetectorServiceStub(channel).DetectEyes(request, timeout=args.timeout)
-        except grpc.RpcError as exc:
-            print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+            response = client.detect_eyes(path.read_bytes())
+        except BlinkstackError as exc:
+            print(f"error: {exc.code.name}: {exc.details}", file=sys.stderr)
             return 1
     print(f"{path}: {response.frame_width}x{response.frame_height}, {len(response.faces)} face(s)")
     for face in response.faces:
@@ -125,80 +110,42 @@ def event_printer(fmt: str) -> Callable[[aggregator_pb2.BlinkEvent], None]:
     return lambda event: print(event_forms.describe(event), flush=True)
 
 
-# With --follow, a subscription that ends for one of these reasons (the aggregator restarting, a subscriber dropped
-# for falling behind) is re-opened after the last event shown: each event once.
-RESUMABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.ABORTED)
-
-
-def _subscribe(args: argparse.Namespace, after: str, show: Callable[[aggregator_pb2.BlinkEvent], None]) -> None:
-    """Shows the events after `after` until the call ends (without --follow, after `idle` quiet seconds)."""
-    request = aggregator_pb2.SubscribeBlinksRequest(
-        stream_ids=args.stream_id or [], track_ids=args.track_id or [], after_id=after
-    )
-    with client_security(args).channel(args.target) as channel:
-        call = aggregator_pb2_grpc.AggregatorServiceStub(channel).SubscribeBlinks(request)
-        timer: threading.Timer | None = None
-
-        def quiet_timer() -> None:
-            nonlocal timer
-            if args.follow:
-                return
-            if timer is not None:
-                timer.cancel()
-            timer = threading.Timer(args.idle, call.cancel)
-            timer.daemon = True
-            timer.start()
-
-        quiet_timer()
-        try:
-            for event in call:
-                show(event)
-                quiet_timer()
-        finally:
-            if timer is not None:
-                timer.cancel()
-
-
 def events(args: argparse.Namespace) -> int:
+    """The stored events after --after, then (with --follow) live ones until interrupted; without --follow it ends
+    after --idle quiet seconds. A subscription that ends for a transient reason is resumed after the last event
+    shown (blinkstack.client), so each event is shown once."""
     printer = event_printer(args.format)
-    after, delay = args.after, 0.5
+    shown = args.after  # the cursor after the last event shown: where a resumed subscription carries on
 
-    def show(event: aggregator_pb2.BlinkEvent) -> None:
-        nonlocal after, delay
-        printer(event)
-        after, delay = event.cursor, 0.5
+    def warn(error: BlinkstackError, delay: float) -> None:
+        print(f"warning: {error}; resuming after {shown or 'now'} in {delay:.1f} s", file=sys.stderr, flush=True)
 
-    while True:
+    with Client(args.target, client_security(args)) as client:
+        subscription = client.subscribe(
+            args.after,
+            args.stream_id or [],
+            args.track_id or [],
+            idle_s=None if args.follow else args.idle,
+            on_resume=warn,
+        )
         try:
-            _subscribe(args, after, show)
-            return 0
-        except grpc.RpcError as exc:
-            if exc.code() == grpc.StatusCode.CANCELLED:
-                return 0
-            if not (args.follow and exc.code() in RESUMABLE):
-                print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
-                return 1
-            print(
-                f"warning: {exc.code().name}: {exc.details()}; resuming after {after or 'now'} in {delay:.1f} s",
-                file=sys.stderr,
-                flush=True,
-            )
+            for event in subscription:
+                printer(event)
+                shown = event.cursor
+        except BlinkstackError as exc:
+            print(f"error: {exc.code.name}: {exc.details}", file=sys.stderr)
+            return 1
         except KeyboardInterrupt:
             return 0
-        try:
-            time.sleep(delay)
-        except KeyboardInterrupt:
-            return 0
-        delay = min(delay * 2, 10.0)
+    return 0
 
 
 def stats(args: argparse.Namespace) -> int:
-    request = aggregator_pb2.GetStatsRequest(stream_id=args.stream_id, track_id=args.track_id)
-    with client_security(args).channel(args.target) as channel:
+    with Client(args.target, client_security(args)) as client:
         try:
-            stats = aggregator_pb2_grpc.AggregatorServiceStub(channel).GetStats(request, timeout=10)
-        except grpc.RpcError as exc:
-            print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+            stats = client.get_stats(args.stream_id, args.track_id)
+        except BlinkstackError as exc:
+            print(f"error: {exc.code.name}: {exc.details}", file=sys.stderr)
             return 1
     print(f"stream {stats.stream_id} track {stats.track_id}, last {stats.window_us / 1e6:.0f} s:")
     print(

@@ -29,7 +29,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import cv2
-import grpc
 import numpy as np
 import uvicorn
 from sse_starlette.sse import EventSourceResponse
@@ -43,11 +42,12 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from blinkstack.aggregator import events as event_forms
+from blinkstack.client import BlinkstackError, Client
 from blinkstack.common.security import ClientSecurity, client_security, read_secret
 from blinkstack.tools.annotate import draw_faces
 from blinkstack.tools.frames_table import reason_name, state_name
 from blinkstack.tools.watch import default_stream_id, watch
-from blinkstack.v1 import aggregator_pb2, aggregator_pb2_grpc
+from blinkstack.v1 import aggregator_pb2
 
 log = logging.getLogger("blinkstack.view")
 STATIC = Path(__file__).parent / "view_static"
@@ -147,31 +147,33 @@ class Feeds:
         log.info("%s: %d frames, %s", stream_id, len(result.frames), result.error or "done")
 
     def subscribe(self) -> None:
-        """Every event of the shown streams, from now on; re-subscribes (from the last cursor) after errors."""
+        """Every event of the shown streams, from now on; the subscription resumes from the last cursor by itself
+        after transient errors (blinkstack.client), and after any other error a second later."""
         after = ""
-        while not self.stopping.is_set():
-            request = aggregator_pb2.SubscribeBlinksRequest(stream_ids=self.streams, after_id=after)
-            try:
-                with self.security.channel(self.target) as channel:
-                    for event in aggregator_pb2_grpc.AggregatorServiceStub(channel).SubscribeBlinks(request):
+
+        def warn(error: BlinkstackError, delay: float) -> None:
+            log.warning("event subscription: %s; resuming in %.1f s", error, delay)
+
+        with Client(self.target, self.security) as client:
+            while not self.stopping.is_set():
+                try:
+                    for event in client.subscribe(after, self.streams, on_resume=warn):
                         after = event.cursor
                         self.tracks.add((event.stream_id, event.track_id))
                         data = {**event_forms.to_json(event), "text": event_forms.describe(event)}
                         self.hub.publish("event", data, event.id)
-            except grpc.RpcError as exc:
-                if not self.stopping.is_set():
-                    log.warning("event subscription: %s; retrying", exc.code().name)
-            self.stopping.wait(1.0)
+                except BlinkstackError as exc:
+                    if not self.stopping.is_set():
+                        log.warning("event subscription: %s; retrying", exc)
+                self.stopping.wait(1.0)
 
     def poll_stats(self) -> None:
-        with self.security.channel(self.target) as channel:
-            stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
+        with Client(self.target, self.security, timeout_s=2.0, retries=0) as client:
             while not self.stopping.wait(1.0):
                 for stream_id, track_id in sorted(self.tracks):
-                    request = aggregator_pb2.GetStatsRequest(stream_id=stream_id, track_id=track_id)
                     try:
-                        stats = stub.GetStats(request, timeout=2)
-                    except grpc.RpcError:
+                        stats = client.get_stats(stream_id, track_id)
+                    except BlinkstackError:
                         continue
                     level = aggregator_pb2.DrowsinessLevel.Name(stats.drowsiness).removeprefix("DROWSINESS_LEVEL_")
                     data = {

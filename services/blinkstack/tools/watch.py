@@ -21,12 +21,16 @@ import grpc
 import numpy as np
 
 from blinkstack.aggregator import events
+from blinkstack.client import Backoff, Client
 from blinkstack.common.security import ClientSecurity
 from blinkstack.tools import progress as bars
 from blinkstack.tools.frames_table import FrameTable
-from blinkstack.v1 import aggregator_pb2, aggregator_pb2_grpc, types_pb2
+from blinkstack.v1 import aggregator_pb2, types_pb2
 
 JPEG_QUALITY = 90  # by default frames are sent to TrackFrames as JPEG at this quality
+
+# TrackFrames is resumed on UNAVAILABLE (the stack restarting a component) after 0.5, 1, 2, 4, 8 s.
+RETRY_BACKOFF = Backoff(first_s=0.5, max_s=8.0, jitter=0.0)
 
 
 @dataclass(frozen=True)
@@ -341,26 +345,26 @@ def watch(
     result = WatchResult(stream_id, frames.fps)
     writer = _AnnotatedWriter(annotated, frames.fps) if annotated else None
     table = FrameTable(frames_csv) if frames_csv else None
-    channel = (security or ClientSecurity()).channel(target)
-    stub = aggregator_pb2_grpc.AggregatorServiceStub(channel)
+    client = Client(target, security)
     bar = bars.progress(total=frames.total or None, unit="frame", desc=stream_id, disable=not progress)
     collect = _Collector(result, frames, writer, table, (on_result, on_event, on_frame), bar)
     began = time.perf_counter()
     failures = 0  # in a row, without a result between them
+    delays = RETRY_BACKOFF.delays()
     try:
         while True:
-            call = stub.TrackFrames(frames.requests(), timeout=timeout_s)
+            call = client.aggregator.TrackFrames(frames.requests(), timeout=timeout_s)
             try:
                 for response in call:
                     collect(response)
-                    failures = 0
+                    failures, delays = 0, RETRY_BACKOFF.delays()
                 break
             except grpc.RpcError as exc:
                 if exc.code() != grpc.StatusCode.UNAVAILABLE or failures >= retries or frames.errors:
                     result.error = f"{exc.code().name}: {exc.details()}"
                     break
                 failures += 1
-                delay = min(0.5 * 2 ** (failures - 1), 8.0)  # 0.5, 1, 2, 4, 8 s
+                delay = next(delays)
                 bars.write(f"{stream_id}: {exc.details()}; retrying in {delay:.1f} s ({failures} of {retries})")
                 time.sleep(delay)
                 frames.rewind()
@@ -369,7 +373,7 @@ def watch(
     finally:
         frames.stop.set()  # the request thread sends nothing more
         collect.close()
-        channel.close()
+        client.close()
         frames.close()
         result.elapsed_s = time.perf_counter() - began
     if frames.errors:
