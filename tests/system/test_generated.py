@@ -1,5 +1,5 @@
-"""What is generated stays in step with its source: the gRPC stubs with the .proto files, the README's
-configuration table with the flags. (Repository checks that need the dev and tools extras, hence not `unit`.)"""
+"""What is generated stays in step with its source: the gRPC stubs with the .proto files, docs/configuration.md's
+table with the flags. (Repository checks that need the dev and tools extras, hence not `unit`.)"""
 
 from __future__ import annotations
 
@@ -30,12 +30,12 @@ def test_generated_stubs_are_fresh(tmp_path):
     assert not stale, f"stale generated files (run protos/generate.py): {stale}"
 
 
-def test_readme_carries_the_generated_table_and_every_name_the_code_reads():
-    text = (REPO_ROOT / "README.md").read_text()
-    assert config_table.START in text and config_table.END in text, "README.md has no generated configuration table"
+def test_the_configuration_doc_carries_the_generated_table_and_every_name_the_code_reads():
+    text = (REPO_ROOT / "docs" / "configuration.md").read_text()
+    assert config_table.START in text and config_table.END in text, "docs/configuration.md has no generated table"
     table = text[text.index(config_table.START) + len(config_table.START) : text.index(config_table.END)]
     assert table == config_table.markdown(), (
-        "README's configuration table is stale: `python -m blinkstack.tools.config_table --update README.md`"
+        "the configuration table is stale: `python -m blinkstack.tools.config_table --update docs/configuration.md`"
     )
     listed = {row[0] for row in config_table.rows()}
     read_by_code = {

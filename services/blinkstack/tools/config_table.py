@@ -1,7 +1,8 @@
 """The configuration table: every BLINKSTACK_* environment variable, its flag, where it applies and its default.
 
-Generated from the parsers themselves, so it cannot drift from the code: the README carries it verbatim
-(`python -m blinkstack.tools.config_table --update README.md` rewrites it) and a test compares the two.
+Generated from the parsers themselves, so it cannot drift from the code: docs/configuration.md carries it
+verbatim (`python -m blinkstack.tools.config_table --update docs/configuration.md` rewrites it) and a test compares
+the two.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ END = "<!-- end of configuration table -->"
 
 
 def update(readme: Path) -> None:
-    """Replace the table between the README's markers with a freshly generated one."""
+    """Replace the table between the document's markers with a freshly generated one."""
     text = readme.read_text()
     start, end = text.index(START) + len(START), text.index(END)
     readme.write_text(text[:start] + markdown() + text[end:])
@@ -71,7 +72,7 @@ def update(readme: Path) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--update", type=Path, metavar="README", help="rewrite the table in this file")
+    parser.add_argument("--update", type=Path, metavar="FILE", help="rewrite the table in this file (docs/configuration.md)")
     args = parser.parse_args()
     if args.update:
         update(args.update)
