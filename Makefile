@@ -63,7 +63,7 @@ test: venv triton-env
 	$(VENV)/bin/mypy
 	$(PY) -m pytest
 
-# The inner loop: the unit tier (engine, events, preprocessing, tracking, configuration), seconds.
+# The inner loop: the unit tier (tests/unit, arranged like the source modules), under 30 s.
 test-fast: venv
 	$(PY) -m pytest tests/unit
 

@@ -19,7 +19,7 @@ TIERS = ("unit", "service", "system", "model")
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        tier = Path(item.fspath).parent.name
+        tier = Path(item.fspath).relative_to(Path(__file__).parent).parts[0]  # unit/aggregator/...: unit
         assert tier in TIERS, f"{item.nodeid}: tests live in one of the tier folders {TIERS}"
         item.add_marker(getattr(pytest.mark, tier))
 

@@ -72,7 +72,9 @@ def update(readme: Path) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--update", type=Path, metavar="FILE", help="rewrite the table in this file (docs/configuration.md)")
+    parser.add_argument(
+        "--update", type=Path, metavar="FILE", help="rewrite the table in this file (docs/configuration.md)"
+    )
     args = parser.parse_args()
     if args.update:
         update(args.update)
