@@ -147,8 +147,21 @@ def test_watch_processes_the_real_video_and_subscribers_see_the_same_events(up, 
     assert [int(r["frame"]) for r in rows] == list(range(1956))  # one face in every frame: one row each
     assert {r["track_id"] for r in rows} == {"1"} and {r["status"] for r in rows} == {"PROCESSED"}
     assert {r["left_state"] for r in rows} <= {"open", "closed"}
-    closed = [r for r in rows if r["left_state"] == "closed"]
-    assert closed and all(float(r["left_prob_open"]) < 0.5 for r in closed)
+    # One open/closed decision: the states a frame reports are the engine's, so they agree with the events. Each
+    # blink shows both eyes closed, and both eyes closed for two frames or more (over the 50 ms minimum) is a blink.
+    both_closed = [int(r["timestamp_us"]) for r in rows if r["left_state"] == r["right_state"] == "closed"]
+    blinks = [(e["start_us"], e["end_us"]) for e in ended]
+    assert all(any(start <= t <= end for t in both_closed) for start, end in blinks), blinks
+    during = [r for r in rows if any(start <= int(r["timestamp_us"]) < end for start, end in blinks)]
+    assert during and all("closed" in (r["left_state"], r["right_state"]) for r in during)  # open only after it
+    runs: list[list[int]] = []
+    for t in both_closed:
+        if runs and t - runs[-1][-1] < 40_000:  # the next frame (33 ms)
+            runs[-1].append(t)
+        else:
+            runs.append([t])
+    long_runs = [run for run in runs if len(run) >= 2]
+    assert long_runs and all(any(s <= run[0] <= e for s, e in blinks) for run in long_runs), (long_runs, blinks)
 
 
 def _until_cancelled(call):

@@ -51,12 +51,16 @@ class FrameServices:
     config: engine.EngineConfig
     detector: detector_pb2_grpc.DetectorServiceStub
     eyestate: eyestate_pb2_grpc.EyeStateServiceStub
-    threshold: float = 0.5  # prob_open (relative to the eye's open level) reported as OPEN
     min_eye_px: float = 16.0  # narrower eye boxes are not judged
     min_face_score: float = 0.6  # eyes of faces detected with a lower score are not judged
     max_seq_jump: int = 1_000_000  # a frame further ahead of its run's last seq is refused
     # Why the detector or eye-state service refused this aggregator's credentials at the last check ("": they did not)
     credentials_problem: Callable[[], str] = lambda: ""
+
+
+EYE_UNKNOWN = types_pb2.EYE_STATE_UNKNOWN
+# What a frame reports for each eye is the engine's state after that frame: the one its events come from.
+ENGINE_STATES = {engine.OPEN: types_pb2.EYE_STATE_OPEN, engine.CLOSED: types_pb2.EYE_STATE_CLOSED}
 
 
 def judgeable_faces(detection: detector_pb2.DetectEyesResponse) -> list[detector_pb2.FaceDetection]:
@@ -386,28 +390,25 @@ class CameraStream:
             result.model.CopyFrom(look.model)
         probs = np.array([[v.usable_prob for v in face] for face in verdicts], dtype=float).reshape(-1, 2)
         result.frame_width, result.frame_height = look.detection.frame_width, look.detection.frame_height
-        judged: np.ndarray | list[tuple[float | None, float | None]] = (
-            probs  # the readings the OPEN/CLOSED states are decided on
-        )
+        states: list[tuple[str | None, str | None]] = [(None, None)] * len(faces)  # late: the engine never saw it
         if admitted.late:
             ids = [0] * len(faces)  # late frames leave the tracker and the engine alone
             result.status = aggregator_pb2.FRAME_STATUS_LATE
         else:
             if admitted.new_run:
                 await self._end_run()
-            ids, emitted, judged = await self._advance(admitted, faces, probs)
+            ids, emitted, engine_states = await self._advance(admitted, faces, probs)
+            states = list(engine_states)
             result.status = aggregator_pb2.FRAME_STATUS_PROCESSED
             result.events.extend(emitted)
-        for face, track_id, (left, right), (left_judged, right_judged) in zip(
-            faces, ids, verdicts, judged, strict=True
-        ):
+        for face, track_id, (left, right), (left_state, right_state) in zip(faces, ids, verdicts, states, strict=True):
             result.faces.append(
                 aggregator_pb2.TrackedFace(
                     track_id=track_id,
                     box=face.box,
                     score=face.score,
-                    left_eye=self._reading(face.left_eye, left, left_judged),
-                    right_eye=self._reading(face.right_eye, right, right_judged),
+                    left_eye=self._reading(face.left_eye, left, left_state),
+                    right_eye=self._reading(face.right_eye, right, right_state),
                 )
             )
         result.timings.detect_us = round(look.detect_s * 1e6)
@@ -431,10 +432,10 @@ class CameraStream:
             return verdicts, reply.model
         return verdicts, None
 
-    def _reading(
-        self, eye: detector_pb2.EyeDetection, verdict: EyeVerdict, judged: float | None
-    ) -> aggregator_pb2.EyeReading:
-        """OPEN/CLOSED from `judged` (prob_open relative to the eye's open level), or UNKNOWN with the reason."""
+    @staticmethod
+    def _reading(eye: detector_pb2.EyeDetection, verdict: EyeVerdict, state: str | None) -> aggregator_pb2.EyeReading:
+        """The eye's reading: OPEN/CLOSED as the blink engine decided it (`state`; None: a late frame the engine
+        did not see), or UNKNOWN with the reason."""
         reason = cast(types_pb2.UnknownReason, verdict.reason)
         reading = aggregator_pb2.EyeReading(eye=eye.eye, box=eye.box, reason=reason)
         if eye.HasField("landmarks"):
@@ -443,12 +444,7 @@ class CameraStream:
             reading.prob_open = verdict.prob_open
         if verdict.prob_eye is not None:
             reading.prob_eye = verdict.prob_eye
-        if verdict.reason or judged is None or math.isnan(judged):
-            reading.state = types_pb2.EYE_STATE_UNKNOWN
-        else:
-            reading.state = (
-                types_pb2.EYE_STATE_OPEN if judged >= self.services.threshold else types_pb2.EYE_STATE_CLOSED
-            )
+        reading.state = ENGINE_STATES.get(state or "", EYE_UNKNOWN) if not verdict.reason else EYE_UNKNOWN
         return reading
 
     async def _end_run(self) -> None:
@@ -464,19 +460,18 @@ class CameraStream:
 
     async def _advance(
         self, admitted: Admitted, faces: list, probs: np.ndarray
-    ) -> tuple[list[int], list[aggregator_pb2.BlinkEvent], list[tuple[float | None, float | None]]]:
-        """Track ids, the events completed, and each face's readings relative to its eyes' open levels."""
+    ) -> tuple[list[int], list[aggregator_pb2.BlinkEvent], list[tuple[str, str]]]:
+        """Track ids, the events completed, and each face's eye states after this frame: the engine's, the very
+        states its events are built from (left, right)."""
         seq, timestamp = admitted.position, admitted.timestamp
         before = self.tracker.track_ids
         boxes = np.array([[f.box.x, f.box.y, f.box.x + f.box.width, f.box.y + f.box.height] for f in faces])
         ids = self.tracker.update(boxes.reshape(-1, 4))
-        config = self.services.config
-        judged = []
+        states = []
         for track_id, pair in zip(ids, probs, strict=True):
             left, right = (None if math.isnan(p) else float(p) for p in pair)
             await self.book.observe(self.stream_id, track_id, seq, engine.Observation(timestamp, left, right))
-            levels = (await self.book.entry(self.stream_id, track_id)).state.open_level
-            judged.append(engine.relative_probs(levels, left, right, config))
+            states.append((await self.book.entry(self.stream_id, track_id)).state.eyes)
         for lost in sorted(before - self.tracker.track_ids):
             await self.book.observe(self.stream_id, lost, seq, engine.Observation(timestamp, track_lost=True))
         writes = self.book.writes()
@@ -491,4 +486,4 @@ class CameraStream:
         ]
         messages.sort(key=lambda m: events.id_order(m.id))
         metrics.AGGREGATOR_OBSERVATIONS.inc(len(ids))
-        return ids, messages, judged
+        return ids, messages, states

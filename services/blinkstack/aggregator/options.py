@@ -149,9 +149,6 @@ def _add_limits_and_frames(parser: argparse.ArgumentParser, group: argparse._Arg
     )
     add_client_security_options(parser.add_argument_group("downstream TLS (detector and eye-state)"))
     env_option(
-        group, "--threshold", "BLINKSTACK_AGGREGATOR_THRESHOLD", 0.5, float, help="prob_open for a reported OPEN"
-    )
-    env_option(
         group,
         "--min-eye-px",
         "BLINKSTACK_AGGREGATOR_MIN_EYE_PX",

@@ -271,11 +271,10 @@ def build_host(args: argparse.Namespace, backend: _Backend) -> ServiceHost:
             config,
             backend.detector.detector,
             backend.eyestate.eyestate,
-            args.threshold,
-            args.min_eye_px,
-            args.min_face_score,
-            args.max_seq_jump,
-            lambda: backend.refused,
+            min_eye_px=args.min_eye_px,
+            min_face_score=args.min_face_score,
+            max_seq_jump=args.max_seq_jump,
+            credentials_problem=lambda: backend.refused,
         )
     servicer = AggregatorServicer(backend.store, config, backend.fanout, frames)
     register = partial(aggregator_pb2_grpc.add_AggregatorServiceServicer_to_server, servicer)
