@@ -13,7 +13,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from blinkstack.common.backend import BackendUnavailable
+from blinkstack.common.model_backend import BackendUnavailable
 from blinkstack.services import AGGREGATOR, DETECTOR, EYESTATE, ServiceSpec
 from blinkstack.v1 import aggregator_pb2_grpc, detector_pb2_grpc, eyestate_pb2_grpc
 from tests.helpers import MODEL_REPOSITORY, SERVING

@@ -13,7 +13,7 @@ import grpc
 import pytest
 import redis
 
-from blinkstack.aggregator import engine, events
+from blinkstack.aggregator import engine, event_forms
 from blinkstack.aggregator.store import KeyLayout
 from blinkstack.v1 import aggregator_pb2, aggregator_pb2_grpc, eyestate_pb2_grpc
 from tests.helpers import SERVING
@@ -117,7 +117,7 @@ def test_a_subscriber_that_does_not_read_is_dropped_with_the_cursor_to_resume_fr
         event = engine.Event(engine.EventType.BLINK, engine.Phase.ENDED, 1_000_000, 1_200_000, 0.01)
         pipe = store.pipeline()
         for i in range(5000):  # more than gRPC's flow-control windows hold, so the server's queue fills up
-            pipe.xadd(KeyLayout("slow").events(0), events.to_fields(event, "slow", i + 1))
+            pipe.xadd(KeyLayout("slow").events(0), event_forms.to_fields(event, "slow", i + 1))
         pipe.execute()
         received = []
         with pytest.raises(grpc.RpcError) as dropped:

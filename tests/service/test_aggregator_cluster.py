@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from blinkstack.aggregator.events import id_order
+from blinkstack.aggregator.event_forms import id_order
 from blinkstack.aggregator.store import KeyLayout
 from blinkstack.local.redis_cluster import LocalRedisCluster
 from blinkstack.v1 import aggregator_pb2

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import redis
 
-from blinkstack.aggregator import engine, events
+from blinkstack.aggregator import engine, event_forms
 from blinkstack.aggregator.store import KeyLayout
 from blinkstack.client import Backoff, BlinkstackError, Client, health
 from blinkstack.common.preprocess import decode_image
@@ -97,7 +97,7 @@ def test_subscribe_resumes_across_an_aggregator_restart_each_event_once(redis_se
 
     def store_events(first: int, count: int) -> None:
         for seq in range(first, first + count):
-            store.xadd(KeyLayout(prefix).events(0), events.to_fields(event, "cam", seq))
+            store.xadd(KeyLayout(prefix).events(0), event_forms.to_fields(event, "cam", seq))
 
     received: list[str] = []
     resumed: list[str] = []

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from blinkstack.aggregator import events
+from blinkstack.aggregator import event_forms
 from blinkstack.aggregator.engine import EngineConfig
 from blinkstack.local.stack import Stack, StackConfig
 from blinkstack.tools.reports import write_outputs
@@ -110,7 +110,7 @@ def run_clip(clip: zju.Clip, target: str, stream_id: str, encoding: FrameEncodin
     for e in watched.events:
         phase = "STARTED" if e.phase == aggregator_pb2.EVENT_PHASE_STARTED else "ENDED"
         frames = (round(e.start_us * run.fps / 1e6), round(e.end_us * run.fps / 1e6))
-        run.events.append((events.type_name(e), phase, e.track_id, *frames))
+        run.events.append((event_forms.type_name(e), phase, e.track_id, *frames))
     return run
 
 
@@ -250,7 +250,7 @@ def run_eyeblink8(
     watched = watch(str(video), target, f"{tag}-{encoding.name}-eyeblink8", progress=False, encoding=encoding)
     write_outputs(watched, out_dir)
     ended = [e for e in watched.events if e.phase == aggregator_pb2.EVENT_PHASE_ENDED]
-    names = [events.type_name(e) for e in ended]
+    names = [event_forms.type_name(e) for e in ended]
     blinks = [e for e in ended if e.type == aggregator_pb2.EVENT_TYPE_BLINK]
 
     def found(t: float) -> bool:

@@ -16,7 +16,7 @@ order, comma-separated. With one shard that is just the last event's id, as befo
 
 from __future__ import annotations
 
-from blinkstack.aggregator.events import id_order, is_event_id
+from blinkstack.aggregator.event_forms import id_order, is_event_id
 from blinkstack.common.errors import InvalidInput, quoted
 
 

@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 
 from blinkstack.aggregator import cursor
-from blinkstack.aggregator.events import id_order
+from blinkstack.aggregator.event_forms import id_order
 from blinkstack.aggregator.store import TRANSIENT, RedisStore, StoreUnavailable
 from blinkstack.common import metrics
 from blinkstack.common.errors import ResourceExhausted

@@ -22,7 +22,7 @@ from typing import TypeVar, cast
 import grpc
 import numpy as np
 
-from blinkstack.aggregator import engine, events, ingest
+from blinkstack.aggregator import engine, event_forms, ingest
 from blinkstack.aggregator.runs import RunOrder
 from blinkstack.aggregator.store import RedisStore, StoreUnavailable, Write
 from blinkstack.aggregator.tracks import TrackBook, check_seq
@@ -480,10 +480,10 @@ class CameraStream:
         stream_write = Write(store.keys.stream(self.stream_id), self.stream_id, seq, tracker_state)
         event_ids = await self.services.commits.commit([stream_write, *writes])
         messages = [
-            events.to_message(event_id, fields)
+            event_forms.to_message(event_id, fields)
             for write, ids_of_write in zip(writes, event_ids[1:], strict=True)
             for event_id, fields in zip(ids_of_write or [""] * len(write.events), write.events, strict=True)
         ]
-        messages.sort(key=lambda m: events.id_order(m.id))
+        messages.sort(key=lambda m: event_forms.id_order(m.id))
         metrics.AGGREGATOR_OBSERVATIONS.inc(len(ids))
         return ids, messages, states

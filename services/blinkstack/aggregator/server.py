@@ -27,7 +27,7 @@ from typing import cast
 
 import grpc
 
-from blinkstack.aggregator import cursor, engine, events, ingest
+from blinkstack.aggregator import cursor, engine, event_forms, ingest
 from blinkstack.aggregator.fanout import EventFanout
 from blinkstack.aggregator.frames import (
     CREDENTIALS_HINT,
@@ -58,7 +58,7 @@ def check_subscription(request: aggregator_pb2.SubscribeBlinksRequest, shards: i
     for stream_id in request.stream_ids:
         images.check_stream_id(stream_id, "stream_ids[]")
         require_stream(stream_id, "stream_ids[]")
-    unknown = [t for t in request.types if t not in events.TYPE_NUMBERS.values()]
+    unknown = [t for t in request.types if t not in event_forms.TYPE_NUMBERS.values()]
     if unknown:
         raise InvalidInput(f"types: unknown event type(s) {unknown}")
     cursor.parse(request.after_id, shards)
@@ -90,7 +90,9 @@ def stats_message(stream_id: str, track_id: int, result: engine.Stats) -> aggreg
         drowsiness=cast(aggregator_pb2.DrowsinessLevel, int(result.level)),
     )
     if result.last_event is not None:
-        reply.last_event.CopyFrom(events.to_message("", events.to_fields(result.last_event, stream_id, track_id)))
+        reply.last_event.CopyFrom(
+            event_forms.to_message("", event_forms.to_fields(result.last_event, stream_id, track_id))
+        )
     return reply
 
 
@@ -120,7 +122,7 @@ class AggregatorServicer(aggregator_pb2_grpc.AggregatorServiceServicer):
         check_subscription(request, self.store.shards)
         keep = wanted(request)
         async for event_id, fields, position in self.fanout.subscribe(request.after_id):
-            message = events.to_message(event_id, fields)
+            message = event_forms.to_message(event_id, fields)
             if keep(message):
                 message.cursor = position
                 yield message

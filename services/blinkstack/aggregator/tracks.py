@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from blinkstack.aggregator import events
+from blinkstack.aggregator import event_forms
 from blinkstack.aggregator.engine import EngineConfig, Event, Observation, TrackState, step
 from blinkstack.aggregator.store import MAX_SEQ, RedisStore, Write
 from blinkstack.common.errors import InvalidInput
@@ -94,7 +94,7 @@ class TrackBook:
                     stream_id,
                     entry.seq,
                     {"state": entry.state.to_json()},
-                    [events.to_fields(e, stream_id, track_id) for e in entry.events],
+                    [event_forms.to_fields(e, stream_id, track_id) for e in entry.events],
                 )
             )
             entry.dirty, entry.events = False, []

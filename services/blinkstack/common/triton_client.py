@@ -16,8 +16,8 @@ import numpy as np
 import tritonclient.grpc.aio as triton
 from tritonclient.utils import InferenceServerException
 
-from blinkstack.common.backend import BackendInfo, BackendUnavailable
 from blinkstack.common.backend_options import BackendOptions, TritonTls
+from blinkstack.common.model_backend import BackendInfo, BackendUnavailable
 
 _UNAVAILABLE = "StatusCode.UNAVAILABLE"
 _DEADLINE_EXCEEDED = "StatusCode.DEADLINE_EXCEEDED"

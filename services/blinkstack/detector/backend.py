@@ -1,5 +1,5 @@
-"""The detector's model backends: any face model of the repository on embedded ONNX Runtime (default) or on a
-Triton server.
+"""The interface of the detector's model backends: any face model of the repository, on embedded ONNX Runtime
+(`onnxruntime_backend.py`, the default) or on a Triton server (`triton_backend.py`).
 
 Both read the model from the same Triton model repository entry. A backend takes the model's inputs by name and
 returns all its outputs by name; what the tensors mean is the model adapter's business (`adapters/`).
@@ -7,18 +7,11 @@ returns all its outputs by name; what the tensors mean is the model adapter's bu
 
 from __future__ import annotations
 
-import asyncio
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-import onnxruntime as ort
 
-from blinkstack.common.backend import BackendInfo, BackendUnavailable
-from blinkstack.common.model_repository import file_sha256, resolve_model_file
-from blinkstack.common.onnx_runtime import create_session
-from blinkstack.common.triton_client import TritonModelBackend
+from blinkstack.common.model_backend import BackendInfo
 
 
 class ModelBackend(Protocol):
@@ -32,68 +25,3 @@ class ModelBackend(Protocol):
     async def infer(self, inputs: dict[str, np.ndarray], timeout: float | None = None) -> dict[str, np.ndarray]: ...
 
     async def close(self) -> None: ...
-
-
-class OnnxRuntimeModel:
-    """One session, one inference thread: frames from all streams queue for it, so CPU use stays bounded.
-
-    At most `max_pending` calls wait; a call that cannot get a slot within its deadline fails with
-    BackendUnavailable rather than piling up latency for every stream.
-    """
-
-    def __init__(
-        self,
-        repository: Path,
-        model_name: str,
-        version: int | None = None,
-        threads: int = 0,
-        providers: list[str] | None = None,
-        max_pending: int = 64,
-    ) -> None:
-        self._model_dir = Path(repository) / model_name
-        self._version, self._threads, self._providers = version, threads, providers
-        self._pending = asyncio.Semaphore(max_pending)
-        self._session: ort.InferenceSession | None = None
-        self._executor: ThreadPoolExecutor | None = None
-        self._info = BackendInfo("onnxruntime", model_name, "", 1)
-
-    @property
-    def info(self) -> BackendInfo:
-        return self._info
-
-    async def start(self) -> None:
-        model_file, version = resolve_model_file(self._model_dir, self._version)
-        self._session = session = await asyncio.to_thread(create_session, model_file, self._threads, self._providers)
-        self._outputs = [o.name for o in session.get_outputs()]
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self._info.model_name)
-        self._info = BackendInfo("onnxruntime", self._info.model_name, str(version), 1, file_sha256(model_file))
-
-    async def ready(self) -> bool:
-        return self._session is not None and self._executor is not None
-
-    def _run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        assert self._session is not None, "infer before start"
-        return dict(zip(self._outputs, self._session.run(self._outputs, inputs), strict=True))
-
-    async def infer(self, inputs: dict[str, np.ndarray], timeout: float | None = None) -> dict[str, np.ndarray]:
-        if not await self.ready():
-            raise BackendUnavailable(f"the {self._info.model_name} model is not loaded")
-        try:
-            await asyncio.wait_for(self._pending.acquire(), timeout)
-        except TimeoutError:
-            raise BackendUnavailable(f"the {self._info.model_name} model stayed busy until the deadline") from None
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, self._run, inputs)
-        finally:
-            self._pending.release()
-
-    async def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
-        self._session = None
-
-
-class TritonModel(TritonModelBackend):
-    async def infer(self, inputs: dict[str, np.ndarray], timeout: float | None = None) -> dict[str, np.ndarray]:
-        return await self.model.infer(inputs, self.model.deadline(timeout))

@@ -21,14 +21,15 @@ from typing import Protocol
 
 import numpy as np
 
-from blinkstack.common.backend import BackendUnavailable
+from blinkstack.common.model_backend import BackendUnavailable
 from blinkstack.common.model_repository import FACE_DETECTOR_MODEL, FACE_LANDMARK_MODEL
 from blinkstack.common.tracking import iou_matrix
 from blinkstack.detector.adapters import DEFAULT_FRONT_END, AdapterSettings, adapters_for
-from blinkstack.detector.backend import ModelBackend, OnnxRuntimeModel
-from blinkstack.detector.engine import FaceDetector, FaceLandmarker, StageTimes
+from blinkstack.detector.backend import ModelBackend
+from blinkstack.detector.face_models import FaceDetector, FaceLandmarker, StageTimes
 from blinkstack.detector.faces import Face, Region
 from blinkstack.detector.landmark_flow import LandmarkFlow
+from blinkstack.detector.onnxruntime_backend import OnnxRuntimeBackend
 
 DEFAULT_MAX_FACES = 4
 # Frames between two runs of the face detector when nothing asks for one sooner: with the landmark model it runs
@@ -168,10 +169,10 @@ def embedded_models(
     """A front end's models on embedded ONNX Runtime, as the detector service builds them by default (for the
     tools, benchmarks and tests that run the detector in-process). Call `start()` before use."""
     detector_adapter, landmark_adapter = adapters_for(front_end, settings or AdapterSettings())
-    detector = FaceDetector(detector_adapter, OnnxRuntimeModel(repository, FACE_DETECTOR_MODEL, threads=threads))
+    detector = FaceDetector(detector_adapter, OnnxRuntimeBackend(repository, FACE_DETECTOR_MODEL, threads=threads))
     landmarker = None
     if landmark_adapter is not None:
         landmarker = FaceLandmarker(
-            landmark_adapter, OnnxRuntimeModel(repository, FACE_LANDMARK_MODEL, threads=threads)
+            landmark_adapter, OnnxRuntimeBackend(repository, FACE_LANDMARK_MODEL, threads=threads)
         )
     return FrontEndModels(detector, landmarker, detect_every)

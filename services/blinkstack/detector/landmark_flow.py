@@ -20,7 +20,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from blinkstack.detector.engine import FaceDetector, StageTimes
+from blinkstack.detector.face_models import FaceDetector, StageTimes
 from blinkstack.detector.faces import Face
 
 # 21 px windows and 3 pyramid levels follow motion of ~60 px per frame at 640x480: a fast head turn at 30 fps.

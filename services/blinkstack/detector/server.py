@@ -16,18 +16,20 @@ import grpc
 import numpy as np
 
 from blinkstack.common import images, metrics
-from blinkstack.common.backend import start_or_await_ready
 from blinkstack.common.backend_options import BackendOptions, backend_options
 from blinkstack.common.errors import InvalidInput
 from blinkstack.common.grpc_server import ServiceHost, run_until_signal, settings_from_args
+from blinkstack.common.model_backend import start_or_await_ready
 from blinkstack.common.preprocess import to_gray
 from blinkstack.common.security import require_stream
 from blinkstack.common.tracking import Tracker
 from blinkstack.detector import adapters
-from blinkstack.detector.backend import ModelBackend, OnnxRuntimeModel, TritonModel
-from blinkstack.detector.engine import FaceDetector, FaceLandmarker
+from blinkstack.detector.backend import ModelBackend
+from blinkstack.detector.face_models import FaceDetector, FaceLandmarker
 from blinkstack.detector.faces import FACE_POINTS, Eye, EyeOutline, Face
 from blinkstack.detector.front_end import FrontEnd, FrontEndModels
+from blinkstack.detector.onnxruntime_backend import OnnxRuntimeBackend
+from blinkstack.detector.triton_backend import TritonBackend
 from blinkstack.services import DETECTOR
 from blinkstack.v1 import detector_pb2, detector_pb2_grpc, types_pb2
 
@@ -197,8 +199,8 @@ class DetectorServicer(detector_pb2_grpc.DetectorServiceServicer):
 
 def _backend(options: BackendOptions) -> ModelBackend:
     if options.backend == "triton":
-        return TritonModel.from_options(options)
-    return OnnxRuntimeModel(
+        return TritonBackend.from_options(options)
+    return OnnxRuntimeBackend(
         options.repository, options.model_name, options.pinned_version, options.threads, options.providers
     )
 

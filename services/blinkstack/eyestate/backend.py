@@ -6,7 +6,7 @@ from typing import Protocol
 
 import numpy as np
 
-from blinkstack.common.backend import BackendInfo
+from blinkstack.common.model_backend import BackendInfo
 
 
 class EyeStateBackend(Protocol):

@@ -29,7 +29,7 @@ import numpy as np
 import onnxruntime as ort
 
 from blinkstack.common import metrics
-from blinkstack.common.backend import BackendInfo, BackendUnavailable
+from blinkstack.common.model_backend import BackendInfo, BackendUnavailable
 from blinkstack.common.model_repository import (
     EYE_GATE_MODEL,
     EYE_STATE_MODEL,

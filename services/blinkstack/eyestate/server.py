@@ -16,10 +16,10 @@ import grpc
 import numpy as np
 
 from blinkstack.common import images, metrics
-from blinkstack.common.backend import start_or_await_ready
 from blinkstack.common.backend_options import backend_options
 from blinkstack.common.errors import InvalidInput
 from blinkstack.common.grpc_server import ServiceHost, run_until_signal, settings_from_args
+from blinkstack.common.model_backend import start_or_await_ready
 from blinkstack.common.preprocess import INPUT_HEIGHT, INPUT_WIDTH, preprocess_batch
 from blinkstack.eyestate.backend import EyeStateBackend
 from blinkstack.services import EYESTATE

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import grpc
 
-from blinkstack.aggregator import events as event_forms
+from blinkstack.aggregator import event_forms
 from blinkstack.client import Backoff, BlinkstackError, Client
 from blinkstack.common.security import client_security, read_secret
 from blinkstack.v1 import aggregator_pb2

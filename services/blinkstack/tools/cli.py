@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from blinkstack.aggregator import events as event_forms
+from blinkstack.aggregator import event_forms
 from blinkstack.common import paths
 from blinkstack.common.config import env_option
 from blinkstack.common.security import ClientSecurity, add_client_security_options, client_security

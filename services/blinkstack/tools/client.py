@@ -11,7 +11,7 @@ from pathlib import Path
 
 import cv2
 
-from blinkstack.aggregator import events as event_forms
+from blinkstack.aggregator import event_forms
 from blinkstack.client import BlinkstackError, Client
 from blinkstack.common.preprocess import decode_image
 from blinkstack.common.security import client_security

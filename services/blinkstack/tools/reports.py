@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from blinkstack.aggregator import events
+from blinkstack.aggregator import event_forms
 from blinkstack.tools.watch import WatchResult
 from blinkstack.v1 import aggregator_pb2
 
@@ -15,7 +15,7 @@ from blinkstack.v1 import aggregator_pb2
 def summarize(result: WatchResult, perclos_prob_open: float = 0.2) -> dict:
     frames = result.frames
     faced = [f for f in frames if f.faces]
-    names = [events.type_name(e) for e in result.events if e.phase == aggregator_pb2.EVENT_PHASE_ENDED]
+    names = [event_forms.type_name(e) for e in result.events if e.phase == aggregator_pb2.EVENT_PHASE_ENDED]
     minutes = (frames[-1].timestamp_us - frames[0].timestamp_us) / 60e6 if len(frames) > 1 else 0.0
     closed80 = [((f.left or 0) + (f.right or 0)) / 2 <= perclos_prob_open for f in faced]
     opened = [(f.left or 0) >= 0.5 and (f.right or 0) >= 0.5 for f in faced]
@@ -77,7 +77,7 @@ def plot_timeline(result: WatchResult, path: Path, closed_below: float = 0.2, op
     for event in result.events:
         if event.phase != aggregator_pb2.EVENT_PHASE_ENDED:
             continue
-        name = events.type_name(event)
+        name = event_forms.type_name(event)
         ax.axvspan(event.start_us / 1e6, event.end_us / 1e6, color=colours.get(name, "black"), alpha=0.3,
                    label=name if name not in seen else None)  # fmt: skip
         seen.add(name)
@@ -107,6 +107,6 @@ def write_outputs(result: WatchResult, out_dir: Path) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = summarize(result)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out_dir / "events.json").write_text(json.dumps([events.to_json(e) for e in result.events], indent=2) + "\n")
+    (out_dir / "events.json").write_text(json.dumps([event_forms.to_json(e) for e in result.events], indent=2) + "\n")
     plot_timeline(result, out_dir / "timeline.png")
     return summary

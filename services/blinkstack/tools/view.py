@@ -41,7 +41,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from blinkstack.aggregator import events as event_forms
+from blinkstack.aggregator import event_forms
 from blinkstack.client import BlinkstackError, Client
 from blinkstack.common.security import ClientSecurity, client_security, read_secret
 from blinkstack.tools.annotate import draw_faces

@@ -20,7 +20,7 @@ import cv2
 import grpc
 import numpy as np
 
-from blinkstack.aggregator import events
+from blinkstack.aggregator import event_forms
 from blinkstack.client import Backoff, Client
 from blinkstack.common.security import ClientSecurity
 from blinkstack.tools import progress as bars
@@ -397,7 +397,7 @@ class _AnnotatedWriter:
             height, width = frame.shape[:2]
             self.video = cv2.VideoWriter(str(self.path), cv2.VideoWriter.fourcc(*"mp4v"), self.fps, (width, height))
         for event in response.events:
-            self.caption, self.caption_frames = events.describe(event).split("  id ")[0], int(self.fps)
+            self.caption, self.caption_frames = event_forms.describe(event).split("  id ")[0], int(self.fps)
         self.video.write(draw_faces(frame, list(response.faces), self.caption if self.caption_frames > 0 else ""))
         self.caption_frames -= 1
 
