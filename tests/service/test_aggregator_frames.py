@@ -7,7 +7,7 @@ import grpc
 import numpy as np
 import pytest
 
-from blinkstack.aggregator.frames import classify_request, judgeable_faces
+from blinkstack.aggregator.frames import classify_request
 from blinkstack.common import images
 from blinkstack.v1 import aggregator_pb2, detector_pb2, detector_pb2_grpc, eyestate_pb2, eyestate_pb2_grpc, types_pb2
 from blinkstack_train import data
@@ -142,28 +142,6 @@ def test_bad_frames_and_a_missing_detector_are_clear_errors(redis_server, stack,
         assert error.value.code() == grpc.StatusCode.UNAVAILABLE and "detector failed" in error.value.details()
     finally:
         nowhere.close()
-
-
-def _detection(*eye_centres: tuple[float, float]) -> detector_pb2.DetectEyesResponse:
-    side = 10.0
-    faces = [
-        detector_pb2.FaceDetection(
-            left_eye=detector_pb2.EyeDetection(box=types_pb2.Box(x=lx - 5, y=ly - 5, width=side, height=side)),
-            right_eye=detector_pb2.EyeDetection(box=types_pb2.Box(x=rx - 5, y=ry - 5, width=side, height=side)),
-        )
-        for (lx, ly), (rx, ry) in zip(eye_centres[::2], eye_centres[1::2], strict=True)
-    ]
-    return detector_pb2.DetectEyesResponse(faces=faces, frame_width=320, frame_height=240)
-
-
-def test_faces_with_an_eye_outside_the_frame_are_dropped_not_fatal():
-    inside = _detection((200, 100), (150, 100))
-    assert len(judgeable_faces(inside)) == 1
-    # The box the issue reported: (-3.99, 12.36, 5.91 x 5.91), centre x = -1.04.
-    edge = _detection((200, 100), (150, 100), (8.0, 15.3), (-1.04, 15.3))
-    assert [f.left_eye.box.x for f in judgeable_faces(edge)] == [195.0]
-    beyond = _detection((200, 100), (150, 100), (330.0, 50.0), (300.0, 50.0), (40.0, 250.0), (20.0, 250.0))
-    assert len(judgeable_faces(beyond)) == 1
 
 
 def test_a_real_clip_with_spurious_edge_faces_streams_to_the_end(redis_server, stack):

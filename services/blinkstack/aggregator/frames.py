@@ -51,8 +51,6 @@ class FrameServices:
     config: engine.EngineConfig
     detector: detector_pb2_grpc.DetectorServiceStub
     eyestate: eyestate_pb2_grpc.EyeStateServiceStub
-    min_eye_px: float = 16.0  # narrower eye boxes are not judged
-    min_face_score: float = 0.6  # eyes of faces detected with a lower score are not judged
     max_seq_jump: int = 1_000_000  # a frame further ahead of its run's last seq is refused
     # Why the detector or eye-state service refused this aggregator's credentials at the last check ("": they did not)
     credentials_problem: Callable[[], str] = lambda: ""
@@ -61,20 +59,6 @@ class FrameServices:
 EYE_UNKNOWN = types_pb2.EYE_STATE_UNKNOWN
 # What a frame reports for each eye is the engine's state after that frame: the one its events come from.
 ENGINE_STATES = {engine.OPEN: types_pb2.EYE_STATE_OPEN, engine.CLOSED: types_pb2.EYE_STATE_CLOSED}
-
-
-def judgeable_faces(detection: detector_pb2.DetectEyesResponse) -> list[detector_pb2.FaceDetection]:
-    """The faces whose both eye boxes are centred inside the frame: only those can be cropped and judged.
-
-    The detector already leaves out edge-clipped faces; this guard holds whatever a detector (or a future
-    tracker) returns, so one odd detection costs that face one frame and never the camera's whole stream.
-    """
-    size = (detection.frame_width, detection.frame_height)
-    return [
-        face
-        for face in detection.faces
-        if images.centre_inside(face.left_eye.box, *size) and images.centre_inside(face.right_eye.box, *size)
-    ]
 
 
 def check_frame(frame: types_pb2.Frame, stream_id: str) -> None:
@@ -149,19 +133,6 @@ class EyeVerdict:
 
 def eyes_of(face: detector_pb2.FaceDetection) -> tuple[detector_pb2.EyeDetection, detector_pb2.EyeDetection]:
     return face.left_eye, face.right_eye
-
-
-def unjudgeable(
-    face: detector_pb2.FaceDetection, eye: detector_pb2.EyeDetection, size: tuple[int, int], services: FrameServices
-) -> int:
-    """Why `eye` cannot be judged in this frame (an UnknownReason), or 0."""
-    if face.score < services.min_face_score:
-        return types_pb2.UNKNOWN_REASON_LOW_CONFIDENCE_DETECTION
-    if images.mostly_outside(eye.box, *size):  # the rule the detector's `unjudgeable` follows too
-        return types_pb2.UNKNOWN_REASON_EYE_OUTSIDE_FRAME
-    if eye.box.width < services.min_eye_px:
-        return types_pb2.UNKNOWN_REASON_EYE_TOO_SMALL
-    return 0
 
 
 def classify_request(image: types_pb2.Image, eyes: list[detector_pb2.EyeDetection]) -> eyestate_pb2.ClassifyEyesRequest:
@@ -333,12 +304,9 @@ class CameraStream:
                 await self._start(frame.stream_id)
             except StoreUnavailable as exc:
                 raise ingest.not_accepted(exc) from None
-        timestamp = frame.timestamp_us if frame.HasField("timestamp_us") else received_us
+        timestamp, from_server = images.frame_timestamp(frame, received_us)
         result = aggregator_pb2.FrameResult(
-            stream_id=frame.stream_id,
-            seq=frame.seq,
-            timestamp_us=timestamp,
-            timestamp_from_server=not frame.HasField("timestamp_us"),
+            stream_id=frame.stream_id, seq=frame.seq, timestamp_us=timestamp, timestamp_from_server=from_server
         )
         new_run = self.order.starts_run(frame.run_id)
         position = self.order.position(frame.run_id, frame.seq, self.services.max_seq_jump)
@@ -371,21 +339,22 @@ class CameraStream:
 
     async def _look(self, frame: types_pb2.Frame, timestamp: int) -> Look:
         start = time.perf_counter()
+        # No stream id: the detector does not track (its state dies with this call); the aggregator's tracker,
+        # kept in Redis across restarts, is the one that gives this frame's faces their ids.
         untracked = types_pb2.Frame(image=frame.image, seq=frame.seq, timestamp_us=timestamp)
         detection = await self.detector.detect(
             detector_pb2.DetectEyesRequest(frame=untracked, eye_crops=True),
             self.time_remaining() or DOWNSTREAM_TIMEOUT_S,
         )
         detected = time.perf_counter()
-        faces = judgeable_faces(detection)
-        verdicts, model = await self._classify(frame.image, faces, (detection.frame_width, detection.frame_height))
+        faces = list(detection.faces)
+        verdicts, model = await self._classify(frame.image, faces)
         return Look(detection, faces, verdicts, model, detected - start, time.perf_counter() - detected)
 
     async def _judge(self, admitted: Admitted, look: Look) -> None:
         """Track and advance the engine; fills the result with faces, events and timings."""
         start = time.perf_counter()
         result, faces, verdicts = admitted.result, look.faces, look.verdicts
-        result.faces_dropped = len(look.detection.faces) - len(faces)
         if look.model is not None:
             result.model.CopyFrom(look.model)
         probs = np.array([[v.usable_prob for v in face] for face in verdicts], dtype=float).reshape(-1, 2)
@@ -416,11 +385,12 @@ class CameraStream:
         result.timings.aggregate_us = round((time.perf_counter() - start) * 1e6)
 
     async def _classify(
-        self, image: types_pb2.Image, faces: list, size: tuple[int, int]
+        self, image: types_pb2.Image, faces: list
     ) -> tuple[list[list[EyeVerdict]], eyestate_pb2.ModelRef | None]:
         """Each face's [left, right] verdicts, and the model that judged them (None: no eye could be judged); the
         eyes that can be judged go to the eye-state service in one call."""
-        verdicts = [[EyeVerdict(reason=unjudgeable(f, eye, size, self.services)) for eye in eyes_of(f)] for f in faces]
+        # Which eyes can be judged was decided by the detector, once (EyeDetection.unjudgeable, with its reason).
+        verdicts = [[EyeVerdict(reason=eye.unjudgeable) for eye in eyes_of(f)] for f in faces]
         wanted = [(i, j) for i, face in enumerate(verdicts) for j, verdict in enumerate(face) if not verdict.reason]
         if wanted:
             request = classify_request(image, [eyes_of(faces[i])[j] for i, j in wanted])

@@ -150,23 +150,6 @@ def _add_limits_and_frames(parser: argparse.ArgumentParser, group: argparse._Arg
     add_client_security_options(parser.add_argument_group("downstream TLS (detector and eye-state)"))
     env_option(
         group,
-        "--min-eye-px",
-        "BLINKSTACK_AGGREGATOR_MIN_EYE_PX",
-        16.0,
-        float,
-        help="eye boxes narrower than this are UNKNOWN (EYE_TOO_SMALL; half the model's 32 px input)",
-    )
-    env_option(
-        group,
-        "--min-face-score",
-        "BLINKSTACK_AGGREGATOR_MIN_FACE_SCORE",
-        0.6,
-        float,
-        help="eyes of faces detected with a lower score are UNKNOWN (LOW_CONFIDENCE_DETECTION); the best face of "
-        "every sampled ZJU frame scored >= 0.81, of the Eyeblink8 video >= 0.92",
-    )
-    env_option(
-        group,
         "--max-seq-jump",
         "BLINKSTACK_MAX_SEQ_JUMP",
         1_000_000,

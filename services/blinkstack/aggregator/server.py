@@ -256,8 +256,6 @@ class _Backend:
 
 def build_backend(args: argparse.Namespace) -> _Backend:
     engine_config(args)  # validates the limits before anything starts
-    if args.min_eye_px < 0:
-        raise ValueError(f"--min-eye-px must be >= 0 (got {args.min_eye_px})")
     if not 1 <= args.event_shards <= MAX_EVENT_SHARDS:
         raise ValueError(f"--event-shards must be 1..{MAX_EVENT_SHARDS} (got {args.event_shards})")
     return _Backend(args)
@@ -273,8 +271,6 @@ def build_host(args: argparse.Namespace, backend: _Backend) -> ServiceHost:
             config,
             backend.detector.detector,
             backend.eyestate.eyestate,
-            min_eye_px=args.min_eye_px,
-            min_face_score=args.min_face_score,
             max_seq_jump=args.max_seq_jump,
             credentials_problem=lambda: backend.refused,
         )

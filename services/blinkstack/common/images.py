@@ -248,6 +248,15 @@ def _turned_crop(frame: np.ndarray, box: types_pb2.Box, out_width: int, out_heig
 STREAM_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
+def frame_timestamp(frame: types_pb2.Frame, received_us: int) -> tuple[int, bool]:
+    """The frame's capture time, defaulted once at the service a client sent it to: its own `timestamp_us`, else
+    `received_us` (the server's clock when the request arrived). Returns (timestamp_us, from_server). The
+    aggregator forwards frames to the detector with the time set, so a frame never gets two defaults."""
+    if frame.HasField("timestamp_us"):
+        return frame.timestamp_us, False
+    return received_us, True
+
+
 def check_stream_id(stream_id: str, what: str = "stream_id", required: bool = True) -> None:
     """Stream ids name Redis keys and metrics: 1..128 characters of [A-Za-z0-9._:-]."""
     if not stream_id and not required:

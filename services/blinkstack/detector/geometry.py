@@ -3,9 +3,13 @@ the model (the model-specific eye crop geometry lives in each adapter)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from blinkstack.common import images
 from blinkstack.detector.faces import Face
+from blinkstack.v1 import detector_pb2, types_pb2
 
 # A frontal face's inter-ocular distance is ~0.45 of its box width; a turned head shortens it. Outside this
 # range the "eyes" are not a face's eyes (a fragment at the frame edge, a pattern in the background).
@@ -35,3 +39,26 @@ def implausible(face: Face, frame_width: int, frame_height: int, min_face_px: fl
     if (eyes[:, 1] > y0 + 0.6 * (y1 - y0)).any():
         return "implausible eye geometry (an eye in the lower face)"
     return None
+
+
+@dataclass(frozen=True)
+class Judgeable:
+    """Which eyes can be judged: decided here, once, and carried downstream as EyeDetection.unjudgeable (the
+    aggregator reports it as the eye's UNKNOWN reason and never decides again)."""
+
+    min_eye_px: float = 16.0
+    min_face_score: float = 0.6
+
+    def mark(self, faces: list[detector_pb2.FaceDetection], width: int, height: int) -> None:
+        """Each eye's reason it cannot be judged: a doubtful face, an eye mostly outside the frame, a tiny eye."""
+        for face in faces:
+            for eye in (face.left_eye, face.right_eye):
+                if face.score < self.min_face_score:
+                    eye.unjudgeable = types_pb2.UNKNOWN_REASON_LOW_CONFIDENCE_DETECTION
+                elif images.mostly_outside(eye.box, width, height):
+                    eye.unjudgeable = types_pb2.UNKNOWN_REASON_EYE_OUTSIDE_FRAME
+                elif eye.box.width < self.min_eye_px:
+                    eye.unjudgeable = types_pb2.UNKNOWN_REASON_EYE_TOO_SMALL
+
+
+JUDGEABLE = Judgeable()  # the defaults

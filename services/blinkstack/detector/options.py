@@ -76,6 +76,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     env_option(
         group,
+        "--min-eye-px",
+        "BLINKSTACK_DETECTOR_MIN_EYE_PX",
+        geometry.JUDGEABLE.min_eye_px,
+        float,
+        help="eye boxes narrower than this are not judged: EyeDetection.unjudgeable = EYE_TOO_SMALL (half the "
+        "eye-state model's 32 px input)",
+    )
+    env_option(
+        group,
+        "--min-face-score",
+        "BLINKSTACK_DETECTOR_MIN_FACE_SCORE",
+        geometry.JUDGEABLE.min_face_score,
+        float,
+        help="eyes of faces detected with a lower score are not judged: LOW_CONFIDENCE_DETECTION (the best face of "
+        "every sampled ZJU frame scored >= 0.81, of the Eyeblink8 video >= 0.92)",
+    )
+    env_option(
+        group,
         "--max-faces",
         "BLINKSTACK_DETECTOR_MAX_FACES",
         DEFAULT_MAX_FACES,

@@ -23,7 +23,7 @@ from blinkstack.common.model_backend import start_or_await_ready
 from blinkstack.common.preprocess import to_gray
 from blinkstack.common.security import require_stream
 from blinkstack.common.tracking import Tracker
-from blinkstack.detector import adapters
+from blinkstack.detector import adapters, geometry
 from blinkstack.detector.backend import ModelBackend
 from blinkstack.detector.face_models import FaceDetector, FaceLandmarker
 from blinkstack.detector.faces import FACE_POINTS, Eye, EyeOutline, Face
@@ -74,14 +74,6 @@ def eye_crop(pixels: np.ndarray, box: types_pb2.Box) -> types_pb2.Image | None:
     return types_pb2.Image(raw=raw)
 
 
-def mark_unjudgeable(faces: list[detector_pb2.FaceDetection], width: int, height: int) -> None:
-    """EYE_OUTSIDE_FRAME for eyes centred outside the frame or mostly outside it."""
-    for face in faces:
-        for eye in (face.left_eye, face.right_eye):
-            if images.mostly_outside(eye.box, width, height):
-                eye.unjudgeable = types_pb2.UNKNOWN_REASON_EYE_OUTSIDE_FRAME
-
-
 def add_eye_crops(pixels: np.ndarray, faces: list[detector_pb2.FaceDetection]) -> None:
     """Each judgeable eye's pixels (those marked unjudgeable get none)."""
     for face in faces:
@@ -125,8 +117,10 @@ def face_message(face: Face, track_id: int) -> detector_pb2.FaceDetection:
 
 
 class DetectorServicer(detector_pb2_grpc.DetectorServiceServicer):
-    def __init__(self, models: FrontEndModels, max_streams: int = 1024) -> None:
-        self.models = models
+    def __init__(
+        self, models: FrontEndModels, max_streams: int = 1024, judgeable: geometry.Judgeable = geometry.JUDGEABLE
+    ) -> None:
+        self.models, self.judgeable = models, judgeable
         self.streams = StreamPool(models, max_streams)
 
     async def _detect(
@@ -163,20 +157,20 @@ class DetectorServicer(detector_pb2_grpc.DetectorServiceServicer):
                 metrics.DETECTOR_STAGE_SECONDS.labels(stage).observe(seconds)
         metrics.DETECTOR_FACES.observe(len(faces))
         metrics.DETECTOR_FRAMES.inc()
-        if state is not None:
+        if state is not None and frame.stream_id:
             ids = state.tracker.update(np.array([f.box for f in faces]).reshape(-1, 4))
-        else:
+        else:  # no stream named: no tracking (the aggregator, which tracks faces itself, durably, names none)
             ids = list(range(1, len(faces) + 1))
         messages = [face_message(face, track_id) for face, track_id in zip(faces, ids, strict=True)]
-        mark_unjudgeable(messages, pixels.shape[1], pixels.shape[0])
+        self.judgeable.mark(messages, pixels.shape[1], pixels.shape[0])
         if request.eye_crops:
             add_eye_crops(pixels, messages)
-        has_timestamp = frame.HasField("timestamp_us")
+        timestamp, from_server = images.frame_timestamp(frame, received_us)
         return detector_pb2.DetectEyesResponse(
             stream_id=frame.stream_id,
             seq=frame.seq,
-            timestamp_us=frame.timestamp_us if has_timestamp else received_us,
-            timestamp_from_server=not has_timestamp,
+            timestamp_us=timestamp,
+            timestamp_from_server=from_server,
             frame_width=pixels.shape[1],
             frame_height=pixels.shape[0],
             faces=messages,
@@ -219,7 +213,9 @@ def build_backend(args: argparse.Namespace) -> FrontEndModels:
 
 
 def build_host(args: argparse.Namespace, models: FrontEndModels) -> ServiceHost:
-    servicer = DetectorServicer(models, args.max_streams)
+    if args.min_eye_px < 0:
+        raise ValueError(f"--min-eye-px must be >= 0 (got {args.min_eye_px})")
+    servicer = DetectorServicer(models, args.max_streams, geometry.Judgeable(args.min_eye_px, args.min_face_score))
     register = partial(detector_pb2_grpc.add_DetectorServiceServicer_to_server, servicer)
     return ServiceHost(settings_from_args(args), DETECTOR, register, models.ready)
 

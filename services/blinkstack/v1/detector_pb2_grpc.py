@@ -61,8 +61,10 @@ class DetectorServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def StreamDetectEyes(self, request_iterator, context):
-        """A camera's frames in, one response per frame out, in order; tracking state lives for the stream's duration
-        (one HTTP/2 stream stays on one replica, so ids are stable even behind a load balancer). A bad frame ends
+        """A camera's frames in, one response per frame out, in order; with frame.stream_id set, tracking state lives
+        for the stream's duration (one HTTP/2 stream stays on one replica, so ids are stable even behind a load
+        balancer); without one, faces are numbered 1..n by score, as in DetectEyes (the aggregator, which keeps its
+        own tracker in Redis, sends none: one tracker per frame's path). A bad frame ends
         the stream with INVALID_ARGUMENT; responses already sent stand. With the landmark front end (the default) the
         face detector runs on the first frame, whenever a face is lost, and every --detect-every frames to find new
         faces; the landmark model follows each face in between (see landmarks_tracked). With the face detector alone

@@ -14,6 +14,7 @@ from blinkstack.detector import eye_crops, geometry
 from blinkstack.detector.adapters import centerface
 from blinkstack.detector.adapters.face_mesh import FaceMesh, region_around, warp_for
 from blinkstack.detector.faces import Eye, EyeCrop, EyeOutline, Face, Region
+from blinkstack.v1 import detector_pb2, types_pb2
 
 # --- CenterFace pre/post-processing ------------------------------------------------------------------------
 
@@ -192,3 +193,34 @@ def test_fast_motion_matches_by_centre_and_lost_faces_get_new_ids():
         assert tracker.update(np.empty((0, 4))) == []
     assert tracker.update(face) == [2]  # gone for more than max_missed frames: a new track, ids never reused
     assert tracker.update(np.vstack([face, face + shift(300)])) == [2, 3]
+
+
+def _faces(*eyes: tuple[float, float, float], score: float = 0.9) -> list[detector_pb2.FaceDetection]:
+    """Faces from (centre x, centre y, side) per eye, left then right."""
+
+    def eye(x: float, y: float, side: float) -> detector_pb2.EyeDetection:
+        return detector_pb2.EyeDetection(box=types_pb2.Box(x=x - side / 2, y=y - side / 2, width=side, height=side))
+
+    return [
+        detector_pb2.FaceDetection(score=score, left_eye=eye(*left), right_eye=eye(*right))
+        for left, right in zip(eyes[::2], eyes[1::2], strict=True)
+    ]
+
+
+def test_which_eyes_can_be_judged_is_decided_once_with_the_reason():
+    judge = geometry.Judgeable(min_eye_px=16, min_face_score=0.6)
+    # The box an issue once reported, centred 1 px off a 320x240 frame's left edge; a tiny eye; a fine one.
+    faces = _faces((8.0, 15.3, 20), (-1.04, 15.3, 20), (200, 100, 10), (150, 100, 30))
+    judge.mark(faces, 320, 240)
+    reasons = [(f.left_eye.unjudgeable, f.right_eye.unjudgeable) for f in faces]
+    assert reasons == [
+        (0, types_pb2.UNKNOWN_REASON_EYE_OUTSIDE_FRAME),
+        (types_pb2.UNKNOWN_REASON_EYE_TOO_SMALL, 0),
+    ]
+    doubtful = _faces((200, 100, 30), (150, 100, 30), score=0.5)
+    judge.mark(doubtful, 320, 240)
+    assert (
+        doubtful[0].left_eye.unjudgeable
+        == doubtful[0].right_eye.unjudgeable
+        == (types_pb2.UNKNOWN_REASON_LOW_CONFIDENCE_DETECTION)
+    )
