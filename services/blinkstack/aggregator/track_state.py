@@ -7,9 +7,12 @@ The rules that move a state forward are in `engine.py`.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from enum import IntEnum
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, is_dataclass
+from enum import Enum, IntEnum
+from functools import cache
+from types import UnionType
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 UNKNOWN, OPEN, CLOSED = "unknown", "open", "closed"
 
@@ -177,43 +180,43 @@ class TrackState:
     closure_alerts: int = 0  # sustained-closure alerts emitted during the current closure
 
     def to_json(self) -> str:
-        episode = self.episode.__dict__ if self.episode else None
-        raw = {**self.__dict__, "episode": episode, "last_event": self.last_event.__dict__ if self.last_event else None}
-        return json.dumps(raw, separators=(",", ":"))
+        return json.dumps(_plain(self), separators=(",", ":"))
 
     @staticmethod
     def from_json(text: str) -> TrackState:
+        """The state `to_json` wrote, fields decoded as the dataclasses declare them; a field an older version did
+        not write takes its default."""
         raw = json.loads(text)
-        episode = None
-        if raw["episode"]:
-            saved = raw["episode"]
-            episode = Episode(
-                **{**saved, "closed": tuple(saved["closed"]), "min_probs": tuple(saved.get("min_probs", (1, 1)))}
-            )
-        last_event = raw["last_event"]
-        if last_event:
-            last_event = Event(
-                **{
-                    **last_event,
-                    "type": EventType(last_event["type"]),
-                    "phase": Phase(last_event["phase"]),
-                    "level": Level(last_event.get("level", 0)),
-                }
-            )
-        return TrackState(
-            eyes=tuple(raw["eyes"]),
-            recent=tuple(tuple(tuple(r) for r in eye) for eye in raw["recent"]),
-            last_us=raw["last_us"],
-            last_known_us=raw.get("last_known_us", raw["last_us"]),
-            last_kind=raw["last_kind"],
-            episode=episode,
-            segments=tuple(tuple(s) for s in raw["segments"]),
-            blinks=tuple(tuple(b) for b in raw["blinks"]),
-            last_event=last_event,
-            observations=raw["observations"],
-            events=raw["events"],
-            open_level=tuple(raw.get("open_level", (None, None))),
-            level=Level(raw.get("level", 0)),
-            below_since_us=raw.get("below_since_us"),
-            closure_alerts=raw.get("closure_alerts", 0),
-        )
+        raw.setdefault("last_known_us", raw.get("last_us"))  # written since 2026-10; until then the last reading
+        return _decoder(TrackState)(raw)
+
+
+def _plain(value: Any) -> Any:
+    """A dataclass as a dict of its fields, nested ones too (tuples and enums go to JSON as they are)."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    return value
+
+
+@cache
+def _decoder(hint: Any) -> Callable[[Any], Any]:
+    """A function that turns a JSON value into the type `hint` declares: tuples (fixed or `...`, nested),
+    optional values, dataclasses (missing fields take their defaults), enums. Built once per type."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, UnionType):
+        inner = [a for a in args if a is not type(None)]
+        one = _decoder(inner[0]) if len(inner) == 1 else (lambda v: v)
+        return lambda v: None if v is None else one(v)
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        item = _decoder(args[0])
+        return lambda v: tuple(item(x) for x in v)
+    if origin is tuple:
+        items = [_decoder(a) for a in args]
+        return lambda v: tuple(d(x) for d, x in zip(items, v, strict=True))
+    if isinstance(hint, type) and is_dataclass(hint):
+        hints = get_type_hints(hint)
+        decoders = {f.name: _decoder(hints[f.name]) for f in fields(hint)}
+        return lambda v: hint(**{name: decoders[name](x) for name, x in v.items() if name in decoders})
+    if isinstance(hint, type) and issubclass(hint, Enum):
+        return hint
+    return lambda v: v
