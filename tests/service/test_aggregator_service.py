@@ -312,7 +312,7 @@ def test_events_follow_resumes_from_its_cursor_when_the_aggregator_restarts(redi
     """`events --follow` outlives its aggregator: it re-subscribes after the last event it printed, so every
     stored event is printed once, in order, across the restart."""
     port = free_port()
-    first = aggregator_service(redis_server.url, port=port, redis_prefix="follow")
+    first = aggregator_service(redis_server.url, port=port, redis_prefix="follow", grace=0.5)  # subscribers: cut
     wait_for_health(first.address, SERVING)
     command = [sys.executable, "-m", "blinkstack.cli", "events", "--target", first.address, "--follow"]
     follower = subprocess.Popen(

@@ -101,7 +101,7 @@ def test_subscribe_resumes_across_an_aggregator_restart_each_event_once(redis_se
 
     received: list[str] = []
     resumed: list[str] = []
-    running = serving(aggregator_service(redis_server.url, redis_prefix=prefix, port=port))
+    running = serving(aggregator_service(redis_server.url, redis_prefix=prefix, port=port, grace=0.5))
     client = Client(f"127.0.0.1:{port}", backoff=Backoff(0.1, 0.5))
 
     def consume() -> None:
@@ -121,7 +121,7 @@ def test_subscribe_resumes_across_an_aggregator_restart_each_event_once(redis_se
         running.close()  # the subscriber's call ends; it keeps retrying meanwhile
         store_events(4, 3)  # stored while no aggregator runs
         time.sleep(0.5)
-        running = serving(aggregator_service(redis_server.url, redis_prefix=prefix, port=port))
+        running = serving(aggregator_service(redis_server.url, redis_prefix=prefix, port=port, grace=0.5))
         store_events(7, 2)  # live, after the restart
         reader.join(timeout=30)
         stored = [entry_id.decode() for entry_id, _ in store.xrange(KeyLayout(prefix).events(0))]

@@ -327,5 +327,5 @@ def test_the_uncertain_band_makes_readings_near_the_threshold_unknown():
     assert servicer.result(0.2, float("nan")).state == types_pb2.EYE_STATE_CLOSED  # no gate: no NOT_AN_EYE
     assert not servicer.result(0.2, float("nan")).HasField("prob_eye")
     assert servicer.result(0.9, 0.1).reason == types_pb2.UNKNOWN_REASON_NOT_AN_EYE  # the gate comes first
-    with pytest.raises(ValueError, match="uncertain-band"):
+    with pytest.raises(ValueError, match="uncertain_band"):
         EyeStateServicer(backend=None, uncertain_band=0.5)

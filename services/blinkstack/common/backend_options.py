@@ -42,6 +42,7 @@ def add_backend_options(
         default_threads,
         int,
         help="ONNX Runtime intra-op threads per model (0: one per core)",
+        at_least=0,
     )
     env_option(
         group,

@@ -24,12 +24,18 @@ def env_option(
     default: Any,
     kind: Callable[[str], Any] = str,
     help: str = "",
+    at_least: float | None = None,
+    below: float | None = None,
     **kwargs: Any,
 ) -> None:
     """Add `flag`, defaulting to $`env` when set (parsed with `kind`), else to `default`.
 
-    Pass `env` as a literal string: every name stays findable with grep and listed by `env_table`.
+    Pass `env` as a literal string: every name stays findable with grep and listed by `env_table`. `at_least` and
+    `below` bound the value: argparse then refuses one outside them naming the flag (or the variable), so the
+    code the value goes to never needs to know the flag's name.
     """
+    if at_least is not None or below is not None:
+        kind = _bounded(kind, at_least, below)
     raw = os.environ.get(env)
     try:
         value = kind(raw) if raw is not None else default
@@ -49,3 +55,15 @@ def env_table(parser: argparse.ArgumentParser) -> list[tuple[str, str, Any, str]
             help_text = (action.help or "").split(" [env ")[0].replace("%%", "%")
             rows.append((env, action.option_strings[-1], vars(action)["env_default"], help_text))
     return rows
+
+
+def _bounded(kind: Callable[[str], Any], at_least: float | None, below: float | None) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if at_least is not None and value < at_least:
+            raise argparse.ArgumentTypeError(f"must be >= {at_least:g} (got {value})")
+        if below is not None and value >= below:
+            raise argparse.ArgumentTypeError(f"must be < {below:g} (got {value})")
+        return value
+
+    return parse

@@ -120,9 +120,9 @@ class FrontEndModels:
 
     def __post_init__(self) -> None:
         if self.detect_every < 0:
-            raise ValueError(f"--detect-every must be >= 0 (got {self.detect_every}; 0: the front end's default)")
+            raise ValueError(f"detect_every must be >= 0 (got {self.detect_every}; 0: the front end's default)")
         if self.max_faces < 1:
-            raise ValueError(f"--max-faces must be >= 1 (got {self.max_faces})")
+            raise ValueError(f"max_faces must be >= 1 (got {self.max_faces})")
 
     @property
     def every(self) -> int:

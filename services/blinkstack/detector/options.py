@@ -82,6 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         float,
         help="eye boxes narrower than this are not judged: EyeDetection.unjudgeable = EYE_TOO_SMALL (half the "
         "eye-state model's 32 px input)",
+        at_least=0,
     )
     env_option(
         group,
@@ -99,6 +100,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         DEFAULT_MAX_FACES,
         int,
         help="faces followed per stream (landmarks front end; each costs one landmark-model run per frame)",
+        at_least=1,
     )
     env_option(
         group,
@@ -107,6 +109,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         1024,
         int,
         help="unary DetectEyes streams whose tracks are kept (least recently used dropped)",
+        at_least=1,
     )
     env_option(
         group,
@@ -116,4 +119,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         int,
         help="run the face detector every Nth frame of a stream; in between the landmark model follows the faces "
         "(landmarks front end; 0: 30) or optical flow moves the face detector's points (centerface; 0: 1, every frame)",
+        at_least=0,
     )

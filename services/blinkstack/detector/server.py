@@ -213,8 +213,6 @@ def build_backend(args: argparse.Namespace) -> FrontEndModels:
 
 
 def build_host(args: argparse.Namespace, models: FrontEndModels) -> ServiceHost:
-    if args.min_eye_px < 0:
-        raise ValueError(f"--min-eye-px must be >= 0 (got {args.min_eye_px})")
     servicer = DetectorServicer(models, args.max_streams, geometry.Judgeable(args.min_eye_px, args.min_face_score))
     register = partial(detector_pb2_grpc.add_DetectorServiceServicer_to_server, servicer)
     return ServiceHost(settings_from_args(args), DETECTOR, register, models.ready)

@@ -63,15 +63,15 @@ class OnnxRuntimeBackend:
         run_batch: int = 32,
         gate: bool = True,
     ) -> None:
-        for flag, value, lowest in (
-            ("--max-batch", max_batch, 1),
-            ("--run-batch", run_batch, 1),
-            ("--inline-max-crops", inline_max_crops, 0),
-            ("--max-delay-ms", max_delay_s * 1000, 0),
-            ("--threads", threads, 0),
+        for name, value, lowest in (
+            ("max_batch", max_batch, 1),
+            ("run_batch", run_batch, 1),
+            ("inline_max_crops", inline_max_crops, 0),
+            ("max_delay_s", max_delay_s, 0),
+            ("threads", threads, 0),
         ):
             if value < lowest:
-                raise ValueError(f"{flag} must be >= {lowest} (got {value})")
+                raise ValueError(f"{name} must be >= {lowest} (got {value})")
         self._model_dir = Path(repository) / model_name
         self._model_name, self._version, self._threads = model_name, version, threads
         self._max_batch, self._max_delay_s, self._queue_size = max_batch, max_delay_s, queue_size

@@ -41,10 +41,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="prob_open within this distance of --threshold is UNKNOWN (MODEL_UNCERTAIN); 0: off, because a person "
         "whose open eyes read near the threshold would lose every reading (the aggregator judges eyes against each "
         "eye's own open level instead)",
+        at_least=0,
+        below=0.5,
     )
-    env_option(group, "--max-crops", "BLINKSTACK_EYESTATE_MAX_CROPS", 256, int, help="most crops per request")
     env_option(
-        group, "--max-batch", "BLINKSTACK_EYESTATE_MAX_BATCH", 256, int, help="largest micro-batch (onnxruntime)"
+        group, "--max-crops", "BLINKSTACK_EYESTATE_MAX_CROPS", 256, int, help="most crops per request", at_least=1
+    )
+    env_option(
+        group,
+        "--max-batch",
+        "BLINKSTACK_EYESTATE_MAX_BATCH",
+        256,
+        int,
+        help="largest micro-batch (onnxruntime)",
+        at_least=1,
     )
     env_option(
         group,
@@ -53,6 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         0.0,
         float,
         help="wait this long to fill a micro-batch (onnxruntime)",
+        at_least=0,
     )
     env_option(
         group,
@@ -62,6 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         int,
         help="crops per ONNX Runtime run; micro-batches run in chunks of this size (32 suits CPU caches; "
         "raise it to --max-batch on GPU providers)",
+        at_least=1,
     )
     env_option(
         group,
@@ -71,4 +83,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         int,
         help="a request of at most this many crops on an otherwise idle server runs at once on the event loop, "
         "single-threaded (onnxruntime on CPU; 0: always batch on the worker thread)",
+        at_least=0,
     )

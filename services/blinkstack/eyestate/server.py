@@ -31,7 +31,7 @@ class EyeStateServicer(eyestate_pb2_grpc.EyeStateServiceServicer):
         self, backend: EyeStateBackend, threshold: float = 0.5, max_crops: int = 256, uncertain_band: float = 0.0
     ) -> None:
         if not 0.0 <= uncertain_band < 0.5:
-            raise ValueError(f"--uncertain-band must be in [0, 0.5) (got {uncertain_band})")
+            raise ValueError(f"uncertain_band must be in [0, 0.5) (got {uncertain_band})")
         self.backend, self.threshold, self.max_crops = backend, threshold, max_crops
         self.uncertain_band = uncertain_band
 
