@@ -55,9 +55,14 @@ def followed_by_landmarks(video_frames):
     return stream_with(video_frames)
 
 
+# CenterFace on every frame costs 12 ms a frame: the flow comparison needs it, on the first third of the video
+# (434 followed frames); the shipped front ends (landmarks, CenterFace every 3rd frame) see the whole video.
+EVERY_FRAME_PREFIX = 651
+
+
 @pytest.fixture(scope="module")
 def detected_every_frame(video_frames):
-    return stream_with(video_frames, front_end="centerface", detect_every=1)
+    return stream_with(video_frames[:EVERY_FRAME_PREFIX], front_end="centerface", detect_every=1)
 
 
 @pytest.fixture(scope="module")
@@ -65,13 +70,9 @@ def detected_every_third(video_frames):
     return stream_with(video_frames, front_end="centerface", detect_every=3)
 
 
-@pytest.fixture(scope="module", params=["landmarks", "centerface", "centerface-every-3rd"])
-def video_responses(request, followed_by_landmarks, detected_every_frame, detected_every_third):
-    return {
-        "landmarks": followed_by_landmarks,
-        "centerface": detected_every_frame,
-        "centerface-every-3rd": detected_every_third,
-    }[request.param]
+@pytest.fixture(scope="module", params=["landmarks", "centerface-every-3rd"])
+def video_responses(request, followed_by_landmarks, detected_every_third):
+    return {"landmarks": followed_by_landmarks, "centerface-every-3rd": detected_every_third}[request.param]
 
 
 def test_video_one_face_on_at_least_99_percent_of_frames(video_responses):
@@ -99,7 +100,8 @@ def test_landmark_flow_tracks_two_of_three_frames_and_stays_on_the_detected_eyes
     assert not flags[::3].any()
     assert flags.mean() >= 0.6, f"tracked {flags.mean():.1%} of frames (fallbacks to detection: too many)"
     errors, size_ratios = [], []
-    for flowed, detected in zip(tracked, detected_every_frame, strict=True):
+    assert len(detected_every_frame) == EVERY_FRAME_PREFIX
+    for flowed, detected in zip(tracked[:EVERY_FRAME_PREFIX], detected_every_frame, strict=True):
         if flowed.landmarks_tracked and len(flowed.faces) == len(detected.faces) == 1:
             f, d = flowed.faces[0], detected.faces[0]
             iod = np.hypot(d.left_eye.center.x - d.right_eye.center.x, d.left_eye.center.y - d.right_eye.center.y)

@@ -192,15 +192,15 @@ class _Backend:
     def __init__(self, args: argparse.Namespace) -> None:
         self.store = RedisStore(
             args.redis_url,
-            args.redis_prefix,
-            args.events_maxlen,
-            args.stream_events_maxlen,
-            args.redis_retry_s,
-            args.events_max_age_s,
-            args.key_ttl_s,
-            args.event_shards,
-            args.redis_cluster,
-            args.max_tracks_per_stream,
+            prefix=args.redis_prefix,
+            events_maxlen=args.events_maxlen,
+            stream_events_maxlen=args.stream_events_maxlen,
+            retry_s=args.redis_retry_s,
+            events_max_age_s=args.events_max_age_s,
+            key_ttl_s=args.key_ttl_s,
+            event_shards=args.event_shards,
+            cluster=args.redis_cluster,
+            max_tracks=args.max_tracks_per_stream,
         )
         self.fanout = EventFanout(self.store, buffer=args.subscriber_buffer)
         self.security = client_security(args)  # how TrackFrames reaches the detector and eye-state service

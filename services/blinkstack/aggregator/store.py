@@ -212,6 +212,7 @@ class RedisStore:
     def __init__(
         self,
         url: str,
+        *,
         prefix: str = "blinkstack",
         events_maxlen: int = 100_000,
         stream_events_maxlen: int = 10_000,
