@@ -83,7 +83,7 @@ async def call_downstream(
         raise _refusal(exc, what) from None
 
 
-CREDENTIALS_HINT = "its operator must fix BLINKSTACK_TOKEN_FILE / BLINKSTACK_TLS_CA / the client certificate"
+CREDENTIALS_HINT = "its operator must fix BLINKSTACK_CLIENT_TOKEN_FILE / BLINKSTACK_TLS_CA / the client certificate"
 
 
 def credentials_refused(exc: grpc.aio.AioRpcError) -> bool:

@@ -209,7 +209,7 @@ def add_client_security_options(parser: argparse.ArgumentParser | argparse._Argu
     env_option(parser, "--tls-ca", "BLINKSTACK_TLS_CA", "", help="PEM CA that signed the services' certificates: TLS")
     env_option(parser, "--tls-client-cert", "BLINKSTACK_TLS_CLIENT_CERT", "", help="PEM client certificate (mTLS)")
     env_option(parser, "--tls-client-key", "BLINKSTACK_TLS_CLIENT_KEY", "", help="PEM key of --tls-client-cert")
-    env_option(parser, "--token-file", "BLINKSTACK_TOKEN_FILE", "", help="file holding the bearer token to send")
+    env_option(parser, "--token-file", "BLINKSTACK_CLIENT_TOKEN_FILE", "", help="file holding the bearer token to send")
 
 
 def client_security(args: argparse.Namespace) -> ClientSecurity:
