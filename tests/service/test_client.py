@@ -159,3 +159,36 @@ def test_track_frames_answers_each_frame(redis_server):
         assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT
     finally:
         running.close()
+
+
+def test_the_example_in_docs_client_md_runs_as_written(redis_server, real_crops, tmp_path, monkeypatch):
+    """docs/client.md's code block, run against real services on free ports (only the addresses change), with a
+    real crop in eye.png, a webcam frame, a second of webcam frames for TrackFrames, and cursor "0"."""
+    text = (REPO_ROOT / "docs" / "client.md").read_text()
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    detector, eyestate = serving(detector_service()), serving(eyestate_service(eyestate_args()))
+    aggregator = serving(
+        aggregator_service(
+            redis_server.url, redis_prefix="docs", detector_addr=detector.address, eyestate_addr=eyestate.address
+        )
+    )
+    try:
+        for default, running in (("50051", detector), ("50052", eyestate), ("50053", aggregator)):
+            code = code.replace(f"127.0.0.1:{default}", running.address)
+        capture, frames = cv2.VideoCapture(str(VIDEO)), []
+        for seq in range(30):
+            ok, frame = capture.read()
+            assert ok
+            jpeg = types_pb2.Image(encoded=cv2.imencode(".jpg", frame)[1].tobytes())
+            frames.append(types_pb2.Frame(stream_id="cam-1", seq=seq, timestamp_us=1 + seq * 33_333, image=jpeg))
+        capture.release()
+        names = {"gray_crop": decode_image(real_crops[1], gray=True), "bgr_frame": first_video_frame()}
+        names |= {"frames": frames, "cursor": "0"}
+        monkeypatch.chdir(tmp_path)  # where the example's eye.png is
+        (tmp_path / "eye.png").write_bytes(real_crops[0])
+        exec(compile(code, "docs/client.md", "exec"), names)
+        # It ran to the end: the refused call raised BlinkstackError and the example caught it.
+        assert names["result"].status == 1 and names["found"].faces  # the last TrackFrames result, the detection
+    finally:
+        for running in (aggregator, detector, eyestate):
+            running.close()

@@ -7,6 +7,7 @@ just raise a `ServiceError` subclass and never call `context.abort` or touch the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import time
@@ -149,17 +150,8 @@ class RpcBoundary(grpc.aio.ServerInterceptor):
         """Handlers that return one reply (or write their stream themselves)."""
 
         async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            call = _Call(self, method)
-            try:
-                self.admit(call, context)
-                reply = await behavior(parse(request), context)
-            except BaseException as exc:
-                await call.fail(exc, context)
-                raise
-            finally:
-                self.release(call)
-            call.end(grpc.StatusCode.OK)
-            return reply
+            async with self._admitted(method, context):
+                return await behavior(parse(request), context)
 
         return handle
 
@@ -167,19 +159,26 @@ class RpcBoundary(grpc.aio.ServerInterceptor):
         """Handlers that yield their replies."""
 
         async def handle(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            call = _Call(self, method)
-            try:
-                self.admit(call, context)
+            async with self._admitted(method, context):
                 async for reply in behavior(parse(request), context):
                     yield reply
-            except BaseException as exc:
-                await call.fail(exc, context)
-                raise
-            finally:
-                self.release(call)
-            call.end(grpc.StatusCode.OK)
 
         return handle
+
+    @contextlib.asynccontextmanager
+    async def _admitted(self, method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+        """One call of either kind: admitted (or refused), its failure answered with its status, always released
+        and recorded once."""
+        call = _Call(self, method)
+        try:
+            self.admit(call, context)
+            yield
+        except BaseException as exc:
+            await call.fail(exc, context)
+            raise
+        finally:
+            self.release(call)
+        call.end(grpc.StatusCode.OK)
 
 
 _HANDLER_KINDS = {
