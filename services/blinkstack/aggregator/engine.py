@@ -56,7 +56,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from blinkstack.aggregator import drowsiness
-from blinkstack.aggregator.readings import relative, relative_probs, smooth
+from blinkstack.aggregator.readings import relative, smooth
 from blinkstack.aggregator.track_state import (
     CLOSED,
     OPEN,
@@ -81,7 +81,6 @@ __all__ = [
     "Phase",
     "Stats",
     "TrackState",
-    "relative_probs",
     "stats",
     "step",
 ]
