@@ -32,7 +32,8 @@ def run(spec: ServiceSpec, args: argparse.Namespace) -> int:
     # per bad request.
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
     try:
-        asyncio.run(spec.server().serve(args))
+        options = spec.options().from_args(args)  # the flags, checked and built into the options once
+        asyncio.run(spec.server().serve(options))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

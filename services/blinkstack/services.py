@@ -2,8 +2,9 @@
 
 `blinkstack serve`, `blinkstack up`, the tests and the manifests' consistency test read this table; nothing
 else spells a default port or builds an environment name. The names are literal so that `grep` finds them.
-Each service package has the same shape: `options.add_arguments(parser)` (its flags) and, in `server`, the
-servicer, `build_backend(args)`, `build_host(args, backend)` and `serve(args)`.
+Each service package has the same shape: in `options`, `add_arguments(parser)` (its flags) and `from_args(args)`
+(its options dataclass, built from the flags once); in `server`, the servicer, `build_backend(options)`,
+`build_host(options, backend)` and `serve(options)`, which never see a flag.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class ServiceSpec:
     max_pending_rpcs: int = 128
 
     def options(self) -> ModuleType:
-        """The service's flags (`add_arguments`); imported only when needed."""
+        """The service's flags (`add_arguments`) and options (`from_args`); imported only when needed."""
         return importlib.import_module(f"{self.package}.options")
 
     def server(self) -> ModuleType:

@@ -74,12 +74,12 @@ class RunningService:
     """A blinkstack service (its `build_backend`/`build_host`) in this process, on its own event loop thread."""
 
     def __init__(self, spec: ServiceSpec, args: argparse.Namespace, stub: Callable[[grpc.Channel], Any]):
-        server_module = spec.server()
+        server_module, options = spec.server(), spec.options().from_args(args)
         self.loop = EventLoopThread()
-        self.backend = server_module.build_backend(args)
+        self.backend = server_module.build_backend(options)
         with contextlib.suppress(BackendUnavailable):  # Triton may come up later; health says so
             self.loop.run(self.backend.start())
-        self.host = server_module.build_host(args, self.backend)
+        self.host = server_module.build_host(options, self.backend)
         self.host.settings.health_poll_s = 0.2
         self.port = self.loop.run(self.host.start())
         self.address = f"127.0.0.1:{self.port}"

@@ -7,9 +7,10 @@ import json
 
 import pytest
 
+from blinkstack.common.backend_options import add_backend_options, backend_options
 from blinkstack.common.grpc_server import add_server_options, settings_from_args
 from blinkstack.common.security import Grant, TokenTable, read_secret
-from blinkstack.services import AGGREGATOR
+from blinkstack.services import AGGREGATOR, EYESTATE
 from tests.helpers.pki import make_pki
 
 
@@ -70,3 +71,10 @@ def test_a_secret_file_that_is_missing_or_empty_is_named(tmp_path):
         read_secret(str(empty), "--webhook-secret-file")
     with pytest.raises(ValueError, match=r"--view-token-file: .*No such file"):
         read_secret(str(missing), "--view-token-file")
+
+
+def test_a_triton_client_certificate_without_its_ca_stops_the_service():
+    parser = argparse.ArgumentParser()
+    add_backend_options(parser, EYESTATE, "eye_state")
+    with pytest.raises(ValueError, match="need --triton-ca"):
+        backend_options(parser.parse_args(["--backend", "triton", "--triton-client-cert", "c.pem"]))

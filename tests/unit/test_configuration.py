@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 from blinkstack.aggregator.engine import EngineConfig
 from blinkstack.aggregator.options import ENGINE_OPTIONS
@@ -39,6 +41,50 @@ def test_every_service_flag_has_a_literal_env_name_that_uses_the_specs_names():
             spec.metrics_port_env,
         )
         assert all(ENV_NAME.fullmatch(env) for env in table.values())
+
+
+def _another(value: object) -> object:
+    """A different value of the same type."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 1
+    if isinstance(value, float):
+        return value / 2 + 0.125
+    if isinstance(value, tuple):
+        return (*value, 99.0)
+    return f"{value}-other" if value else "other"
+
+
+# Flags that only decide whether a service may start, so they leave no trace in its options.
+START_UP_CHECKS = {"allow_plaintext_tokens"}  # lets --tokens-file start without TLS (test_security_rules)
+
+
+def test_every_flag_reaches_the_options_its_server_is_built_from():
+    """The servers take the options dataclass only: a flag that `from_args` drops would be a setting that does
+    nothing. Changing any one flag changes the options (or is refused at start-up, like a missing TLS file)."""
+    for spec in SERVICES.values():
+        parser = argparse.ArgumentParser()
+        spec.options().add_arguments(parser)
+        defaults = parser.parse_args([])
+        built = spec.options().from_args(defaults)
+        assert dataclasses.is_dataclass(built) and built == spec.options().from_args(parser.parse_args([]))
+        for action in parser._actions:
+            if "env" not in vars(action) or action.dest in START_UP_CHECKS:
+                continue
+            changed = argparse.Namespace(**vars(defaults))
+            setattr(changed, action.dest, _another(getattr(defaults, action.dest)))
+            try:
+                other = spec.options().from_args(changed)
+            except (ValueError, OSError):
+                continue  # read and refused: it reaches the options
+            assert other != built, f"{spec.name}: {action.option_strings[-1]} changes nothing in the options"
+
+
+def test_no_server_module_reads_parsed_flags():
+    for spec in SERVICES.values():
+        source = (REPO_ROOT / "services" / Path(*spec.package.split("."))).joinpath("server.py").read_text()
+        assert "argparse" not in source, f"{spec.name}/server.py reads flags: it should take its options"
 
 
 def test_every_engine_setting_is_a_flag():

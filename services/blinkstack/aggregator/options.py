@@ -1,13 +1,16 @@
-"""The aggregator's flags, each with its literal BLINKSTACK_* environment name, and the engine settings."""
+"""The aggregator's flags, each with its literal BLINKSTACK_* environment name, the engine settings, and the
+options built from them once (`from_args`): the server code takes `AggregatorOptions`, never the parsed flags."""
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 
 from blinkstack.aggregator import engine
-from blinkstack.common.config import env_option, parse_bool
-from blinkstack.common.grpc_server import add_server_options
-from blinkstack.common.security import add_client_security_options
+from blinkstack.aggregator.store import MAX_EVENT_SHARDS
+from blinkstack.common.config import env_option, from_flags, parse_bool
+from blinkstack.common.grpc_server import ServerSettings, add_server_options, settings_from_args
+from blinkstack.common.security import ClientSecurity, add_client_security_options, client_security
 from blinkstack.services import AGGREGATOR, DETECTOR, EYESTATE
 
 # The blink engine's settings: EngineConfig field, environment name, help. Defaults are EngineConfig's.
@@ -77,6 +80,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         int,
         help="event streams the cameras are spread over (a Redis Cluster spreads them over its masters); "
         "every aggregator of a deployment must use the same number",
+        at_least=1,
+        below=MAX_EVENT_SHARDS + 1,
     )
     env_option(group, "--events-maxlen", "BLINKSTACK_EVENTS_MAXLEN", 100_000, int, help="events kept per event shard")
     env_option(
@@ -184,3 +189,36 @@ def engine_config(args: argparse.Namespace) -> engine.EngineConfig:
     """The engine settings from parsed flags; EngineConfig checks the limits."""
     values = {name: getattr(args, name) for name, _, _ in ENGINE_OPTIONS}
     return engine.EngineConfig(**values, closure_alerts_s=args.closure_alerts_s)
+
+
+@dataclass(frozen=True)
+class AggregatorOptions:
+    server: ServerSettings
+    downstream_security: ClientSecurity  # how TrackFrames reaches the detector and eye-state service
+    engine: engine.EngineConfig
+    redis_url: str
+    redis_prefix: str
+    redis_retry_s: float
+    redis_cluster: bool
+    event_shards: int
+    events_maxlen: int
+    stream_events_maxlen: int
+    events_max_age_s: float
+    max_subscribers: int
+    subscriber_buffer: int
+    key_ttl_s: float
+    max_tracks_per_stream: int
+    detector_addr: str
+    eyestate_addr: str
+    max_seq_jump: int
+
+
+def from_args(args: argparse.Namespace) -> AggregatorOptions:
+    """The options, with the engine's limits and the TLS and token files checked now (a ValueError says what)."""
+    return from_flags(
+        AggregatorOptions,
+        args,
+        server=settings_from_args(args),
+        downstream_security=client_security(args),
+        engine=engine_config(args),
+    )

@@ -16,7 +16,6 @@ A frame or observation counts as accepted once Redis has it; every reply is sent
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import math
@@ -37,13 +36,13 @@ from blinkstack.aggregator.frames import (
     FrameServices,
     credentials_refused,
 )
-from blinkstack.aggregator.options import engine_config
-from blinkstack.aggregator.store import MAX_EVENT_SHARDS, RedisStore
+from blinkstack.aggregator.options import AggregatorOptions
+from blinkstack.aggregator.store import RedisStore
 from blinkstack.client import AioStubs, aio_stubs
 from blinkstack.common import images
 from blinkstack.common.errors import FailedPrecondition, InvalidInput, NotFound, Unavailable
-from blinkstack.common.grpc_server import ServiceHost, run_until_signal, settings_from_args
-from blinkstack.common.security import client_security, require_stream, stream_visible
+from blinkstack.common.grpc_server import ServiceHost, run_until_signal
+from blinkstack.common.security import require_stream, stream_visible
 from blinkstack.services import AGGREGATOR
 from blinkstack.v1 import (
     aggregator_pb2,
@@ -189,31 +188,31 @@ class _Backend:
     refused this aggregator's token or TLS set-up (a service that is merely down leaves it ready: PublishEyeStates
     and subscriptions need neither, and TrackFrames answers UNAVAILABLE until it is back)."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, options: AggregatorOptions) -> None:
         self.store = RedisStore(
-            args.redis_url,
-            prefix=args.redis_prefix,
-            events_maxlen=args.events_maxlen,
-            stream_events_maxlen=args.stream_events_maxlen,
-            retry_s=args.redis_retry_s,
-            events_max_age_s=args.events_max_age_s,
-            key_ttl_s=args.key_ttl_s,
-            event_shards=args.event_shards,
-            cluster=args.redis_cluster,
-            max_tracks=args.max_tracks_per_stream,
+            options.redis_url,
+            prefix=options.redis_prefix,
+            events_maxlen=options.events_maxlen,
+            stream_events_maxlen=options.stream_events_maxlen,
+            retry_s=options.redis_retry_s,
+            events_max_age_s=options.events_max_age_s,
+            key_ttl_s=options.key_ttl_s,
+            event_shards=options.event_shards,
+            cluster=options.redis_cluster,
+            max_tracks=options.max_tracks_per_stream,
         )
-        self.fanout = EventFanout(self.store, buffer=args.subscriber_buffer)
-        self.security = client_security(args)  # how TrackFrames reaches the detector and eye-state service
-        self.args = args
+        self.fanout = EventFanout(self.store, buffer=options.subscriber_buffer)
+        self.options = options
         self.detector: AioStubs | None = None
         self.eyestate: AioStubs | None = None
         self.refused = ""  # why a downstream service refused our credentials at the last check ("": it did not)
         self._checked_at = -math.inf
 
     async def start(self) -> None:
-        options = [("grpc.max_send_message_length", self.args.max_message_bytes)]
-        self.detector = aio_stubs(self.args.detector_addr, self.security, options)
-        self.eyestate = aio_stubs(self.args.eyestate_addr, self.security, options)
+        security = self.options.downstream_security
+        channel_options = [("grpc.max_send_message_length", self.options.server.max_message_bytes)]
+        self.detector = aio_stubs(self.options.detector_addr, security, channel_options)
+        self.eyestate = aio_stubs(self.options.eyestate_addr, security, channel_options)
 
     async def ready(self) -> bool:
         if self.detector is not None and time.monotonic() - self._checked_at >= CREDENTIALS_CHECK_S:
@@ -254,33 +253,29 @@ class _Backend:
         await self.store.close()
 
 
-def build_backend(args: argparse.Namespace) -> _Backend:
-    engine_config(args)  # validates the limits before anything starts
-    if not 1 <= args.event_shards <= MAX_EVENT_SHARDS:
-        raise ValueError(f"--event-shards must be 1..{MAX_EVENT_SHARDS} (got {args.event_shards})")
-    return _Backend(args)
+def build_backend(options: AggregatorOptions) -> _Backend:
+    return _Backend(options)
 
 
-def build_host(args: argparse.Namespace, backend: _Backend) -> ServiceHost:
-    config = engine_config(args)
+def build_host(options: AggregatorOptions, backend: _Backend) -> ServiceHost:
     frames = None
     if backend.detector is not None and backend.eyestate is not None:  # started: TrackFrames can call them
         frames = FrameServices(
-            backend.store,
-            ingest.GroupCommit(backend.store),
-            config,
-            backend.detector.detector,
-            backend.eyestate.eyestate,
-            max_seq_jump=args.max_seq_jump,
+            store=backend.store,
+            commits=ingest.GroupCommit(backend.store),
+            config=options.engine,
+            detector=backend.detector.detector,
+            eyestate=backend.eyestate.eyestate,
+            max_seq_jump=options.max_seq_jump,
             credentials_problem=lambda: backend.refused,
         )
-    servicer = AggregatorServicer(backend.store, config, backend.fanout, frames)
+    servicer = AggregatorServicer(backend.store, options.engine, backend.fanout, frames)
     register = partial(aggregator_pb2_grpc.add_AggregatorServiceServicer_to_server, servicer)
-    limits = {"SubscribeBlinks": args.max_subscribers}  # long-lived and cheap: their own limit
-    return ServiceHost(settings_from_args(args), AGGREGATOR, register, backend.ready, limits)
+    limits = {"SubscribeBlinks": options.max_subscribers}  # long-lived and cheap: their own limit
+    return ServiceHost(options.server, AGGREGATOR, register, backend.ready, limits)
 
 
-async def serve(args: argparse.Namespace) -> None:
-    backend = build_backend(args)
+async def serve(options: AggregatorOptions) -> None:
+    backend = build_backend(options)
     await backend.start()
-    await run_until_signal(build_host(args, backend), backend.close)
+    await run_until_signal(build_host(options, backend), backend.close)

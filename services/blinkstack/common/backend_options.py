@@ -103,15 +103,18 @@ def backend_options(args: argparse.Namespace) -> BackendOptions:
     repository = paths.located(args.model_repository)
     if args.backend == "onnxruntime":
         paths.require(repository, "model repository", "pass --model-repository or set BLINKSTACK_MODEL_REPOSITORY")
+    if (args.triton_client_cert or args.triton_client_key) and not args.triton_ca:
+        raise ValueError("--triton-client-cert/--triton-client-key need --triton-ca: a client certificate is for TLS")
+    tls = TritonTls(args.triton_ca, args.triton_client_cert, args.triton_client_key) if args.triton_ca else None
     return BackendOptions(
-        args.backend,
-        repository,
-        args.model_name,
-        args.model_version,
-        args.threads,
-        [p.strip() for p in args.providers.split(",") if p.strip()],
-        args.triton_url,
-        args.triton_timeout,
-        args.triton_retries,
-        TritonTls(args.triton_ca, args.triton_client_cert, args.triton_client_key) if args.triton_ca else None,
+        backend=args.backend,
+        repository=repository,
+        model_name=args.model_name,
+        version=args.model_version,
+        threads=args.threads,
+        providers=[p.strip() for p in args.providers.split(",") if p.strip()],
+        triton_url=args.triton_url,
+        triton_timeout_s=args.triton_timeout,
+        triton_retries=args.triton_retries,
+        triton_tls=tls,
     )

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 def parse_bool(text: str) -> bool:
@@ -46,6 +49,17 @@ def env_option(
     vars(action).update(env=env, env_default=default)  # for the configuration table (`env_table`)
 
 
+def from_flags(options_class: type[T], args: argparse.Namespace, **built: Any) -> T:
+    """An options dataclass from parsed flags: each field not in `built` is the flag of the same name.
+
+    The one place flags become options: a service's `options.from_args` passes the parts it builds (settings
+    that read files, nested dataclasses) and everything else is copied by name, so a field without its flag fails
+    here, at start-up, not on first use.
+    """
+    names = [f.name for f in dataclasses.fields(options_class) if f.name not in built]  # type: ignore[arg-type]
+    return options_class(**built, **{name: getattr(args, name) for name in names})
+
+
 def env_table(parser: argparse.ArgumentParser) -> list[tuple[str, str, Any, str]]:
     """(env name, flag, built-in default, help) of every `env_option` of `parser`, in order."""
     rows = []
@@ -61,9 +75,13 @@ def _bounded(kind: Callable[[str], Any], at_least: float | None, below: float | 
     def parse(text: str) -> Any:
         value = kind(text)
         if at_least is not None and value < at_least:
-            raise argparse.ArgumentTypeError(f"must be >= {at_least:g} (got {value})")
+            raise argparse.ArgumentTypeError(f"must be >= {_number(at_least)} (got {value})")
         if below is not None and value >= below:
-            raise argparse.ArgumentTypeError(f"must be < {below:g} (got {value})")
+            raise argparse.ArgumentTypeError(f"must be < {_number(below)} (got {value})")
         return value
 
     return parse
+
+
+def _number(value: float) -> str:
+    return f"{value:,}" if isinstance(value, int) else f"{value:g}"

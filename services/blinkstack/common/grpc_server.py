@@ -110,6 +110,7 @@ def add_server_options(parser: argparse.ArgumentParser, spec: ServiceSpec) -> No
         int,
         help="calls in progress at once before new ones get RESOURCE_EXHAUSTED (0: no limit); about throughput x "
         "the latency you accept: a deeper queue only turns overload into missed deadlines",
+        at_least=0,
     )
     env_option(
         group,
@@ -121,6 +122,7 @@ def add_server_options(parser: argparse.ArgumentParser, spec: ServiceSpec) -> No
         "any Python work (clients see CANCELLED), refusing all of them at twice this. Bounds the queue in front "
         "of admission: a flood of cheap calls is refused instead of aging past every deadline. The aggregator's "
         f"default is {AGGREGATOR.max_pending_rpcs}: every subscriber may reconnect at once",
+        at_least=1,
     )
     env_option(
         group,
@@ -140,6 +142,7 @@ def add_server_options(parser: argparse.ArgumentParser, spec: ServiceSpec) -> No
         float,
         help="a client stream (PublishEyeStates, TrackFrames, StreamDetectEyes...) that sends nothing this long is "
         "ended with DEADLINE_EXCEEDED, so it holds no slot (0: never)",
+        at_least=0,
     )
     env_option(
         group,
@@ -149,24 +152,14 @@ def add_server_options(parser: argparse.ArgumentParser, spec: ServiceSpec) -> No
         int,
         help="pixels all calls may hold decoded at once; a call beyond it gets RESOURCE_EXHAUSTED (memory: about "
         "4 bytes a pixel). At least one largest image (4096x4096)",
+        at_least=images.MAX_PIXELS_PER_REQUEST,
     )
 
 
 def settings_from_args(args: argparse.Namespace) -> ServerSettings:
     """The parsed server flags, with the TLS and token files read now: a bad one stops the service at start."""
-    if args.max_concurrent_rpcs < 0:
-        raise ValueError(f"--max-concurrent-rpcs must be >= 0 (got {args.max_concurrent_rpcs})")
-    if args.decode_budget_pixels < images.MAX_PIXELS_PER_REQUEST:
-        raise ValueError(
-            f"--decode-budget-pixels must be at least {images.MAX_PIXELS_PER_REQUEST:,} (one 4096x4096 image); got "
-            f"{args.decode_budget_pixels:,}"
-        )
-    if args.max_pending_rpcs < 1:
-        raise ValueError(f"--max-pending-rpcs must be >= 1 (got {args.max_pending_rpcs})")
     if not 0 < args.peer_share <= 1:
         raise ValueError(f"--peer-share must be in (0, 1] (got {args.peer_share})")
-    if args.stream_idle_s < 0:
-        raise ValueError(f"--stream-idle-s must be >= 0 (got {args.stream_idle_s})")
     credentials = server_credentials(args.tls_cert, args.tls_key, args.tls_client_ca)
     if args.tokens_file and credentials is None and not args.allow_plaintext_tokens:
         raise ValueError(
@@ -175,11 +168,11 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
             "encrypted by something else"
         )
     return ServerSettings(
-        args.host,
-        args.port,
-        args.metrics_port,
-        args.max_message_bytes,
-        args.grace,
+        host=args.host,
+        port=args.port,
+        metrics_port=args.metrics_port,
+        max_message_bytes=args.max_message_bytes,
+        grace_s=args.grace,
         max_concurrent_rpcs=args.max_concurrent_rpcs,
         credentials=credentials,
         tokens=TokenTable.load(args.tokens_file) if args.tokens_file else None,

@@ -213,6 +213,8 @@ def add_client_security_options(parser: argparse.ArgumentParser | argparse._Argu
 
 
 def client_security(args: argparse.Namespace) -> ClientSecurity:
-    security = ClientSecurity(args.tls_ca, args.tls_client_cert, args.tls_client_key, args.token_file)
+    security = ClientSecurity(
+        ca=args.tls_ca, cert=args.tls_client_cert, key=args.tls_client_key, token_file=args.token_file
+    )
     security.credentials()  # a missing file or a token without TLS is refused now, not on the first call
     return security

@@ -1,12 +1,14 @@
-"""The detector service's flags, each with its literal BLINKSTACK_* environment name."""
+"""The detector service's flags, each with its literal BLINKSTACK_* environment name, and the options built
+from them once (`from_args`): the server code takes `DetectorOptions`, never the parsed flags."""
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass, replace
 
-from blinkstack.common.backend_options import add_backend_options
-from blinkstack.common.config import env_option
-from blinkstack.common.grpc_server import add_server_options
+from blinkstack.common.backend_options import BackendOptions, add_backend_options, backend_options
+from blinkstack.common.config import env_option, from_flags
+from blinkstack.common.grpc_server import ServerSettings, add_server_options, settings_from_args
 from blinkstack.common.model_repository import FACE_DETECTOR_MODEL, FACE_LANDMARK_MODEL
 from blinkstack.detector import adapters, geometry
 from blinkstack.detector.front_end import DEFAULT_MAX_FACES
@@ -120,4 +122,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="run the face detector every Nth frame of a stream; in between the landmark model follows the faces "
         "(landmarks front end; 0: 30) or optical flow moves the face detector's points (centerface; 0: 1, every frame)",
         at_least=0,
+    )
+
+
+@dataclass(frozen=True)
+class DetectorOptions:
+    server: ServerSettings
+    face_detector: BackendOptions
+    face_landmarks: BackendOptions  # run by the landmarks front end only
+    front_end: str
+    adapter: adapters.AdapterSettings
+    judgeable: geometry.Judgeable
+    min_face_px: float
+    max_faces: int
+    max_streams: int
+    detect_every: int
+
+
+def from_args(args: argparse.Namespace) -> DetectorOptions:
+    """The options, with the TLS, token and model-repository settings checked now (a ValueError says what)."""
+    face_detector = backend_options(args)
+    return from_flags(
+        DetectorOptions,
+        args,
+        server=settings_from_args(args),
+        face_detector=face_detector,
+        face_landmarks=replace(face_detector, model_name=args.landmark_model, version=args.landmark_model_version),
+        adapter=adapters.AdapterSettings(
+            input_width=args.input_width, score_threshold=args.score_threshold, min_presence=args.min_presence
+        ),
+        judgeable=geometry.Judgeable(min_eye_px=args.min_eye_px, min_face_score=args.min_face_score),
     )

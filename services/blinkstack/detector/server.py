@@ -5,20 +5,19 @@ The servicer, the builders that wire it to the front end's models, and `serve`; 
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 
 import grpc
 import numpy as np
 
 from blinkstack.common import images, metrics
-from blinkstack.common.backend_options import BackendOptions, backend_options
+from blinkstack.common.backend_options import BackendOptions
 from blinkstack.common.errors import InvalidInput
-from blinkstack.common.grpc_server import ServiceHost, run_until_signal, settings_from_args
+from blinkstack.common.grpc_server import ServiceHost, run_until_signal
 from blinkstack.common.model_backend import start_or_await_ready
 from blinkstack.common.preprocess import to_gray
 from blinkstack.common.security import require_stream
@@ -29,6 +28,7 @@ from blinkstack.detector.face_models import FaceDetector, FaceLandmarker
 from blinkstack.detector.faces import FACE_POINTS, Eye, EyeOutline, Face
 from blinkstack.detector.front_end import FrontEnd, FrontEndModels
 from blinkstack.detector.onnxruntime_backend import OnnxRuntimeBackend
+from blinkstack.detector.options import DetectorOptions
 from blinkstack.detector.triton_backend import TritonBackend
 from blinkstack.services import DETECTOR
 from blinkstack.v1 import detector_pb2, detector_pb2_grpc, types_pb2
@@ -199,27 +199,23 @@ def _backend(options: BackendOptions) -> ModelBackend:
     )
 
 
-def build_backend(args: argparse.Namespace) -> FrontEndModels:
-    """The front end's models on their backends, from the flags (checked before anything starts)."""
-    settings = adapters.AdapterSettings(args.input_width, args.score_threshold, args.min_presence)
-    detector_adapter, landmark_adapter = adapters.adapters_for(args.front_end, settings)
-    options = backend_options(args)
-    detector = FaceDetector(detector_adapter, _backend(options), args.min_face_px)
+def build_backend(options: DetectorOptions) -> FrontEndModels:
+    """The front end's models on their backends."""
+    detector_adapter, landmark_adapter = adapters.adapters_for(options.front_end, options.adapter)
+    detector = FaceDetector(detector_adapter, _backend(options.face_detector), options.min_face_px)
     landmarker = None
     if landmark_adapter is not None:
-        landmark_options = replace(options, model_name=args.landmark_model, version=args.landmark_model_version)
-        landmarker = FaceLandmarker(landmark_adapter, _backend(landmark_options), args.min_face_px)
-    return FrontEndModels(detector, landmarker, args.detect_every, args.max_faces)
+        landmarker = FaceLandmarker(landmark_adapter, _backend(options.face_landmarks), options.min_face_px)
+    return FrontEndModels(detector, landmarker, options.detect_every, options.max_faces)
 
 
-def build_host(args: argparse.Namespace, models: FrontEndModels) -> ServiceHost:
-    servicer = DetectorServicer(models, args.max_streams, geometry.Judgeable(args.min_eye_px, args.min_face_score))
+def build_host(options: DetectorOptions, models: FrontEndModels) -> ServiceHost:
+    servicer = DetectorServicer(models, max_streams=options.max_streams, judgeable=options.judgeable)
     register = partial(detector_pb2_grpc.add_DetectorServiceServicer_to_server, servicer)
-    return ServiceHost(settings_from_args(args), DETECTOR, register, models.ready)
+    return ServiceHost(options.server, DETECTOR, register, models.ready)
 
 
-async def serve(args: argparse.Namespace) -> None:
-    models = build_backend(args)
-    host = build_host(args, models)  # validates the settings before anything starts
+async def serve(options: DetectorOptions) -> None:
+    models = build_backend(options)
     await start_or_await_ready(models)
-    await run_until_signal(host, models.close)
+    await run_until_signal(build_host(options, models), models.close)

@@ -1,12 +1,14 @@
-"""The eye-state service's flags, each with its literal BLINKSTACK_* environment name."""
+"""The eye-state service's flags, each with its literal BLINKSTACK_* environment name, and the options built
+from them once (`from_args`): the server code takes `EyeStateOptions`, never the parsed flags."""
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 
-from blinkstack.common.backend_options import add_backend_options
-from blinkstack.common.config import env_option, parse_bool
-from blinkstack.common.grpc_server import add_server_options
+from blinkstack.common.backend_options import BackendOptions, add_backend_options, backend_options
+from blinkstack.common.config import env_option, from_flags, parse_bool
+from blinkstack.common.grpc_server import ServerSettings, add_server_options, settings_from_args
 from blinkstack.common.model_repository import EYE_STATE_MODEL
 from blinkstack.services import EYESTATE
 
@@ -85,3 +87,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "single-threaded (onnxruntime on CPU; 0: always batch on the worker thread)",
         at_least=0,
     )
+
+
+@dataclass(frozen=True)
+class EyeStateOptions:
+    server: ServerSettings
+    backend: BackendOptions
+    threshold: float
+    gate: bool
+    uncertain_band: float
+    max_crops: int
+    max_batch: int
+    max_delay_ms: float
+    run_batch: int
+    inline_max_crops: int
+
+
+def from_args(args: argparse.Namespace) -> EyeStateOptions:
+    """The options, with the TLS, token and model-repository settings checked now (a ValueError says what)."""
+    return from_flags(EyeStateOptions, args, server=settings_from_args(args), backend=backend_options(args))

@@ -5,7 +5,6 @@ The servicer, the builders that wire it to a backend, and `serve`; the flags are
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import math
 from collections import Counter
@@ -16,12 +15,12 @@ import grpc
 import numpy as np
 
 from blinkstack.common import images, metrics
-from blinkstack.common.backend_options import backend_options
 from blinkstack.common.errors import InvalidInput
-from blinkstack.common.grpc_server import ServiceHost, run_until_signal, settings_from_args
+from blinkstack.common.grpc_server import ServiceHost, run_until_signal
 from blinkstack.common.model_backend import start_or_await_ready
 from blinkstack.common.preprocess import INPUT_HEIGHT, INPUT_WIDTH, preprocess_batch
 from blinkstack.eyestate.backend import EyeStateBackend
+from blinkstack.eyestate.options import EyeStateOptions
 from blinkstack.services import EYESTATE
 from blinkstack.v1 import eyestate_pb2, eyestate_pb2_grpc, types_pb2
 
@@ -114,40 +113,42 @@ class EyeStateServicer(eyestate_pb2_grpc.EyeStateServiceServicer):
         )
 
 
-def build_backend(args: argparse.Namespace) -> EyeStateBackend:
-    options = backend_options(args)
-    if options.backend == "triton":
+def build_backend(options: EyeStateOptions) -> EyeStateBackend:
+    model = options.backend
+    if model.backend == "triton":
         from blinkstack.eyestate.triton_backend import TritonBackend
 
-        backend = TritonBackend.from_options(options)
-        if not args.gate:
+        backend = TritonBackend.from_options(model)
+        if not options.gate:
             backend.gate = None
         return backend
     from blinkstack.eyestate.onnxruntime_backend import OnnxRuntimeBackend
 
     return OnnxRuntimeBackend(
-        options.repository,
-        options.model_name,
-        options.pinned_version,
-        threads=options.threads,
-        max_batch=args.max_batch,
-        max_delay_s=args.max_delay_ms / 1000.0,
-        providers=options.providers,
-        inline_max_crops=args.inline_max_crops,
-        run_batch=args.run_batch,
-        gate=args.gate,
+        model.repository,
+        model.model_name,
+        model.pinned_version,
+        threads=model.threads,
+        max_batch=options.max_batch,
+        max_delay_s=options.max_delay_ms / 1000.0,
+        providers=model.providers,
+        inline_max_crops=options.inline_max_crops,
+        run_batch=options.run_batch,
+        gate=options.gate,
     )
 
 
-def build_host(args: argparse.Namespace, backend: EyeStateBackend) -> ServiceHost:
-    servicer = EyeStateServicer(backend, args.threshold, args.max_crops, args.uncertain_band)
+def build_host(options: EyeStateOptions, backend: EyeStateBackend) -> ServiceHost:
+    servicer = EyeStateServicer(
+        backend, threshold=options.threshold, max_crops=options.max_crops, uncertain_band=options.uncertain_band
+    )
     register = partial(eyestate_pb2_grpc.add_EyeStateServiceServicer_to_server, servicer)
-    return ServiceHost(settings_from_args(args), EYESTATE, register, backend.ready)
+    return ServiceHost(options.server, EYESTATE, register, backend.ready)
 
 
-async def serve(args: argparse.Namespace) -> None:
+async def serve(options: EyeStateOptions) -> None:
     # Crops are tiny: waking OpenCV's thread pool for each resize costs more than it saves (~2x per crop).
     cv2.setNumThreads(1)
-    backend = build_backend(args)
+    backend = build_backend(options)
     await start_or_await_ready(backend)
-    await run_until_signal(build_host(args, backend), backend.close)
+    await run_until_signal(build_host(options, backend), backend.close)
