@@ -27,7 +27,7 @@ import psutil
 
 from blinkstack.aggregator.engine import TrackState
 from blinkstack.aggregator.ingest import GroupCommit
-from blinkstack.aggregator.store import RedisStore, Write
+from blinkstack.aggregator.store import RedisStore, StoreSettings, Write
 from blinkstack.local.processes import free_port
 from blinkstack.local.redis_cluster import LocalRedisCluster
 from blinkstack.local.redis_server import RedisServer
@@ -52,7 +52,9 @@ async def camera(store: RedisStore, commit: Commit, name: str, end: float, laten
 
 
 async def measure(url: str, cluster: bool, cameras: int, seconds: float, shards: int, grouped: bool) -> dict:
-    store = RedisStore(url, prefix=f"bench{cameras}{grouped}", event_shards=shards, cluster=cluster)
+    store = RedisStore(
+        StoreSettings(url, redis_prefix=f"bench{cameras}{grouped}", event_shards=shards, redis_cluster=cluster)
+    )
     commit = GroupCommit(store).commit if grouped else store.apply
     latencies: list[float] = []
     try:

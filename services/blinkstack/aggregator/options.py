@@ -7,7 +7,7 @@ import argparse
 from dataclasses import dataclass
 
 from blinkstack.aggregator import engine
-from blinkstack.aggregator.store import MAX_EVENT_SHARDS
+from blinkstack.aggregator.store import MAX_EVENT_SHARDS, StoreSettings
 from blinkstack.common.config import env_option, from_flags, parse_bool
 from blinkstack.common.grpc_server import ServerSettings, add_server_options, settings_from_args
 from blinkstack.common.security import ClientSecurity, add_client_security_options, client_security
@@ -196,18 +196,9 @@ class AggregatorOptions:
     server: ServerSettings
     downstream_security: ClientSecurity  # how TrackFrames reaches the detector and eye-state service
     engine: engine.EngineConfig
-    redis_url: str
-    redis_prefix: str
-    redis_retry_s: float
-    redis_cluster: bool
-    event_shards: int
-    events_maxlen: int
-    stream_events_maxlen: int
-    events_max_age_s: float
+    store: StoreSettings
     max_subscribers: int
     subscriber_buffer: int
-    key_ttl_s: float
-    max_tracks_per_stream: int
     detector_addr: str
     eyestate_addr: str
     max_seq_jump: int
@@ -221,4 +212,5 @@ def from_args(args: argparse.Namespace) -> AggregatorOptions:
         server=settings_from_args(args),
         downstream_security=client_security(args),
         engine=engine_config(args),
+        store=from_flags(StoreSettings, args),
     )

@@ -75,16 +75,15 @@ def wanted(request: aggregator_pb2.SubscribeBlinksRequest) -> Callable[[aggregat
     )
 
 
+# engine.Stats' figures that TrackStats carries under the same names.
+STATS_FIGURES = ("window_us", "blink_count", "blinks_per_minute", "perclos", "open_ratio", "mean_blink_duration_ms")
+
+
 def stats_message(stream_id: str, track_id: int, result: engine.Stats) -> aggregator_pb2.TrackStats:
     reply = aggregator_pb2.TrackStats(
         stream_id=stream_id,
         track_id=track_id,
-        window_us=result.window_us,
-        blink_count=result.blink_count,
-        blinks_per_minute=result.blinks_per_minute,
-        perclos=result.perclos,
-        open_ratio=result.open_ratio,
-        mean_blink_duration_ms=result.mean_blink_duration_ms,
+        **{name: getattr(result, name) for name in STATS_FIGURES},
         last_timestamp_us=result.last_timestamp_us or 0,
         drowsiness=cast(aggregator_pb2.DrowsinessLevel, int(result.level)),
     )
@@ -189,18 +188,7 @@ class _Backend:
     and subscriptions need neither, and TrackFrames answers UNAVAILABLE until it is back)."""
 
     def __init__(self, options: AggregatorOptions) -> None:
-        self.store = RedisStore(
-            options.redis_url,
-            prefix=options.redis_prefix,
-            events_maxlen=options.events_maxlen,
-            stream_events_maxlen=options.stream_events_maxlen,
-            retry_s=options.redis_retry_s,
-            events_max_age_s=options.events_max_age_s,
-            key_ttl_s=options.key_ttl_s,
-            event_shards=options.event_shards,
-            cluster=options.redis_cluster,
-            max_tracks=options.max_tracks_per_stream,
-        )
+        self.store = RedisStore(options.store)
         self.fanout = EventFanout(self.store, buffer=options.subscriber_buffer)
         self.options = options
         self.detector: AioStubs | None = None

@@ -208,32 +208,36 @@ class KeyLayout:
         return f"{self._tagged(stream_id)}:tracks:{stream_id}"
 
 
+@dataclass(frozen=True)
+class StoreSettings:
+    """Where the aggregator keeps its state and how much of it (each field is the aggregator flag of that name)."""
+
+    redis_url: str
+    redis_prefix: str = "blinkstack"
+    redis_retry_s: float = 30.0  # how long writes wait for Redis
+    redis_cluster: bool = False
+    event_shards: int = 1
+    events_maxlen: int = 100_000
+    stream_events_maxlen: int = 10_000
+    events_max_age_s: float = 0.0
+    key_ttl_s: float = 0.0  # 0: keys never expire
+    max_tracks_per_stream: int = 10_000  # 0: no limit
+
+
 class RedisStore:
-    def __init__(
-        self,
-        url: str,
-        *,
-        prefix: str = "blinkstack",
-        events_maxlen: int = 100_000,
-        stream_events_maxlen: int = 10_000,
-        retry_s: float = 30.0,
-        events_max_age_s: float = 0.0,
-        key_ttl_s: float = 0.0,
-        event_shards: int = 1,
-        cluster: bool = False,
-        max_tracks: int = 10_000,
-    ) -> None:
-        if not 1 <= event_shards <= MAX_EVENT_SHARDS:
-            raise ValueError(f"event shards must be 1..{MAX_EVENT_SHARDS} (got {event_shards})")
-        self.keys = KeyLayout(prefix, event_shards)
-        self.events_max_age_s, self.key_ttl_ms = events_max_age_s, round(key_ttl_s * 1000)
-        self.events_maxlen, self.stream_events_maxlen = events_maxlen, stream_events_maxlen
-        self.retry_s, self.cluster, self.max_tracks = retry_s, cluster, max_tracks
+    def __init__(self, settings: StoreSettings) -> None:
+        if not 1 <= settings.event_shards <= MAX_EVENT_SHARDS:
+            raise ValueError(f"event shards must be 1..{MAX_EVENT_SHARDS} (got {settings.event_shards})")
+        self.keys = KeyLayout(settings.redis_prefix, settings.event_shards)
+        self.events_max_age_s, self.key_ttl_ms = settings.events_max_age_s, round(settings.key_ttl_s * 1000)
+        self.events_maxlen, self.stream_events_maxlen = settings.events_maxlen, settings.stream_events_maxlen
+        self.retry_s, self.cluster = settings.redis_retry_s, settings.redis_cluster
+        self.max_tracks = settings.max_tracks_per_stream
         self.full = ""  # why Redis last refused a write ("": it did not, or a probe write got through since)
-        self.url = redacted(url)  # what errors and logs show: never the password
+        self.url = redacted(settings.redis_url)  # what errors and logs show: never the password
         metrics.AGGREGATOR_REDIS_WRITABLE.set(1)
-        client = RedisCluster if cluster else aioredis.Redis
-        self.redis = client.from_url(url, socket_connect_timeout=1.0, socket_timeout=10.0)
+        client = RedisCluster if settings.redis_cluster else aioredis.Redis
+        self.redis = client.from_url(settings.redis_url, socket_connect_timeout=1.0, socket_timeout=10.0)
 
     @property
     def shards(self) -> int:

@@ -56,7 +56,8 @@ def from_flags(options_class: type[T], args: argparse.Namespace, **built: Any) -
     that read files, nested dataclasses) and everything else is copied by name, so a field without its flag fails
     here, at start-up, not on first use.
     """
-    names = [f.name for f in dataclasses.fields(options_class) if f.name not in built]  # type: ignore[arg-type]
+    fields = dataclasses.fields(options_class)  # type: ignore[arg-type]
+    names = [f.name for f in fields if f.init and f.name not in built]
     return options_class(**built, **{name: getattr(args, name) for name in names})
 
 

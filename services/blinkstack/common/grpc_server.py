@@ -9,7 +9,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -17,7 +17,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from blinkstack.common import images
-from blinkstack.common.config import env_option, parse_bool
+from blinkstack.common.config import env_option, from_flags, parse_bool
 from blinkstack.common.rpc_boundary import RpcBoundary
 from blinkstack.common.security import TokenTable, server_credentials
 from blinkstack.services import AGGREGATOR, ServiceSpec
@@ -46,7 +46,7 @@ class ServerSettings:
     metrics_port: int = 0  # 0: no metrics endpoint
     max_message_bytes: int = 16 * 1024 * 1024
     grace_s: float = 5.0
-    health_poll_s: float = 1.0
+    health_poll_s: float = field(default=1.0, init=False)  # how often readiness is asked (tests poll faster)
     max_concurrent_rpcs: int = 64  # 0: no limit
     credentials: grpc.ServerCredentials | None = None  # None: plaintext
     tokens: TokenTable | None = None  # None: no bearer tokens checked
@@ -72,7 +72,15 @@ def add_server_options(parser: argparse.ArgumentParser, spec: ServiceSpec) -> No
         int,
         help="largest request accepted",
     )
-    env_option(group, "--grace", "BLINKSTACK_GRACE_S", 5.0, float, help="seconds to drain in-flight RPCs on shutdown")
+    env_option(
+        group,
+        "--grace",
+        "BLINKSTACK_GRACE_S",
+        5.0,
+        float,
+        help="seconds to drain in-flight RPCs on shutdown",
+        dest="grace_s",
+    )
     env_option(group, "--tls-cert", "BLINKSTACK_TLS_CERT", "", help="PEM certificate chain: serve TLS")
     env_option(group, "--tls-key", "BLINKSTACK_TLS_KEY", "", help="PEM private key of --tls-cert")
     env_option(
@@ -167,21 +175,11 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
             "serve TLS, or say --allow-plaintext-tokens (BLINKSTACK_ALLOW_PLAINTEXT_TOKENS=1) where the hop is "
             "encrypted by something else"
         )
-    return ServerSettings(
-        host=args.host,
-        port=args.port,
-        metrics_port=args.metrics_port,
-        max_message_bytes=args.max_message_bytes,
-        grace_s=args.grace,
-        max_concurrent_rpcs=args.max_concurrent_rpcs,
+    return from_flags(
+        ServerSettings,
+        args,
         credentials=credentials,
         tokens=TokenTable.load(args.tokens_file) if args.tokens_file else None,
-        reflection=args.reflection,
-        health_port=args.health_port,
-        decode_budget_pixels=args.decode_budget_pixels,
-        peer_share=args.peer_share,
-        stream_idle_s=args.stream_idle_s,
-        max_pending_rpcs=args.max_pending_rpcs,
     )
 
 
