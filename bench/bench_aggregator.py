@@ -16,7 +16,6 @@ loopback.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import threading
@@ -30,6 +29,7 @@ from blinkstack.client import Client
 from blinkstack.local.processes import free_port, service_process
 from blinkstack.local.redis_server import RedisServer
 from blinkstack.services import AGGREGATOR
+from blinkstack.tools.reports import write_json
 from blinkstack.v1 import aggregator_pb2, aggregator_pb2_grpc
 
 OPEN_P, CLOSED_P = 1 - 2**-10, 2**-10  # confident readings as the webcam model gives them (as in the tests)
@@ -138,9 +138,7 @@ def main() -> None:
         f"event latency, closing observation -> subscriber: p50 {latency['p50_ms']:.2f} ms, "
         f"p99 {latency['p99_ms']:.2f} ms ({latency['events']} blinks at 30 frames/s)"
     )
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.json, result)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ is skipped with a note.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import tempfile
 import threading
@@ -32,6 +31,7 @@ import psutil
 
 from blinkstack.common import paths
 from blinkstack.local.stack import Stack, StackConfig
+from blinkstack.tools.reports import write_json
 from blinkstack.tools.watch import FrameEncoding, WatchResult, read_video, watch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -142,9 +142,7 @@ def main() -> None:
                 f"landmark recipe, MediaPipe {name} (decode + landmarks, one process): {ms:.2f} ms CPU per frame; "
                 f"the stack's server side (median over the runs above, {stack_ms:.2f} ms): {stack_ms / ms:.2f}x"
             )
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(args.json, report)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ from blinkstack.common.preprocess import decode_image, preprocess_batch
 from blinkstack.detector.front_end import embedded_models
 from blinkstack.local.processes import service_process
 from blinkstack.services import DETECTOR
+from blinkstack.tools.reports import write_json
 from blinkstack.tools.watch import FrameEncoding, read_video
 from blinkstack.v1 import detector_pb2, detector_pb2_grpc, types_pb2
 from blinkstack_train.data import DEFAULT_DATA_DIR
@@ -178,9 +178,7 @@ def main() -> None:
         for name, s in runs.items():
             latency = f", p50 {s['p50_ms']:.2f} ms, p99 {s['p99_ms']:.2f} ms" if "p50_ms" in s else ""
             print(f"service {label} {name}: {s['frames_per_s']:.1f} frames/s{latency}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.json, result)
 
 
 if __name__ == "__main__":

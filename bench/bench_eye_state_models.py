@@ -12,7 +12,6 @@ the best size (--run-batch). Inputs are real-shaped random crops; the cost does 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -22,6 +21,7 @@ import numpy as np
 
 from blinkstack.common.onnx_runtime import create_session
 from blinkstack.common.preprocess import INPUT_SHAPE
+from blinkstack.tools.reports import write_json
 
 
 def latency_batch1(model: Path, calls: int) -> dict[str, float]:
@@ -83,9 +83,8 @@ def main() -> None:
     print(f"\ncrops/s by batch size (one thread per core)\n{'model':<10}" + "".join(f"{b:>9}" for b in sweep))
     for r in rows:
         print(f"{r['model']:<10}" + "".join(f"{r['crops_per_s_by_batch'][b]:>9,.0f}" for b in sweep))
-    if args.json:
-        machine = {"cpus": len(os.sched_getaffinity(0)), "processor": platform.processor() or platform.machine()}
-        args.json.write_text(json.dumps({"machine": machine, "batch": args.batch, "models": rows}, indent=2))
+    machine = {"cpus": len(os.sched_getaffinity(0)), "processor": platform.processor() or platform.machine()}
+    write_json(args.json, {"machine": machine, "batch": args.batch, "models": rows})
 
 
 if __name__ == "__main__":

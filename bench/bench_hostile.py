@@ -13,7 +13,6 @@ seen, and whether any process died.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import tempfile
 import threading
@@ -31,6 +30,7 @@ from blinkstack.local.processes import ServiceProcess, free_port, service_proces
 from blinkstack.local.redis_server import RedisServer
 from blinkstack.services import AGGREGATOR, DETECTOR, EYESTATE
 from blinkstack.tools.hostile import jpeg_claiming, mutations, png_bomb, scan_bomb
+from blinkstack.tools.reports import write_json
 from blinkstack.v1 import aggregator_pb2, detector_pb2, eyestate_pb2, types_pb2
 
 
@@ -200,9 +200,7 @@ def main() -> None:
         codes = fuzz(addresses, args.fuzz_cases)
         alive = {name: s.process.poll() is None for name, s in servers.items()}
     print(f"fuzz: {sum(codes.values()):,} mutated requests, codes {dict(codes)}; processes alive {alive}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"attacks": rows, "fuzz": dict(codes), "alive": alive}, indent=2) + "\n")
+    write_json(args.json, {"attacks": rows, "fuzz": dict(codes), "alive": alive})
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import time
 from collections import Counter
@@ -29,6 +28,7 @@ import numpy as np
 from blinkstack.client import aio_stubs
 from blinkstack.local.processes import service_process
 from blinkstack.services import EYESTATE
+from blinkstack.tools.reports import write_json
 from blinkstack.v1 import eyestate_pb2, types_pb2
 
 
@@ -83,9 +83,7 @@ def main() -> None:
     for name, run in (("at capacity", capacity), ("at 4x", overload)):
         print(f"{name:12s} {run['callers']:4d} callers: goodput {run['goodput_per_s']:7.1f} requests/s  {run['codes']}")
     print(f"goodput at {overload['callers']} callers: {ratio:.0%} of the goodput at capacity")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"capacity": capacity, "overload": overload, "ratio": ratio}, indent=2) + "\n")
+    write_json(args.json, {"capacity": capacity, "overload": overload, "ratio": ratio})
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -31,6 +30,7 @@ from blinkstack.aggregator.store import RedisStore, StoreSettings, Write
 from blinkstack.local.processes import free_port
 from blinkstack.local.redis_cluster import LocalRedisCluster
 from blinkstack.local.redis_server import RedisServer
+from blinkstack.tools.reports import write_json
 
 Commit = Callable[[list[Write]], Awaitable[list]]
 STATE = TrackState().to_json()  # the engine state's size as stored
@@ -109,9 +109,7 @@ def main() -> None:
                 rows += run(f"cluster, {args.cluster_masters} masters", cluster.url, pids, True, args)
             finally:
                 cluster.stop()
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    write_json(args.json, rows)
 
 
 if __name__ == "__main__":

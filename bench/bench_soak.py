@@ -12,7 +12,6 @@ end-to-end latency p99 of the first and the last minute, and their drift.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import threading
 import time
@@ -23,6 +22,7 @@ import psutil
 
 from blinkstack.common import paths
 from blinkstack.local.stack import Stack, StackConfig
+from blinkstack.tools.reports import write_json
 from blinkstack.tools.watch import watch
 
 VIDEO = paths.data_dir() / "video" / "eyeblink8_v8_windows.mp4"
@@ -94,9 +94,7 @@ def main() -> None:
         f"{len(latencies)} frames at 30 frames/s; end-to-end p99 {p99_first:.1f} ms in the first minute, "
         f"{p99_last:.1f} ms in the last ({report['p99_drift']:+.1%})"
     )
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(args.json, report)
 
 
 if __name__ == "__main__":

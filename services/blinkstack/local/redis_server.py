@@ -18,7 +18,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from blinkstack.local.processes import stop_process
+from blinkstack.local.processes import LocalServer, stop_process
 
 
 class RedisError(RuntimeError):
@@ -39,7 +39,7 @@ def redis_server_binary() -> str:
     return str(bundled)
 
 
-class RedisServer:
+class RedisServer(LocalServer):
     def __init__(
         self,
         port: int,
@@ -128,10 +128,3 @@ class RedisServer:
         if self.process is not None:
             stop_process(self.process, 10.0)
             self.process = None
-
-    def __enter__(self) -> RedisServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

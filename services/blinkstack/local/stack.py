@@ -23,7 +23,7 @@ from grpc_health.v1 import health_pb2
 from blinkstack.aggregator.store import redacted
 from blinkstack.client import health
 from blinkstack.common import paths
-from blinkstack.local.processes import free_port, port_in_use, stop_process
+from blinkstack.local.processes import LocalServer, free_port, port_in_use, stop_process
 from blinkstack.local.redis_server import RedisError, RedisServer
 from blinkstack.services import AGGREGATOR, DETECTOR, EYESTATE, ServiceSpec
 
@@ -83,7 +83,7 @@ class _Service:
     restarts: list[float] = field(default_factory=list)  # monotonic times of recent restarts
 
 
-class Stack:
+class Stack(LocalServer):
     def __init__(self, config: StackConfig) -> None:
         self.config = config
         self.redis: RedisServer | None = None
@@ -234,10 +234,3 @@ class Stack:
         if self.redis is not None:
             self.redis.stop()
             self.redis = None
-
-    def __enter__(self) -> Stack:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

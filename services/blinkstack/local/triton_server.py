@@ -23,7 +23,7 @@ import urllib.request
 from pathlib import Path
 
 from blinkstack.common import paths
-from blinkstack.local.processes import stop_process
+from blinkstack.local.processes import LocalServer, stop_process
 
 # A checkout's tool: the environment `make triton-env` builds and the stand-in backend in deploy/, both found
 # from the checkout's root (the working directory) unless set.
@@ -42,7 +42,7 @@ def _site_packages(env: Path) -> Path:
     return found[0]
 
 
-class TritonServer:
+class TritonServer(LocalServer):
     def __init__(
         self,
         repository: Path,
@@ -139,13 +139,6 @@ class TritonServer:
         if self._workdir is not None:
             self._workdir.cleanup()
             self._workdir = None
-
-    def __enter__(self) -> TritonServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def main() -> None:

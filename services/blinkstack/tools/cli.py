@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from blinkstack.aggregator import event_forms
@@ -14,7 +15,7 @@ from blinkstack.common.config import env_option
 from blinkstack.common.security import ClientSecurity, add_client_security_options, client_security
 from blinkstack.local import commands as local
 from blinkstack.serve import add_serve_parser
-from blinkstack.services import AGGREGATOR, DETECTOR, EYESTATE
+from blinkstack.services import AGGREGATOR, DETECTOR, EYESTATE, ServiceSpec
 from blinkstack.tools import alerts, client, progress
 from blinkstack.tools.reports import write_outputs
 from blinkstack.tools.watch import FrameEncoding, SourceError, default_stream_id, watch
@@ -133,21 +134,34 @@ def add_view_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--view-token-file", default="", help="the page asks for this file's token (once, as ?token=)")
 
 
-def _add_client_commands(sub: argparse._SubParsersAction) -> None:
-    classify = sub.add_parser("classify", help="print prob_open and state for eye-crop image files")
-    classify.add_argument("images", nargs="+", help="PNG/JPEG eye crops")
-    env_option(classify, "--target", EYESTATE.address_env, EYESTATE.default_address(), help="eye-state service")
-    classify.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
-    add_client_security_options(classify)
-    classify.set_defaults(run=client.classify)
+def _client_command(
+    sub: argparse._SubParsersAction,
+    name: str,
+    help: str,
+    service: ServiceSpec,
+    run: Callable[[argparse.Namespace], int],
+) -> argparse.ArgumentParser:
+    """A command that calls `service`: --target (default from its address variable), the TLS and token flags."""
+    parser = sub.add_parser(name, help=help)
+    env_option(parser, "--target", service.address_env, service.default_address(), help=f"{service.name} address")
+    add_client_security_options(parser)
+    parser.set_defaults(run=run)
+    return parser
 
-    detect = sub.add_parser("detect", help="print the faces and eyes the detector finds in an image file")
+
+def _add_client_commands(sub: argparse._SubParsersAction) -> None:
+    classify = _client_command(
+        sub, "classify", "print prob_open and state for eye-crop image files", EYESTATE, client.classify
+    )
+    classify.add_argument("images", nargs="+", help="PNG/JPEG eye crops")
+    classify.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
+
+    detect = _client_command(
+        sub, "detect", "print the faces and eyes the detector finds in an image file", DETECTOR, client.detect
+    )
     detect.add_argument("image", help="PNG/JPEG frame")
-    env_option(detect, "--target", DETECTOR.address_env, DETECTOR.default_address(), help="detector service")
     detect.add_argument("--annotate", metavar="PNG", help="also write the frame with boxes and landmarks drawn")
     detect.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
-    add_client_security_options(detect)
-    detect.set_defaults(run=client.detect)
 
     scoring = sub.add_parser("score-events", help="event precision/recall of detected events against ground truth")
     scoring.add_argument("truth", help='JSON list of {"type", "start_us", "end_us"}')
@@ -155,8 +169,13 @@ def _add_client_commands(sub: argparse._SubParsersAction) -> None:
     scoring.add_argument("--min-overlap", type=float, default=0.3, help="overlap / shorter duration to match")
     scoring.set_defaults(run=client.score_events)
 
-    events = sub.add_parser("events", help="print events (stored ones after --after, then new ones with --follow)")
-    env_option(events, "--target", AGGREGATOR.address_env, AGGREGATOR.default_address(), help="aggregator address")
+    events = _client_command(
+        sub,
+        "events",
+        "print events (stored ones after --after, then new ones with --follow)",
+        AGGREGATOR,
+        client.events,
+    )
     events.add_argument(
         "--after",
         default="0",
@@ -168,21 +187,15 @@ def _add_client_commands(sub: argparse._SubParsersAction) -> None:
     events.add_argument("--stream-id", action="append", help="only this stream (repeatable)")
     events.add_argument("--track-id", type=int, action="append", help="only this track (repeatable)")
     events.add_argument("--format", choices=["text", "json", "csv"], default="text", help="json: JSON Lines")
-    add_client_security_options(events)
-    events.set_defaults(run=client.events)
 
-    alert = sub.add_parser("alerts", help="forward drowsiness alerts to a webhook (at least once) or stdout")
-    env_option(alert, "--target", AGGREGATOR.address_env, AGGREGATOR.default_address(), help="aggregator address")
+    alert = _client_command(
+        sub, "alerts", "forward drowsiness alerts to a webhook (at least once) or stdout", AGGREGATOR, alerts.forward
+    )
     alerts.add_arguments(alert)
-    add_client_security_options(alert)
-    alert.set_defaults(run=alerts.forward)
 
-    stats = sub.add_parser("stats", help="a track's blink rate, PERCLOS and last event")
-    env_option(stats, "--target", AGGREGATOR.address_env, AGGREGATOR.default_address(), help="aggregator address")
+    stats = _client_command(sub, "stats", "a track's blink rate, PERCLOS and last event", AGGREGATOR, client.stats)
     stats.add_argument("--stream-id", required=True)
     stats.add_argument("--track-id", type=int, default=1)
-    add_client_security_options(stats)
-    stats.set_defaults(run=client.stats)
 
 
 def _add_stack_commands(sub: argparse._SubParsersAction) -> None:
@@ -190,11 +203,14 @@ def _add_stack_commands(sub: argparse._SubParsersAction) -> None:
     local.add_stack_options(up)
     up.set_defaults(run=local.up)
 
-    watch = sub.add_parser("watch", help="stream a video or camera through TrackFrames; events, summary, plots")
+    watch = _client_command(
+        sub,
+        "watch",
+        "stream a video or camera through TrackFrames; events, summary, plots",
+        AGGREGATOR,
+        lambda args: run_watch(args, args.target, client_security(args)),
+    )
     _add_watch_options(watch)
-    env_option(watch, "--target", AGGREGATOR.address_env, AGGREGATOR.default_address(), help="aggregator address")
-    add_client_security_options(watch)
-    watch.set_defaults(run=lambda args: run_watch(args, args.target, client_security(args)))
 
     demo = sub.add_parser("demo", help="up + watch a video + down (the README's main job)")
     _add_watch_options(demo, video_default=str(paths.data_dir() / DEMO_VIDEO))
@@ -203,11 +219,14 @@ def _add_stack_commands(sub: argparse._SubParsersAction) -> None:
     local.add_stack_options(demo)
     demo.set_defaults(run=lambda args: local.demo(args, demo_view if args.view else run_watch))
 
-    view = sub.add_parser("view", help="a live browser view of a running stack: video, timelines, events, stats")
-    env_option(view, "--target", AGGREGATOR.address_env, AGGREGATOR.default_address(), help="aggregator address")
+    view = _client_command(
+        sub,
+        "view",
+        "a live browser view of a running stack: video, timelines, events, stats",
+        AGGREGATOR,
+        lambda args: _view().run_view(args),
+    )
     add_view_arguments(view)
-    add_client_security_options(view)
-    view.set_defaults(run=lambda args: _view().run_view(args))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -110,3 +110,10 @@ def write_outputs(result: WatchResult, out_dir: Path) -> dict:
     (out_dir / "events.json").write_text(json.dumps([event_forms.to_json(e) for e in result.events], indent=2) + "\n")
     plot_timeline(result, out_dir / "timeline.png")
     return summary
+
+
+def write_json(path: Path | None, data: object) -> None:
+    """`data` as indented JSON at `path` (its folder made), for the benchmarks' `--json`; None: nothing."""
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=2) + "\n")
